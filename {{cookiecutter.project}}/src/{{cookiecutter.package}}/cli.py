@@ -1,0 +1,193 @@
+"""The ``{{ cookiecutter.package }}`` command.
+
+``{{ cookiecutter.package }} fit|validate|test|predict --config configs/baseline.yaml ...`` is a
+LightningCLI (every model, data and trainer argument is a flag; ``--print_config`` shows them);
+``{{ cookiecutter.package }} sample-data DIR`` writes the synthetic sample set. Bad input ends with one
+``error:`` line on stderr and exit code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.tuner import Tuner
+
+from . import sample_data
+from .backbones import BackboneError
+from .data import PlantDataModule
+from .errors import DataError
+from .models import PlantClassifier
+from .submission import SubmissionWriter
+
+USER_ERRORS = (DataError, BackboneError)
+
+
+class FitConfigSaver(SaveConfigCallback):
+    """Save the resolved config beside the logs of a training run only (not for predict)."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":
+            super().setup(trainer, pl_module, stage)
+
+
+class PlantCLI(LightningCLI):
+    """LightningCLI with checkpointing, a submission writer and input checks before each run."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.dirpath": "checkpoints",
+                "checkpoint.filename": "best-epoch{epoch:02d}",
+                "checkpoint.auto_insert_metric_name": False,
+                "checkpoint.monitor": "val/f1",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+            }
+        )
+        parser.add_lightning_class_args(SubmissionWriter, "submission")
+        parser.add_argument(
+            "--auto_batch_size",
+            type=bool,
+            default=False,
+            help="fit only: find the largest batch size that fits (Tuner.scale_batch_size)",
+        )
+        parser.add_argument(
+            "--auto_batch_size_max_trials",
+            type=int,
+            default=6,
+            help="doublings the batch-size finder may try",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if self.subcommand == "predict":
+            if not ckpt_path:
+                raise DataError("predict needs a trained model: pass --ckpt_path CHECKPOINT")
+            config.trainer.logger = False
+        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
+            classes = checkpoint_classes(ckpt_path)
+            if config.model.get("classes") is None:
+                config.model.classes = classes
+        if ckpt_path:
+            # The weights come from the checkpoint: never fetch pretrained ones again.
+            config.model.pretrained = False
+
+    def _check_inputs(self, stage: str) -> None:
+        self.datamodule.check(stage)
+        data_classes = self.datamodule.available_classes
+        model_classes = self.model.classes
+        if model_classes is not None and data_classes is not None and model_classes != data_classes:
+            raise DataError(
+                f"label vocabulary mismatch: the model knows {model_classes}, but"
+                f" {self.datamodule.train_csv} has {data_classes}"
+            )
+
+    def before_fit(self) -> None:
+        self._check_inputs("fit")
+        if self.config.fit.auto_batch_size:
+            Tuner(self.trainer).scale_batch_size(
+                self.model,
+                datamodule=self.datamodule,
+                mode="power",
+                max_trials=self.config.fit.auto_batch_size_max_trials,
+            )
+
+    def before_validate(self) -> None:
+        self._check_inputs("validate")
+
+    def before_test(self) -> None:
+        self._check_inputs("test")
+
+    def before_predict(self) -> None:
+        self._check_inputs("predict")
+
+
+def checkpoint_classes(ckpt_path: str | Path) -> list[str]:
+    """The label vocabulary saved in a checkpoint; ``DataError`` if it is missing or unreadable."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint file not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise DataError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    classes = checkpoint.get("hyper_parameters", {}).get("classes")
+    if not classes:
+        raise DataError(f"{path}: checkpoint has no 'classes' hyper-parameter")
+    return list(classes)
+
+
+def sample_data_command(argv: Sequence[str]) -> int:
+    """``sample-data DIR``: write the synthetic Kaggle-layout sample set into a new folder."""
+    parser = argparse.ArgumentParser(
+        prog=f"{Path(sys.argv[0]).name} sample-data",
+        description="Write a deterministic synthetic sample of the competition data.",
+    )
+    parser.add_argument("out_dir", type=Path, help="folder to create (must not exist or be empty)")
+    parser.add_argument("--n-train", type=int, default=160, help="training images (default 160)")
+    parser.add_argument("--n-test", type=int, default=12, help="test images (default 12)")
+    parser.add_argument("--width", type=int, default=128, help="image width (default 128)")
+    parser.add_argument("--height", type=int, default=96, help="image height (default 96)")
+    parser.add_argument("--seed", type=int, default=2021, help="random seed (default 2021)")
+    args = parser.parse_args(argv)
+    out_dir: Path = args.out_dir
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise DataError(f"{out_dir}: already exists and is not an empty folder")
+    if min(args.n_train, args.width, args.height) < 1 or args.n_test < 0:
+        raise DataError("--n-train, --width and --height must be positive, --n-test >= 0")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        sample_data.generate(staging, args.n_train, args.n_test, (args.width, args.height), args.seed)
+        if out_dir.exists():
+            out_dir.rmdir()
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"wrote {args.n_train} training and {args.n_test} test images to {out_dir}")
+    return 0
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of a user error, even when a DataLoader worker wrapped it in a traceback."""
+    text = str(exc).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1]
+        text = text.split("Error: ", 1)[-1] if "Error: " in text else text
+    return " ".join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args and args[0] == "sample-data":
+            return sample_data_command(args[1:])
+        PlantCLI(
+            PlantClassifier,
+            PlantDataModule,
+            args=None if argv is None else args,
+            save_config_callback=FitConfigSaver,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"description": __doc__},
+        )
+    except USER_ERRORS as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

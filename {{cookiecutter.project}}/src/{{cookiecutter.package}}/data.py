@@ -1,0 +1,359 @@
+"""Data for the Kaggle layout: ``train.csv`` + ``train_images/`` + ``test_images/``.
+
+``train.csv`` has the columns ``image,labels``; ``labels`` is a space-separated list of names.
+The label vocabulary is read from the CSV (sorted), never hard-coded, so the same code serves
+Plant Pathology 2020, 2021 or any other multi-label image set. Validation is a seeded multi-label
+iteratively-stratified fold, so rare label combinations show up in validation too.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from .errors import DataError
+from .images import IMAGE_SUFFIXES, check_image_header, load_image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TRAIN_CSV = "train.csv"
+TRAIN_IMAGES = "train_images"
+TEST_IMAGES = "test_images"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One row of ``train.csv``: the image file name and its label names."""
+
+    image: str
+    labels: tuple[str, ...]
+
+
+def read_train_csv(path: str | Path) -> list[Sample]:
+    """Parse and validate a Kaggle ``image,labels`` CSV; raise ``DataError`` naming the bad row."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (expected the competition's {TRAIN_CSV})")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = [name.strip() for name in reader.fieldnames or []]
+        if not columns:
+            raise DataError(f"{path}: file is empty (expected a header 'image,labels')")
+        missing = [name for name in ("image", "labels") if name not in columns]
+        if missing:
+            raise DataError(
+                f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(columns)}"
+                " (expected 'image,labels')"
+            )
+        reader.fieldnames = columns
+        samples: list[Sample] = []
+        seen: dict[str, int] = {}
+        for row_number, row in enumerate(reader, start=2):
+            image = (row.get("image") or "").strip()
+            labels = tuple((row.get("labels") or "").split())
+            if not image:
+                raise DataError(f"{path}: row {row_number}: empty 'image' field")
+            if not labels:
+                raise DataError(f"{path}: row {row_number} ({image}): empty 'labels' field")
+            if image in seen:
+                raise DataError(
+                    f"{path}: row {row_number}: image {image} is listed twice"
+                    f" (first on row {seen[image]})"
+                )
+            seen[image] = row_number
+            samples.append(Sample(image, labels))
+    if not samples:
+        raise DataError(f"{path}: no data rows under the header")
+    return samples
+
+
+def label_vocabulary(samples: Sequence[Sample]) -> list[str]:
+    """All label names that occur in ``samples``, sorted so the order is stable."""
+    return sorted({label for sample in samples for label in sample.labels})
+
+
+def encode_labels(samples: Sequence[Sample], classes: Sequence[str]) -> np.ndarray:
+    """Multi-hot matrix (n_samples x n_classes, float32) of ``samples`` over ``classes``."""
+    index = {name: i for i, name in enumerate(classes)}
+    targets = np.zeros((len(samples), len(classes)), dtype=np.float32)
+    for row, sample in enumerate(samples):
+        for label in sample.labels:
+            if label not in index:
+                raise DataError(f"label {label!r} of image {sample.image} is not in {list(classes)}")
+            targets[row, index[label]] = 1.0
+    return targets
+
+
+def stratified_split(
+    targets: np.ndarray, val_fraction: float = 0.2, fold: int = 0, seed: int = 42
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train / validation indices: fold ``fold`` of a seeded multi-label stratified k-fold.
+
+    The number of folds is ``round(1 / val_fraction)`` (0.2 -> 5 folds), so sweeping ``fold``
+    over ``0..k-1`` gives a full cross-validation with disjoint validation sets.
+    """
+    if not 0.0 < val_fraction <= 0.5:
+        raise DataError(f"val_fraction={val_fraction} must be in (0, 0.5]")
+    n_folds = round(1.0 / val_fraction)
+    if not 0 <= fold < n_folds:
+        raise DataError(f"fold={fold} must be in 0..{n_folds - 1} for val_fraction={val_fraction}")
+    if len(targets) < n_folds:
+        raise DataError(f"{len(targets)} images are too few for {n_folds} folds")
+    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for index, (train_idx, val_idx) in enumerate(splitter.split(np.zeros(len(targets)), targets)):
+        if index == fold:
+            return np.sort(train_idx), np.sort(val_idx)
+    raise AssertionError("unreachable: fold was range-checked")
+
+
+def build_transforms(image_size: int, train: bool) -> Callable[[Any], torch.Tensor]:
+    """Augmentations for training, a plain resize otherwise; both give ``image_size`` squares."""
+    if train:
+        geometry = [
+            v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.ColorJitter(brightness=0.2, contrast=0.2),
+        ]
+    else:
+        geometry = [v2.Resize((image_size, image_size), antialias=True)]
+    return v2.Compose(
+        [
+            *geometry,
+            v2.PILToTensor(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+class ImageDataset(Dataset):
+    """Images from one folder, with multi-hot targets when given; items are dicts.
+
+    Each item holds ``image`` (a normalised CHW float tensor), ``id`` (the file name) and, for
+    labelled data, ``target`` (multi-hot float tensor).
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        names: Sequence[str],
+        transform: Callable[[Any], torch.Tensor],
+        targets: np.ndarray | None = None,
+        decode_size: int | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.names = list(names)
+        self.transform = transform
+        self.targets = None if targets is None else torch.as_tensor(targets)
+        self.decode_size = decode_size
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        name = self.names[index]
+        item: dict[str, Any] = {
+            "image": self.transform(load_image(self.folder / name, self.decode_size)),
+            "id": name,
+        }
+        if self.targets is not None:
+            item["target"] = self.targets[index]
+        return item
+
+
+def default_num_workers() -> int:
+    """Loader workers: one per available core, less one for the training loop, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no sched_getaffinity
+        cores = os.cpu_count() or 1
+    return max(0, min(8, cores - 1))
+
+
+def list_images(folder: Path) -> list[str]:
+    """Sorted file names of the images in ``folder``; ``DataError`` if it is missing or empty."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found")
+    names = sorted(
+        entry.name
+        for entry in os.scandir(folder)
+        if entry.is_file() and entry.name.lower().endswith(IMAGE_SUFFIXES)
+    )
+    if not names:
+        raise DataError(f"{folder}: no images found ({', '.join(IMAGE_SUFFIXES)})")
+    return names
+
+
+def check_listed_images(csv_path: Path, folder: Path, samples: Sequence[Sample]) -> None:
+    """Every image listed in the CSV exists in ``folder`` and has a readable image header."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found (listed images of {csv_path} live there)")
+    present = {entry.name for entry in os.scandir(folder)}
+    for row_number, sample in enumerate(samples, start=2):
+        if sample.image not in present:
+            raise DataError(
+                f"{csv_path}: row {row_number}: image {sample.image} not found in {folder}"
+            )
+    for sample in samples:
+        check_image_header(folder / sample.image)
+
+
+class PlantDataModule(pl.LightningDataModule):
+    """LightningDataModule for a Kaggle-layout folder of multi-label images.
+
+    Args:
+        data_dir: folder with ``train.csv``, ``train_images/`` and (for predict) ``test_images/``.
+        image_size: side of the square images fed to the model, the same for train and val.
+        batch_size: images per batch (the batch-size finder tunes this attribute).
+        num_workers: loader processes; ``None`` picks one per spare core.
+        val_fraction: share of images held out; ``round(1/val_fraction)`` folds.
+        fold: which fold is the validation set.
+        seed: seed of the stratified split.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        image_size: int = 224,
+        batch_size: int = 32,
+        num_workers: int | None = None,
+        val_fraction: float = 0.2,
+        fold: int = 0,
+        seed: int = 42,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.data_dir = Path(data_dir)
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.val_fraction = val_fraction
+        self.fold = fold
+        self.seed = seed
+        self._samples: list[Sample] | None = None
+        self._checked: set[str] = set()
+        self._split_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.train_set: ImageDataset | None = None
+        self.val_set: ImageDataset | None = None
+        self.predict_set: ImageDataset | None = None
+
+    @property
+    def train_csv(self) -> Path:
+        return self.data_dir / TRAIN_CSV
+
+    @property
+    def train_images(self) -> Path:
+        return self.data_dir / TRAIN_IMAGES
+
+    @property
+    def test_images(self) -> Path:
+        return self.data_dir / TEST_IMAGES
+
+    def _check_data_dir(self) -> None:
+        if not self.data_dir.is_dir():
+            raise DataError(
+                f"{self.data_dir}: data folder not found (expected {TRAIN_CSV}, {TRAIN_IMAGES}/"
+                f" and {TEST_IMAGES}/ in it)"
+            )
+
+    @property
+    def samples(self) -> list[Sample]:
+        """The validated rows of ``train.csv`` (read once)."""
+        if self._samples is None:
+            self._check_data_dir()
+            self._samples = read_train_csv(self.train_csv)
+        return self._samples
+
+    @property
+    def classes(self) -> list[str]:
+        """Label vocabulary of ``train.csv``, sorted."""
+        return label_vocabulary(self.samples)
+
+    @property
+    def available_classes(self) -> list[str] | None:
+        """Label vocabulary when ``train.csv`` exists (it may not beside a test set), else None."""
+        return self.classes if self.train_csv.is_file() else None
+
+    def check(self, stage: str) -> None:
+        """Validate everything ``stage`` will read, before any output is written."""
+        if stage in self._checked:
+            return
+        if stage == "predict":
+            self._check_data_dir()
+            list_images(self.test_images)
+        else:
+            check_listed_images(self.train_csv, self.train_images, self.samples)
+            self._split()
+        self._checked.add(stage)
+
+    def _split(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Multi-hot targets and the (cached) train / validation indices."""
+        if self._split_cache is None:
+            targets = encode_labels(self.samples, self.classes)
+            train_idx, val_idx = stratified_split(targets, self.val_fraction, self.fold, self.seed)
+            self._split_cache = (targets, train_idx, val_idx)
+        return self._split_cache
+
+    def setup(self, stage: str) -> None:
+        self.check(stage)
+        if stage == "predict":
+            self.predict_set = ImageDataset(
+                self.test_images,
+                list_images(self.test_images),
+                build_transforms(self.image_size, train=False),
+                decode_size=self.image_size,
+            )
+            return
+        targets, train_idx, val_idx = self._split()
+        names = [sample.image for sample in self.samples]
+        self.train_set = ImageDataset(
+            self.train_images,
+            [names[i] for i in train_idx],
+            build_transforms(self.image_size, train=True),
+            targets[train_idx],
+            decode_size=self.image_size,
+        )
+        self.val_set = ImageDataset(
+            self.train_images,
+            [names[i] for i in val_idx],
+            build_transforms(self.image_size, train=False),
+            targets[val_idx],
+            decode_size=self.image_size,
+        )
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(dataset) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_set, shuffle=False)

@@ -1,0 +1,148 @@
+"""The LightningModule: backbone features -> dropout -> linear head -> logits, one per label.
+
+Training uses ``BCEWithLogitsLoss`` on the raw logits (a sigmoid before it, or a softmax, would
+break multi-label learning). Validation reports the competition metric, per-image F1 averaged over
+images, plus each class's F1. The label vocabulary is a hyper-parameter, so a checkpoint alone
+is enough to predict and decode.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from .backbones import create_backbone
+from .errors import DataError
+from .metrics import decode, per_class_f1, samples_f1
+
+
+class PlantClassifier(pl.LightningModule):
+    """Multi-label image classifier.
+
+    Args:
+        backbone: torchvision model name or an ``nn.Module`` (its last ``nn.Linear`` is replaced).
+        classes: label vocabulary; ``None`` takes it from the datamodule's ``train.csv`` at fit.
+        pretrained: ``False``, ``True`` (torchvision default weights) or a local weights file.
+        threshold: probability above which a label is predicted in validation metrics.
+        lr: AdamW learning rate. weight_decay: AdamW weight decay.
+        scheduler: ``"cosine"`` anneals the learning rate over ``max_epochs``; ``"none"`` keeps it.
+        dropout: dropout before the head.
+        pos_weight: per-class positive weights for ``BCEWithLogitsLoss`` (rare classes up).
+    """
+
+    def __init__(
+        self,
+        backbone: str | nn.Module = "resnet18",
+        classes: list[str] | None = None,
+        pretrained: bool | str = False,
+        threshold: float = 0.5,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        scheduler: Literal["cosine", "none"] = "cosine",
+        dropout: float = 0.0,
+        pos_weight: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
+        self.backbone, self.num_features = create_backbone(backbone, pretrained)
+        self.dropout = nn.Dropout(dropout)
+        self.head: nn.Linear | None = None
+        self.criterion: nn.BCEWithLogitsLoss | None = None
+        self.classes: list[str] | None = None
+        self._outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if classes is not None:
+            self._build_head(list(classes))
+
+    def _build_head(self, classes: list[str]) -> None:
+        if not classes:
+            raise DataError("the label vocabulary is empty")
+        pos_weight = self.hparams.get("pos_weight")
+        if pos_weight is not None and len(pos_weight) != len(classes):
+            raise DataError(
+                f"pos_weight has {len(pos_weight)} values for {len(classes)} classes {classes}"
+            )
+        self.classes = classes
+        self.hparams["classes"] = classes
+        self.head = nn.Linear(self.num_features, len(classes))
+        self.criterion = nn.BCEWithLogitsLoss(
+            pos_weight=None if pos_weight is None else torch.tensor(pos_weight)
+        )
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        data_classes = getattr(datamodule, "available_classes", None)
+        if self.classes is None:
+            if data_classes is None:
+                raise DataError("no label vocabulary: pass classes or a datamodule with train.csv")
+            self._build_head(list(data_classes))
+        elif data_classes is not None and list(data_classes) != self.classes:
+            raise DataError(
+                f"label vocabulary mismatch: the model was trained on {self.classes}, but"
+                f" {datamodule.train_csv} has {list(data_classes)}; predict with a checkpoint"
+                " trained on this label set"
+            )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits (batch x classes); apply a sigmoid for probabilities."""
+        if self.head is None:
+            raise RuntimeError("the head is built once classes are known (pass classes=...)")
+        return self.head(self.dropout(self.backbone(images)))
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Multi-label loss on raw logits."""
+        return self.criterion(logits, targets.to(logits.dtype))
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self.loss(self(batch["image"]), batch["target"])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        return loss
+
+    def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
+        logits = self(batch["image"])
+        loss = self.loss(logits, batch["target"])
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(logits))
+        self._outputs.append((torch.sigmoid(logits.float()).detach(), batch["target"].detach()))
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        if not self._outputs:
+            return
+        probs = torch.cat([p for p, _ in self._outputs])
+        targets = torch.cat([t for _, t in self._outputs])
+        self._outputs.clear()
+        if self.trainer.world_size > 1:
+            probs = self.all_gather(probs).flatten(0, 1)
+            targets = self.all_gather(targets).flatten(0, 1)
+        truth = targets.cpu().numpy().astype(np.int64)
+        predicted = decode(probs.cpu().numpy(), self.hparams.threshold)
+        self.log(f"{stage}/f1", samples_f1(truth, predicted), prog_bar=True)
+        for name, value in zip(self.classes, per_class_f1(truth, predicted)):
+            self.log(f"{stage}/f1_{name}", float(value))
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return {"id": list(batch["id"]), "probs": torch.sigmoid(self(batch["image"]).float())}
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
+        epochs = self.trainer.max_epochs if self._trainer is not None else None
+        if self.hparams.scheduler == "none" or not epochs or epochs < 1:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
