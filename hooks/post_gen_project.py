@@ -1,8 +1,10 @@
 """Remove what an option turned off. No network, no ``git init``: the user decides those."""
 
+import json
 from pathlib import Path
 
-LICENSE = {{ cookiecutter.license | jsonify }}
+# Rendered by cookiecutter as JSON inside a raw string (see pre_gen_project.py).
+LICENSE = json.loads(r"""{{ cookiecutter | jsonify }}""")["license"]
 
 
 def main() -> None:

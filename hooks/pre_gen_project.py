@@ -5,18 +5,21 @@ hook exits 1; cookiecutter then removes the half-made project directory, so noth
 Only the standard library is used: the hook runs in whatever Python runs cookiecutter.
 """
 
+import json
 import keyword
 import re
 import sys
 
-# ``jsonify`` turns each answer into a valid Python string literal, whatever quotes it holds.
-PACKAGE = {{ cookiecutter.package | jsonify }}
-PROJECT = {{ cookiecutter.project | jsonify }}
-EMAIL = {{ cookiecutter.email | jsonify }}
-COMPETITION = {{ cookiecutter.competition | jsonify }}
-GITHUB_USER = {{ cookiecutter.github_user | jsonify }}
-AUTHOR = {{ cookiecutter.author | jsonify }}
-DESCRIPTION = {{ cookiecutter.description | jsonify }}
+# Cookiecutter renders the answers into this raw string as JSON: whatever quotes or backslashes
+# an answer holds, it stays data, and the unrendered file is still valid, lint-clean Python.
+ANSWERS = json.loads(r"""{{ cookiecutter | jsonify }}""")
+PACKAGE = ANSWERS["package"]
+PROJECT = ANSWERS["project"]
+EMAIL = ANSWERS["email"]
+COMPETITION = ANSWERS["competition"]
+GITHUB_USER = ANSWERS["github_user"]
+AUTHOR = ANSWERS["author"]
+DESCRIPTION = ANSWERS["description"]
 
 # Names a generated package must not take: they would shadow what it imports or how it is tested.
 RESERVED_PACKAGES = {
@@ -67,15 +70,17 @@ def check_package(name: str) -> str | None:
 
 def check_project(name: str) -> str | None:
     """Return why ``name`` cannot be the repository / folder name, or None."""
-    allowed = "use letters, digits, '-', '_' and '.', not starting with '-' or '.' (e.g. leaf-doctor)"
+    allowed = (
+        "use letters, digits, '-', '_' and '.', not starting with '-' or '.' (e.g. leaf-doctor)"
+    )
     if not name.strip():
         return f"project is empty; {allowed}"
-    if name in (".", "..") or ".." in name:
-        return f"project {name!r} contains '..'; {allowed}"
     if "/" in name or "\\" in name:
         return f"project {name!r} contains a path separator; {allowed}"
     if name[0] in "-.":
         return f"project {name!r} starts with {name[0]!r}; {allowed}"
+    if ".." in name:
+        return f"project {name!r} contains '..'; {allowed}"
     if len(name) > 100:
         return f"project {name!r} is longer than GitHub's 100 characters; {allowed}"
     if not PROJECT_RE.match(name):

@@ -42,8 +42,12 @@ def labels_to_text(predicted: np.ndarray, classes: Sequence[str]) -> list[str]:
     return [" ".join(c for c, on in zip(classes, row) if on) for row in np.asarray(predicted)]
 
 
-def most_frequent_set_f1(targets: np.ndarray) -> float:
-    """Score of the trivial baseline that predicts the most frequent label set for every image."""
-    rows, counts = np.unique(np.asarray(targets, dtype=np.int64), axis=0, return_counts=True)
+def most_frequent_set_f1(targets: np.ndarray, reference: np.ndarray | None = None) -> float:
+    """Score on ``targets`` of always predicting the most frequent label set of ``reference``.
+
+    ``reference`` defaults to ``targets``; pass the training targets to score a validation set.
+    """
+    reference = targets if reference is None else reference
+    rows, counts = np.unique(np.asarray(reference, dtype=np.int64), axis=0, return_counts=True)
     constant = np.repeat(rows[counts.argmax()][None, :], len(targets), axis=0)
-    return samples_f1(targets, constant)
+    return samples_f1(np.asarray(targets, dtype=np.int64), constant)

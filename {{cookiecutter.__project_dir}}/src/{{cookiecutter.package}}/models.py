@@ -97,8 +97,9 @@ class PlantClassifier(pl.LightningModule):
         return self.criterion(logits, targets.to(logits.dtype))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(batch["image"]), batch["target"])
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        images = batch["image"]
+        loss = self.loss(self(images), batch["target"])
+        self.log("train/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(images))
         return loss
 
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:

@@ -69,18 +69,30 @@ class PlantCLI(LightningCLI):
             help="doublings the batch-size finder may try",
         )
 
-    def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
+    def parse_arguments(self, parser: LightningArgumentParser, args: object) -> None:
+        """Parse, then check ``--ckpt_path`` and take the label vocabulary from it.
+
+        Lightning itself reads the checkpoint's hyper-parameters right after this; checking the
+        file here turns a missing or broken checkpoint into a one-line error.
+        """
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
         ckpt_path = config.get("ckpt_path")
-        if self.subcommand == "predict":
-            if not ckpt_path:
-                raise DataError("predict needs a trained model: pass --ckpt_path CHECKPOINT")
-            config.trainer.logger = False
+        if subcommand == "predict" and not ckpt_path:
+            raise DataError("predict needs a trained model: pass --ckpt_path CHECKPOINT")
         if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
             classes = checkpoint_classes(ckpt_path)
             if config.model.get("classes") is None:
                 config.model.classes = classes
-        if ckpt_path:
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        if self.subcommand == "predict":
+            config.trainer.logger = False
+        if config.get("ckpt_path"):
             # The weights come from the checkpoint: never fetch pretrained ones again.
             config.model.pretrained = False
 

@@ -1,0 +1,59 @@
+"""Fixtures for testing the template: bake it as users do, with cookiecutter / pytest-cookies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE_DIR = ROOT / "{{cookiecutter.__project_dir}}"
+DEFAULT_PROJECT = "kaggle-plant-pathology"
+DEFAULT_PACKAGE = "challenge_xyz"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-cookies bakes the template named by --template (default "."): pin it to this repo.
+    config.option.template = str(ROOT)
+
+
+def bake_files(project: Path) -> set[str]:
+    """Every file of a baked project, as POSIX paths relative to it."""
+    return {p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file()}
+
+
+def text_files(project: Path) -> dict[Path, str]:
+    """Baked files that are text (images and other binaries left out)."""
+    texts = {}
+    for path in sorted(project.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            if b"\0" not in data[:1024]:
+                try:
+                    texts[path] = data.decode("utf-8")
+                except UnicodeDecodeError:
+                    continue
+    return texts
+
+
+def run_cookiecutter(output_dir: Path, *answers: str) -> subprocess.CompletedProcess:
+    """Run the ``cookiecutter`` command line as a user would, without prompts."""
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(output_dir)]
+    return subprocess.run(
+        [*command, str(ROOT), *answers], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture
+def bake(cookies):
+    """Bake with extra context; assert success; return the project path."""
+
+    def _bake(**context: str) -> Path:
+        result = cookies.bake(extra_context=context)
+        assert result.exception is None, result.exception
+        assert result.exit_code == 0
+        return Path(result.project_path)
+
+    return _bake

@@ -1,0 +1,159 @@
+"""Bake the template with every option value and check what users get, file by file."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import tomllib
+
+import pytest
+import yaml
+
+from conftest import (
+    DEFAULT_PACKAGE,
+    DEFAULT_PROJECT,
+    ROOT,
+    TEMPLATE_DIR,
+    bake_files,
+    text_files,
+)
+
+CORE_FILES = {
+    ".flake8",
+    ".gitignore",
+    ".pre-commit-config.yaml",
+    "README.md",
+    "pyproject.toml",
+    "configs/baseline.yaml",
+    "configs/cpu_debug.yaml",
+    "src/{pkg}/__init__.py",
+    "src/{pkg}/backbones.py",
+    "src/{pkg}/cli.py",
+    "src/{pkg}/data.py",
+    "src/{pkg}/errors.py",
+    "src/{pkg}/images.py",
+    "src/{pkg}/metrics.py",
+    "src/{pkg}/models.py",
+    "src/{pkg}/py.typed",
+    "src/{pkg}/sample_data.py",
+    "src/{pkg}/submission.py",
+    "tests/conftest.py",
+    "tests/test_cli.py",
+    "tests/test_data.py",
+    "tests/test_metrics.py",
+    "tests/test_models.py",
+    "tests/test_sample_data.py",
+    "tests/data/train.csv",
+    "tests/data/sample_submission.csv",
+}
+SAMPLE_IMAGES = {
+    p.relative_to(TEMPLATE_DIR).as_posix() for p in (TEMPLATE_DIR / "tests" / "data").rglob("*.jpg")
+}
+OPTIONS = json.loads((ROOT / "cookiecutter.json").read_text())
+
+
+def expected_files(package: str, license_: str) -> set[str]:
+    files = {name.format(pkg=package) for name in CORE_FILES} | SAMPLE_IMAGES
+    return files if license_ == "none" else files | {"LICENSE"}
+
+
+def test_defaults(bake):
+    project = bake()
+    assert project.name == DEFAULT_PROJECT
+    assert bake_files(project) == expected_files(DEFAULT_PACKAGE, "MIT")
+    assert len(SAMPLE_IMAGES) == 172
+
+
+def test_sample_images_are_copied_byte_for_byte(bake):
+    project = bake()
+    for name in sorted(SAMPLE_IMAGES)[:20]:
+        assert (project / name).read_bytes() == (TEMPLATE_DIR / name).read_bytes()
+
+
+@pytest.mark.parametrize("license_", OPTIONS["license"])
+def test_every_license(bake, license_):
+    project = bake(license=license_)
+    assert bake_files(project) == expected_files(DEFAULT_PACKAGE, license_)
+    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    if license_ == "none":
+        assert "license" not in meta
+        return
+    assert meta["license"] == license_
+    text = (project / "LICENSE").read_text()
+    first = {"MIT": "MIT License", "BSD-3-Clause": "BSD 3-Clause License"}.get(license_)
+    assert text.lstrip().startswith(first or "Apache License")
+    assert "Kaggler" in text and re.search(r"Copyright (\(c\) )?20\d\d", text)
+    assert text.endswith("\n") and not text.endswith("\n\n")
+
+
+@pytest.mark.parametrize("python_min", OPTIONS["python_min"])
+def test_every_python_min(bake, python_min):
+    project = bake(python_min=python_min)
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["requires-python"] == f">={python_min}"
+    assert pyproject["tool"]["black"]["target-version"] == [f"py{python_min.replace('.', '')}"]
+
+
+def test_package_name_is_substituted_everywhere(bake):
+    project = bake(package="leaf_doctor", project="leaf-doctor")
+    assert project.name == "leaf-doctor"
+    assert bake_files(project) == expected_files("leaf_doctor", "MIT")
+    for path, text in text_files(project).items():
+        assert DEFAULT_PACKAGE not in text, path
+        assert DEFAULT_PROJECT not in text, path
+    assert not [p for p in project.rglob("*") if DEFAULT_PACKAGE in p.name]
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["name"] == "leaf-doctor"
+    assert pyproject["project"]["scripts"] == {"leaf_doctor": "leaf_doctor.cli:main"}
+    assert "from leaf_doctor.cli import main" in (project / "tests/test_cli.py").read_text()
+
+
+@pytest.mark.parametrize(
+    "context",
+    [{}, {"package": "leaf_doctor", "license": "none", "python_min": "3.12"}],
+    ids=["defaults", "leaf_doctor"],
+)
+def test_nothing_left_unrendered(bake, context):
+    project = bake(**context)
+    for path, text in text_files(project).items():
+        without_github_expressions = re.sub(r"\$\{\{.*?\}\}", "", text)
+        for tag in ("{{", "{%", "{#"):
+            assert tag not in without_github_expressions, f"{tag} in {path}"
+
+
+def test_baked_files_parse(bake):
+    project = bake()
+    for path in project.rglob("*.py"):
+        ast.parse(path.read_text(), filename=str(path))
+    for path in [*project.rglob("*.yaml"), *project.rglob("*.yml")]:
+        assert yaml.safe_load(path.read_text()) is not None, path
+    tomllib.loads((project / "pyproject.toml").read_text())
+
+
+HOSTILE = {
+    "author": 'Zoë O\'Brien "the Kaggler" \\ $(rm -rf ~) `id` <b>',
+    "description": "Leaves: \"scab\" & 'rust' \\n -- ''' \"\"\" # not a comment; ${HOME} %s {0}",
+}
+
+
+def test_hostile_text_is_kept_verbatim_and_breaks_nothing(bake):
+    project = bake(**HOSTILE)
+    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    assert meta["authors"][0]["name"] == HOSTILE["author"]
+    assert meta["description"] == HOSTILE["description"]
+    assert HOSTILE["author"] in (project / "LICENSE").read_text()
+    assert HOSTILE["description"] in (project / "README.md").read_text()
+    for path in project.rglob("*.py"):
+        ast.parse(path.read_text(), filename=str(path))
+
+
+def test_template_repo_layout():
+    """The two halves stay visible: the template, and the tooling that tests and ships it."""
+    for name in ("cookiecutter.json", "hooks/pre_gen_project.py", "hooks/post_gen_project.py"):
+        assert (ROOT / name).is_file(), name
+    assert TEMPLATE_DIR.is_dir()
+    assert (ROOT / ".ci" / "run").is_file()
+    prompts = OPTIONS["__prompts__"]
+    visible = [key for key in OPTIONS if not key.startswith("_")]
+    assert sorted(prompts) == sorted(visible)

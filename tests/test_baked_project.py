@@ -1,0 +1,86 @@
+"""Slow tier: install baked projects in a venv and run their own linters and test suites.
+
+Each project gets a venv layered on this one (see scripts/layered_venv.py), so PyTorch and the
+other heavy dependencies are not installed again; ``pip install -e .[dev]`` still has to resolve
+the baked project's declared dependencies, so a missing or wrong one fails here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cookiecutter
+
+pytestmark = pytest.mark.slow
+
+VARIANTS = {
+    "defaults": [],
+    "leaf_doctor": [
+        "project=leaf-doctor",
+        "package=leaf_doctor",
+        "license=Apache-2.0",
+        "python_min=3.11",
+    ],
+}
+
+
+def _run(command: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VIRTUAL_ENV"))}
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
+    assert (
+        result.returncode == 0
+    ), f"{' '.join(command)}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def installed(request, tmp_path_factory) -> tuple[Path, Path, str]:
+    """(project folder, venv python, package) of a baked and installed project."""
+    work = tmp_path_factory.mktemp(request.param)
+    result = run_cookiecutter(work, *VARIANTS[request.param])
+    assert result.returncode == 0, result.stderr
+    (project,) = [p for p in work.iterdir() if p.is_dir()]
+    python = Path(
+        _run(
+            [sys.executable, str(ROOT / "scripts" / "layered_venv.py"), str(work / ".venv")], work
+        ).stdout.strip()
+    )
+    _run([str(python), "-m", "pip", "install", "-q", "-e", ".[dev]"], project)
+    package = "leaf_doctor" if request.param == "leaf_doctor" else "challenge_xyz"
+    return project, python, package
+
+
+def test_black(installed):
+    project, python, _ = installed
+    _run([str(python), "-m", "black", "--check", "."], project)
+
+
+def test_flake8(installed):
+    project, python, _ = installed
+    _run([str(python), "-m", "flake8"], project)
+
+
+def test_pre_commit_config_is_valid(installed):
+    project, python, _ = installed
+    _run([str(python), "-m", "pre_commit", "validate-config"], project)
+
+
+def test_console_script(installed):
+    project, python, package = installed
+    script = python.parent / package
+    out = _run([str(script), "--help"], project).stdout
+    assert "fit" in out and "predict" in out
+
+
+def test_baked_pytest(installed):
+    project, python, _ = installed
+    out = _run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], project).stdout
+    summary = out.strip().splitlines()[-1]
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary

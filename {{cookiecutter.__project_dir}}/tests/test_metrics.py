@@ -1,0 +1,62 @@
+"""The competition metric and decoding, on examples worked out by hand."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from {{ cookiecutter.package }}.metrics import (
+    decode,
+    labels_to_text,
+    most_frequent_set_f1,
+    per_class_f1,
+    samples_f1,
+)
+
+
+def test_samples_f1_averages_per_image_f1():
+    targets = np.array([[1, 0, 0], [0, 1, 1], [1, 1, 0]])
+    predicted = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    # image 1: exact (1.0); image 2: P=1, R=1/2 -> 2/3; image 3: nothing right -> 0.
+    assert samples_f1(targets, predicted) == pytest.approx((1 + 2 / 3 + 0) / 3)
+
+
+def test_samples_f1_is_not_weighted_f1():
+    targets = np.array([[1, 0], [1, 0], [1, 0], [0, 1]])
+    predicted = np.array([[1, 1], [1, 0], [1, 0], [1, 0]])
+    weighted = f1_score(targets, predicted, average="weighted", zero_division=0)
+    # per image: 2/3, 1, 1, 0 -> 2/3 averaged; weighted F1 over classes differs.
+    assert samples_f1(targets, predicted) == pytest.approx((2 / 3 + 1 + 1 + 0) / 4)
+    assert samples_f1(targets, predicted) != pytest.approx(weighted)
+
+
+def test_empty_predictions_score_zero_although_elementwise_accuracy_is_high():
+    targets = np.eye(6, dtype=int)
+    nothing = np.zeros_like(targets)
+    assert (nothing == targets).mean() == pytest.approx(5 / 6)
+    assert samples_f1(targets, nothing) == 0.0
+
+
+def test_decode_thresholds_and_falls_back_to_argmax():
+    probs = np.array([[0.9, 0.6, 0.1], [0.2, 0.3, 0.1], [0.1, 0.1, 0.45]])
+    assert decode(probs, 0.5).tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+    assert decode(probs, 0.4).tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+    assert decode(probs, 0.95).sum(axis=1).tolist() == [1, 1, 1]
+
+
+def test_decode_rejects_a_vector():
+    with pytest.raises(ValueError, match="2-D"):
+        decode(np.array([0.1, 0.9]))
+
+
+def test_per_class_f1_and_label_text():
+    targets = np.array([[1, 0], [0, 1], [1, 1]])
+    predicted = np.array([[1, 0], [1, 1], [1, 0]])
+    # class 0: TP 2, FP 1, FN 0 -> 0.8; class 1: TP 1, FP 0, FN 1 -> 2/3
+    assert per_class_f1(targets, predicted) == pytest.approx([0.8, 2 / 3])
+    assert labels_to_text(predicted, ["rust", "scab"]) == ["rust", "rust scab", "rust"]
+
+
+def test_most_frequent_label_set_baseline():
+    targets = np.array([[1, 0], [1, 0], [0, 1], [1, 1]])
+    # always [1, 0]: 1, 1, 0, 2/3
+    assert most_frequent_set_f1(targets) == pytest.approx((1 + 1 + 0 + 2 / 3) / 4)
