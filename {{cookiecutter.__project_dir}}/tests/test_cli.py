@@ -170,7 +170,10 @@ def test_predict_on_bad_input(trained, data_copy, in_tmp, capsys):
     assert main(["predict", *cli_args(data_copy)]) == 2
     assert "--ckpt_path" in _only_error_line(capsys)
     (in_tmp.parent / "broken.ckpt").write_bytes(b"nope")
-    assert main(["predict", *cli_args(data_copy, "--ckpt_path", str(in_tmp.parent / "broken.ckpt"))]) == 2
+    assert (
+        main(["predict", *cli_args(data_copy, "--ckpt_path", str(in_tmp.parent / "broken.ckpt"))])
+        == 2
+    )
     assert "not a readable checkpoint" in _only_error_line(capsys)
     _assert_nothing_written(in_tmp)
 
@@ -190,6 +193,8 @@ def test_a_few_cpu_epochs_beat_the_trivial_baseline(sample_dir, in_tmp):
         scores = [float(r["val/f1"]) for r in csv.DictReader(handle) if r.get("val/f1")]
     dm = PlantDataModule(str(sample_dir), num_workers=0)
     dm.setup("fit")
-    trivial = most_frequent_set_f1(dm.val_set.targets.numpy(), reference=dm.train_set.targets.numpy())
+    trivial = most_frequent_set_f1(
+        dm.val_set.targets.numpy(), reference=dm.train_set.targets.numpy()
+    )
     print(f"val samples-F1 {scores[-1]:.3f} vs trivial {trivial:.3f}")
     assert scores[-1] > trivial + 0.25

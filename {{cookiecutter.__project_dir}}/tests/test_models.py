@@ -63,7 +63,9 @@ def test_head_replacement_is_generic():
     assert not any(isinstance(m, nn.Linear) and m.out_features == 1000 for m in features.modules())
 
 
-@pytest.mark.parametrize(("name", "hint"), [("ResNet50", "resnet50"), ("efficientnet-b0", "efficientnet_b0")])
+@pytest.mark.parametrize(
+    ("name", "hint"), [("ResNet50", "resnet50"), ("efficientnet-b0", "efficientnet_b0")]
+)
 def test_unknown_backbone_suggests_the_registry_name(name, hint):
     with pytest.raises(BackboneError, match=f"{name}.*did you mean.*{hint}"):
         create_backbone(name)
@@ -93,7 +95,9 @@ def test_training_drives_the_loss_towards_zero():
     torch.manual_seed(0)
     model = PlantClassifier(backbone=TinyFeatures(), classes=CLASSES, lr=0.05, scheduler="none")
     images = torch.randn(6, 3, 16, 16)
-    targets = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 0, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1]]).float()
+    targets = torch.tensor(
+        [[1, 0, 1], [0, 1, 0], [1, 0, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1]]
+    ).float()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     for _ in range(300):
         optimizer.zero_grad()

@@ -17,7 +17,11 @@ def test_committed_sample_set_is_reproducible(sample_dir, tmp_path):
     fresh = generate(tmp_path / "fresh")
     assert _rows(fresh / "train.csv") == _rows(sample_dir / "train.csv")
     assert _rows(fresh / "sample_submission.csv") == _rows(sample_dir / "sample_submission.csv")
-    for name in ("train_images/train_0000.jpg", "train_images/train_0101.jpg", "test_images/test_0003.jpg"):
+    for name in (
+        "train_images/train_0000.jpg",
+        "train_images/train_0101.jpg",
+        "test_images/test_0003.jpg",
+    ):
         ours = np.asarray(Image.open(fresh / name), dtype=np.int16)
         committed = np.asarray(Image.open(sample_dir / name), dtype=np.int16)
         # JPEG decoders may differ by a level or two across libjpeg builds, never more.

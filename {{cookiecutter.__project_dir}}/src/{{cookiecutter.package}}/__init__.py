@@ -1,4 +1,4 @@
-"""{{ cookiecutter.project }}: a PyTorch Lightning baseline for the Kaggle {{ cookiecutter.competition }} challenge.
+"""A PyTorch Lightning baseline for the Kaggle competition {{ cookiecutter.competition }}.
 
 Modules: ``data`` (CSV, split, datasets, datamodule), ``images`` (fast decoding), ``models``
 (backbones + LightningModule), ``metrics`` (competition metric, threshold decoding), ``cli``

@@ -102,7 +102,9 @@ def strip_classifier(module: nn.Module, probe_size: int = 224) -> int:
     return out.shape[1]
 
 
-def create_backbone(backbone: str | nn.Module, pretrained: bool | str = False) -> tuple[nn.Module, int]:
+def create_backbone(
+    backbone: str | nn.Module, pretrained: bool | str = False
+) -> tuple[nn.Module, int]:
     """A feature extractor and its output width.
 
     Args:
@@ -113,8 +115,10 @@ def create_backbone(backbone: str | nn.Module, pretrained: bool | str = False) -
     """
     if isinstance(backbone, nn.Module):
         if pretrained:
-            raise BackboneError("pretrained applies to a backbone given by name; load the weights"
-                                " into your nn.Module before passing it")
+            raise BackboneError(
+                "pretrained applies to a backbone given by name; load the weights"
+                " into your nn.Module before passing it"
+            )
         return backbone, strip_classifier(backbone)
     check_backbone_name(backbone)
     model = torchvision.models.get_model(backbone, weights=None)

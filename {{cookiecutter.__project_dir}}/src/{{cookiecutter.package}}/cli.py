@@ -162,7 +162,9 @@ def sample_data_command(argv: Sequence[str]) -> int:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        sample_data.generate(staging, args.n_train, args.n_test, (args.width, args.height), args.seed)
+        sample_data.generate(
+            staging, args.n_train, args.n_test, (args.width, args.height), args.seed
+        )
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(staging, out_dir)

@@ -90,7 +90,9 @@ def encode_labels(samples: Sequence[Sample], classes: Sequence[str]) -> np.ndarr
     for row, sample in enumerate(samples):
         for label in sample.labels:
             if label not in index:
-                raise DataError(f"label {label!r} of image {sample.image} is not in {list(classes)}")
+                raise DataError(
+                    f"label {label!r} of image {sample.image} is not in {list(classes)}"
+                )
             targets[row, index[label]] = 1.0
     return targets
 

@@ -66,7 +66,10 @@ def _spot_centres(rng: np.random.Generator, leaf: dict, count: int) -> list[tupl
         x, y = r * leaf["length"] / 2 * math.cos(t), r * leaf["width"] / 2 * math.sin(t)
         a = leaf["angle"]
         centres.append(
-            (leaf["cx"] + x * math.cos(a) - y * math.sin(a), leaf["cy"] + x * math.sin(a) + y * math.cos(a))
+            (
+                leaf["cx"] + x * math.cos(a) - y * math.sin(a),
+                leaf["cy"] + x * math.sin(a) + y * math.cos(a),
+            )
         )
     return centres
 
@@ -80,7 +83,9 @@ def _blob(draw: ImageDraw.ImageDraw, rng: np.random.Generator, centre, radius: f
         draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill=fill)
 
 
-def draw_leaf(labels: tuple[str, ...], rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+def draw_leaf(
+    labels: tuple[str, ...], rng: np.random.Generator, size: tuple[int, int]
+) -> Image.Image:
     """One synthetic leaf photo showing the symptoms of ``labels``."""
     width, height = size
     soil = np.array([110, 90, 70]) * rng.uniform(0.75, 1.25) + rng.integers(-8, 8, size=3)
@@ -118,13 +123,20 @@ def draw_leaf(labels: tuple[str, ...], rng: np.random.Generator, size: tuple[int
         for centre in _spot_centres(rng, leaf, int(rng.integers(4, 9))):
             r = radius * rng.uniform(0.6, 1.0)
             x, y = centre
-            draw.ellipse((x - 1.6 * r, y - 1.6 * r, x + 1.6 * r, y + 1.6 * r), fill=(220, 200, 60, 255))
+            draw.ellipse(
+                (x - 1.6 * r, y - 1.6 * r, x + 1.6 * r, y + 1.6 * r), fill=(220, 200, 60, 255)
+            )
             draw.ellipse((x - r, y - r, x + r, y + r), fill=(230, 110, 20, 255))
     if "frog_eye_leaf_spot" in labels:
         for centre in _spot_centres(rng, leaf, int(rng.integers(3, 7))):
             r = radius * rng.uniform(0.9, 1.3)
             x, y = centre
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=(200, 185, 150, 255), outline=(90, 30, 60, 255), width=2)
+            draw.ellipse(
+                (x - r, y - r, x + r, y + r),
+                fill=(200, 185, 150, 255),
+                outline=(90, 30, 60, 255),
+                width=2,
+            )
     if "powdery_mildew" in labels:
         for centre in _spot_centres(rng, leaf, int(rng.integers(2, 4))):
             _blob(draw, rng, centre, leaf["width"] * 0.2, (235, 235, 230, 150))

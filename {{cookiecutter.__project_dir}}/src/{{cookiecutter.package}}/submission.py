@@ -21,7 +21,9 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from .metrics import decode, labels_to_text
 
 
-def write_csv_atomically(path: str | Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
+def write_csv_atomically(
+    path: str | Path, header: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> Path:
     """Write ``rows`` under ``header`` to ``path`` via a temporary file and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
