@@ -157,3 +157,16 @@ def test_template_repo_layout():
     prompts = OPTIONS["__prompts__"]
     visible = [key for key in OPTIONS if not key.startswith("_")]
     assert sorted(prompts) == sorted(visible)
+
+
+def test_baked_gitignore_keeps_every_shipped_file(bake, tmp_path):
+    """A .gitignore that hides tests/data (say, an unanchored 'data/') loses the sample images."""
+    import subprocess
+
+    project = bake()
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=project, check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert set(tracked) == bake_files(project)
