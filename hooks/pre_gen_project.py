@@ -117,12 +117,12 @@ def check_github_user(user: str) -> str | None:
 
 def check_text(field: str, value: str) -> str | None:
     """Return why a free-text answer cannot go into README, LICENSE and pyproject.toml, or None."""
-    allowed = "use one line of printable text, 200 characters at most"
+    allowed = "use one line of printable text, 350 characters at most (as GitHub descriptions)"
     if not value.strip():
         return f"{field} is empty; {allowed}"
     if any(ord(char) < 32 or ord(char) == 127 for char in value):
         return f"{field} {value!r} contains a line break or control character; {allowed}"
-    if len(value) > 200:
+    if len(value) > 350:
         return f"{field} is {len(value)} characters long; {allowed}"
     return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
 import tomllib
 
 import pytest
@@ -20,6 +21,12 @@ from conftest import (
 )
 
 CORE_FILES = {
+    ".github/ISSUE_TEMPLATE/bug_report.yml",
+    ".github/ISSUE_TEMPLATE/config.yml",
+    ".github/ISSUE_TEMPLATE/feature_request.yml",
+    ".github/PULL_REQUEST_TEMPLATE.md",
+    ".github/dependabot.yml",
+    ".github/workflows/ci.yml",
     ".flake8",
     ".gitignore",
     ".pre-commit-config.yaml",
@@ -161,12 +168,11 @@ def test_template_repo_layout():
 
 def test_baked_gitignore_keeps_every_shipped_file(bake, tmp_path):
     """A .gitignore that hides tests/data (say, an unanchored 'data/') loses the sample images."""
-    import subprocess
-
     project = bake()
+    shipped = bake_files(project)
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
     tracked = subprocess.run(
         ["git", "ls-files"], cwd=project, check=True, capture_output=True, text=True
     ).stdout.split()
-    assert set(tracked) == bake_files(project)
+    assert set(tracked) == shipped

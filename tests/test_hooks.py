@@ -44,7 +44,7 @@ BAD_ANSWERS = [
     ("author=", "author", "empty"),
     ("author=two\nlines", "author", "line break"),
     ("description=tab\there", "description", "control character"),
-    ("description=" + "d" * 201, "description", "201 characters"),
+    ("description=" + "d" * 351, "description", "351 characters"),
 ]
 
 
