@@ -42,7 +42,9 @@ def _git(cwd: Path, *args: str) -> str:
 def tracked_files(repo: Path) -> list[str]:
     """Files of the template repository as GitHub would copy them (what git tracks)."""
     if (repo / ".git").exists():
-        return _git(repo, "ls-files", "-z").split("\0")[:-1]
+        return _git(repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split(
+            "\0"
+        )[:-1]
     return sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file())
 
 

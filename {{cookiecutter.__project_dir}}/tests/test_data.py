@@ -13,6 +13,7 @@ from {{ cookiecutter.package }}.data import (
     build_transforms,
     encode_labels,
     label_vocabulary,
+    normalize_batch,
     read_train_csv,
     stratified_split,
 )
@@ -150,7 +151,9 @@ def test_train_and_val_transforms_give_the_same_size(sample_dir):
     train = build_transforms(80, train=True)(image)
     val = build_transforms(80, train=False)(image)
     assert train.shape == val.shape == (3, 80, 80)
-    assert train.dtype == val.dtype == torch.float32
+    assert train.dtype == val.dtype == torch.uint8
+    normalized = normalize_batch(torch.stack([train, val]))
+    assert normalized.dtype == torch.float32 and -3 < normalized.mean() < 3
 
 
 def test_datamodule_batches(sample_dir):

@@ -23,9 +23,11 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.tuner import Tuner
 
 from . import sample_data
+from .cache import prepare_cache
 from .backbones import BackboneError
 from .data import PlantDataModule
 from .errors import DataError
+from .hardware import default_precision
 from .models import PlantClassifier
 from .submission import SubmissionWriter
 
@@ -89,7 +91,9 @@ class PlantCLI(LightningCLI):
                 config.model.classes = classes
 
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.get("precision") is None:
+            config.trainer.precision = default_precision(config.trainer.get("accelerator", "auto"))
         if self.subcommand == "predict":
             config.trainer.logger = False
         if config.get("ckpt_path"):
@@ -174,6 +178,31 @@ def sample_data_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def prepare_command(argv: Sequence[str]) -> int:
+    """``prepare DATA_DIR CACHE_DIR --size N``: pre-resize the images for fast epochs."""
+    parser = argparse.ArgumentParser(
+        prog=f"{Path(sys.argv[0]).name} prepare",
+        description="Pre-resize train_images/ and test_images/ of DATA_DIR into CACHE_DIR"
+        " (resumable; train with --data.cache_dir CACHE_DIR).",
+    )
+    parser.add_argument("data_dir", type=Path, help="the Kaggle-layout data folder")
+    parser.add_argument("cache_dir", type=Path, help="where the resized copies go")
+    parser.add_argument("--size", type=int, default=512, help="shorter side in pixels (512)")
+    parser.add_argument("--workers", type=int, default=None, help="processes (all cores)")
+    args = parser.parse_args(argv)
+    report = prepare_cache(args.data_dir, args.cache_dir, args.size, args.workers)
+    print(
+        f"cached {report.written} images, {report.skipped} already done,"
+        f" {len(report.failed)} unreadable -> {args.cache_dir}"
+    )
+    if report.failed:
+        print(f"{len(report.failed)} files could not be cached:", file=sys.stderr)
+        for line in report.failed:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def one_line(exc: BaseException) -> str:
     """The message of a user error, even when a DataLoader worker wrapped it in a traceback."""
     text = str(exc).strip()
@@ -189,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args and args[0] == "sample-data":
             return sample_data_command(args[1:])
+        if args and args[0] == "prepare":
+            return prepare_command(args[1:])
         PlantCLI(
             PlantClassifier,
             PlantDataModule,

@@ -22,7 +22,9 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from .cache import cache_size
 from .errors import DataError
+from .hardware import default_num_workers
 from .images import IMAGE_SUFFIXES, check_image_header, load_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -120,7 +122,11 @@ def stratified_split(
 
 
 def build_transforms(image_size: int, train: bool) -> Callable[[Any], torch.Tensor]:
-    """Augmentations for training, a plain resize otherwise; both give ``image_size`` squares."""
+    """Augmentations for training, a plain resize otherwise; both give ``image_size`` squares.
+
+    The result is a uint8 CHW tensor: loader workers hand the main process a quarter of the bytes
+    of float32, and ``normalize_batch`` scales whole batches on the training device instead.
+    """
     if train:
         geometry = [
             v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
@@ -130,20 +136,20 @@ def build_transforms(image_size: int, train: bool) -> Callable[[Any], torch.Tens
         ]
     else:
         geometry = [v2.Resize((image_size, image_size), antialias=True)]
-    return v2.Compose(
-        [
-            *geometry,
-            v2.PILToTensor(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
+    return v2.Compose([*geometry, v2.PILToTensor()])
+
+
+def normalize_batch(images: torch.Tensor) -> torch.Tensor:
+    """uint8 NCHW images -> float32, scaled to [0, 1] and normalised with ImageNet statistics."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    return (images.float() / 255.0 - mean) / std
 
 
 class ImageDataset(Dataset):
     """Images from one folder, with multi-hot targets when given; items are dicts.
 
-    Each item holds ``image`` (a normalised CHW float tensor), ``id`` (the file name) and, for
+    Each item holds ``image`` (a uint8 CHW tensor), ``id`` (the file name) and, for
     labelled data, ``target`` (multi-hot float tensor).
     """
 
@@ -173,15 +179,6 @@ class ImageDataset(Dataset):
         if self.targets is not None:
             item["target"] = self.targets[index]
         return item
-
-
-def default_num_workers() -> int:
-    """Loader workers: one per available core, less one for the training loop, at most 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS and Windows have no sched_getaffinity
-        cores = os.cpu_count() or 1
-    return max(0, min(8, cores - 1))
 
 
 def list_images(folder: Path) -> list[str]:
@@ -223,6 +220,8 @@ class PlantDataModule(pl.LightningDataModule):
         val_fraction: share of images held out; ``round(1/val_fraction)`` folds.
         fold: which fold is the validation set.
         seed: seed of the stratified split.
+        cache_dir: a cache made by ``prepare`` (pre-resized images); ``train.csv`` and the list of
+            test images still come from ``data_dir``, so labels and order are unchanged.
     """
 
     def __init__(
@@ -234,6 +233,7 @@ class PlantDataModule(pl.LightningDataModule):
         val_fraction: float = 0.2,
         fold: int = 0,
         seed: int = 42,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -244,6 +244,7 @@ class PlantDataModule(pl.LightningDataModule):
         self.val_fraction = val_fraction
         self.fold = fold
         self.seed = seed
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self._samples: list[Sample] | None = None
         self._checked: set[str] = set()
         self._split_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -262,6 +263,20 @@ class PlantDataModule(pl.LightningDataModule):
     @property
     def test_images(self) -> Path:
         return self.data_dir / TEST_IMAGES
+
+    def images_dir(self, folder: str) -> Path:
+        """Where the images of ``folder`` are read from: the cache when there is one."""
+        return (self.cache_dir or self.data_dir) / folder
+
+    def _check_cache(self) -> None:
+        if self.cache_dir is None:
+            return
+        built = cache_size(self.cache_dir)
+        if built < self.image_size:
+            raise DataError(
+                f"{self.cache_dir}: cache was built at {built}px, smaller than image_size"
+                f" {self.image_size}; rebuild it with prepare --size {self.image_size} or more"
+            )
 
     def _check_data_dir(self) -> None:
         if not self.data_dir.is_dir():
@@ -292,11 +307,19 @@ class PlantDataModule(pl.LightningDataModule):
         """Validate everything ``stage`` will read, before any output is written."""
         if stage in self._checked:
             return
+        self._check_data_dir()
+        self._check_cache()
         if stage == "predict":
-            self._check_data_dir()
-            list_images(self.test_images)
+            names = list_images(self.test_images)
+            if self.cache_dir is not None:
+                missing = sorted(set(names) - set(os.listdir(self.images_dir(TEST_IMAGES))))
+                if missing:
+                    raise DataError(
+                        f"{self.images_dir(TEST_IMAGES)}: {len(missing)} test images are not"
+                        f" cached (first: {missing[0]}); run prepare again"
+                    )
         else:
-            check_listed_images(self.train_csv, self.train_images, self.samples)
+            check_listed_images(self.train_csv, self.images_dir(TRAIN_IMAGES), self.samples)
             self._split()
         self._checked.add(stage)
 
@@ -312,7 +335,7 @@ class PlantDataModule(pl.LightningDataModule):
         self.check(stage)
         if stage == "predict":
             self.predict_set = ImageDataset(
-                self.test_images,
+                self.images_dir(TEST_IMAGES),
                 list_images(self.test_images),
                 build_transforms(self.image_size, train=False),
                 decode_size=self.image_size,
@@ -321,19 +344,25 @@ class PlantDataModule(pl.LightningDataModule):
         targets, train_idx, val_idx = self._split()
         names = [sample.image for sample in self.samples]
         self.train_set = ImageDataset(
-            self.train_images,
+            self.images_dir(TRAIN_IMAGES),
             [names[i] for i in train_idx],
             build_transforms(self.image_size, train=True),
             targets[train_idx],
             decode_size=self.image_size,
         )
         self.val_set = ImageDataset(
-            self.train_images,
+            self.images_dir(TRAIN_IMAGES),
             [names[i] for i in val_idx],
             build_transforms(self.image_size, train=False),
             targets[val_idx],
             decode_size=self.image_size,
         )
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """Normalise images on the device they were moved to (cheap there, batched)."""
+        if batch["image"].dtype == torch.uint8:
+            batch["image"] = normalize_batch(batch["image"])
+        return batch
 
     def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
         if dataset is None:

@@ -32,6 +32,7 @@ class PlantClassifier(pl.LightningModule):
         scheduler: ``"cosine"`` anneals the learning rate over ``max_epochs``; ``"none"`` keeps it.
         dropout: dropout before the head.
         pos_weight: per-class positive weights for ``BCEWithLogitsLoss`` (rare classes up).
+        channels_last: NHWC memory layout, faster convolutions on recent CPUs and GPUs.
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class PlantClassifier(pl.LightningModule):
         scheduler: Literal["cosine", "none"] = "cosine",
         dropout: float = 0.0,
         pos_weight: list[float] | None = None,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
@@ -73,7 +75,7 @@ class PlantClassifier(pl.LightningModule):
         )
 
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
+        datamodule = getattr(self._trainer, "datamodule", None)
         data_classes = getattr(datamodule, "available_classes", None)
         if self.classes is None:
             if data_classes is None:
@@ -85,11 +87,15 @@ class PlantClassifier(pl.LightningModule):
                 f" {datamodule.train_csv} has {list(data_classes)}; predict with a checkpoint"
                 " trained on this label set"
             )
+        if self.hparams.get("channels_last"):
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits (batch x classes); apply a sigmoid for probabilities."""
         if self.head is None:
             raise RuntimeError("the head is built once classes are known (pass classes=...)")
+        if self.hparams.get("channels_last"):
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.head(self.dropout(self.backbone(images)))
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
