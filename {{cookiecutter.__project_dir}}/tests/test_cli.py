@@ -4,8 +4,10 @@ import csv
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule
@@ -198,3 +200,32 @@ def test_a_few_cpu_epochs_beat_the_trivial_baseline(sample_dir, in_tmp):
     )
     print(f"val samples-F1 {scores[-1]:.3f} vs trivial {trivial:.3f}")
     assert scores[-1] > trivial + 0.25
+
+
+def test_real_layout_with_full_size_jpegs_and_another_label_set(tmp_path, in_tmp):
+    """Plant Pathology 2020's labels, big camera-sized JPEGs: the same commands just work."""
+    data = tmp_path / "pp2020"
+    (data / "train_images").mkdir(parents=True)
+    (data / "test_images").mkdir()
+    label_sets = ["healthy", "multiple_diseases rust scab", "rust", "scab"]
+    rows = ["image,labels"]
+    rng = np.random.default_rng(0)
+    for index in range(16):
+        colour = rng.integers(0, 255, size=(6, 9, 3), dtype=np.uint8)
+        photo = Image.fromarray(colour).resize((2048, 1365), Image.Resampling.BICUBIC)
+        folder = "test_images" if index >= 12 else "train_images"
+        photo.save(data / folder / f"Train_{index}.jpg", quality=90)
+        if index < 12:
+            rows.append(f"Train_{index}.jpg,{label_sets[index % 4]}")
+    (data / "train.csv").write_text("\n".join(rows) + "\n")
+    args = ["--data.val_fraction", "0.25", "--trainer.max_epochs", "1"]
+    assert main(["fit", *cli_args(data, *args)]) == 0
+    ckpt = torch.load(in_tmp / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["classes"] == ["healthy", "multiple_diseases", "rust", "scab"]
+    predict = ["--ckpt_path", str(in_tmp / "checkpoints" / "last.ckpt")]
+    assert main(["predict", *cli_args(data, *predict)]) == 0
+    rows = _read_submission(in_tmp / "submission.csv")
+    assert [row["image"] for row in rows] == [f"Train_{i}.jpg" for i in (12, 13, 14, 15)]
+    assert all(
+        set(row["labels"].split()) <= set(ckpt["hyper_parameters"]["classes"]) for row in rows
+    )

@@ -19,6 +19,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+from rich.progress import BarColumn, MofNCompleteColumn, Progress
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
@@ -205,8 +206,12 @@ def check_listed_images(csv_path: Path, folder: Path, samples: Sequence[Sample])
             raise DataError(
                 f"{csv_path}: row {row_number}: image {sample.image} not found in {folder}"
             )
-    for sample in samples:
-        check_image_header(folder / sample.image)
+    progress = Progress(
+        "{task.description}", BarColumn(), MofNCompleteColumn(), disable=len(samples) < 2000
+    )
+    with progress:
+        for sample in progress.track(samples, description=f"checking {folder.name}"):
+            check_image_header(folder / sample.image)
 
 
 class PlantDataModule(pl.LightningDataModule):
