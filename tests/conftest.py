@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,34 @@ def run_cookiecutter(output_dir: Path, *answers: str) -> subprocess.CompletedPro
     return subprocess.run(
         [*command, str(ROOT), *answers], capture_output=True, text=True, timeout=300
     )
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd``; return its stdout (fail the test on an error)."""
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def repository_files(repo: Path) -> list[str]:
+    """Files of a repository as they would be committed (tracked, or new and not ignored)."""
+    if (repo / ".git").exists():
+        listing = git(repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+        return [name for name in listing.split("\0") if name and (repo / name).is_file()]
+    return sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file())
+
+
+def copy_as_new_repository(dest: Path, message: str) -> Path:
+    """Copy this template repository's files to ``dest`` as a fresh git repository, committed."""
+    for name in repository_files(ROOT):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, dest / name)
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "config", "user.name", "Test")
+    git(dest, "config", "user.email", "test@example.com")
+    git(dest, "add", "--all")
+    git(dest, "commit", "-q", "-m", message)
+    return dest
 
 
 @pytest.fixture

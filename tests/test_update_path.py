@@ -11,37 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from test_use_template import tracked_files
+from conftest import copy_as_new_repository, git
 
 BIN = Path(sys.executable).parent
 MARKER = "Changed in v0.2.0"
 
 
-def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout
-
-
 @pytest.fixture
 def released(tmp_path: Path) -> Path:
     """A clone of the template with tags v0.1.0 and v0.2.0 (which adds MARKER to the README)."""
-    repo = tmp_path / "template"
-    for name in tracked_files(ROOT):
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.name", "Test")
-    _git(repo, "config", "user.email", "test@example.com")
-    _git(repo, "add", "--all")
-    _git(repo, "commit", "-q", "-m", "v0.1.0")
-    _git(repo, "tag", "v0.1.0")
+    repo = copy_as_new_repository(tmp_path / "template", "v0.1.0")
+    git(repo, "tag", "v0.1.0")
     readme = repo / "{{cookiecutter.__project_dir}}" / "README.md"
     readme.write_text(readme.read_text() + f"\n{MARKER}\n")
-    _git(repo, "commit", "-q", "-am", "v0.2.0")
-    _git(repo, "tag", "v0.2.0")
+    git(repo, "commit", "-q", "-am", "v0.2.0")
+    git(repo, "tag", "v0.2.0")
     return repo
 
 
@@ -80,11 +64,14 @@ def test_cruft_create_then_update(released, tmp_path, isolated_home):
     _run([*create, "--extra-context", json.dumps({"package": "leaf_doctor"})], work, isolated_home)
     project = work / "kaggle-plant-pathology"
     assert (project / "src" / "leaf_doctor" / "cli.py").is_file()
-    _git(project, "init", "-q", "-b", "main")
-    _git(project, "config", "user.name", "Test")
-    _git(project, "config", "user.email", "test@example.com")
-    _git(project, "add", "--all")
-    _git(project, "commit", "-q", "-m", "baked v0.1.0")
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["config", "user.name", "Test"],
+        ["config", "user.email", "test@example.com"],
+        ["add", "--all"],
+        ["commit", "-q", "-m", "baked v0.1.0"],
+    ):
+        git(project, *args)
     _run(
         [cruft, "update", "--checkout", "v0.2.0", "--skip-apply-ask"],
         project,

@@ -7,14 +7,13 @@ under .github/workflows/, which is the rule the workflow token lives under on Gi
 from __future__ import annotations
 
 import filecmp
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, bake_files
+from conftest import ROOT, bake_files, copy_as_new_repository, git, repository_files
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import render_from_template as setup_script  # noqa: E402
@@ -33,42 +32,14 @@ exit 0
 """
 
 
-def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout
-
-
-def tracked_files(repo: Path) -> list[str]:
-    """Files of the template repository as GitHub would copy them (what git tracks)."""
-    if (repo / ".git").exists():
-        return _git(repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split(
-            "\0"
-        )[:-1]
-    return sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file())
-
-
-def _identity(repo: Path) -> None:
-    _git(repo, "config", "user.name", "Test")
-    _git(repo, "config", "user.email", "test@example.com")
-
-
 @pytest.fixture
 def new_repo(tmp_path: Path) -> tuple[Path, Path]:
     """(working clone, bare remote) of a repository just created from the template."""
-    work = tmp_path / "leaf-doctor"
-    for name in tracked_files(ROOT):
-        if (ROOT / name).is_file():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, work / name)
-    _git(work, "init", "-q", "-b", "main")
-    _identity(work)
-    _git(work, "add", "--all")
-    _git(work, "commit", "-q", "-m", "Initial commit")
+    work = copy_as_new_repository(tmp_path / "leaf-doctor", "Initial commit")
     remote = tmp_path / "remote.git"
-    _git(tmp_path, "init", "-q", "--bare", str(remote))
-    _git(work, "remote", "add", "origin", str(remote))
-    _git(work, "push", "-q", "origin", "main")
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(work, "remote", "add", "origin", str(remote))
+    git(work, "push", "-q", "origin", "main")
     hook = remote / "hooks" / "pre-receive"
     hook.write_text(PRE_RECEIVE)
     hook.chmod(0o755)
@@ -89,11 +60,11 @@ def test_rendered_repository_equals_a_direct_bake(new_repo, tmp_path):
     work, _ = new_repo
     args = ["--name", "leaf-doctor", "--owner", "octo-org", "--repo", str(work)]
     assert setup_script.main([*args, "--description", "Apple leaf diseases"]) == 0
-    _git(work, "push", "-q", "origin", "HEAD:main")  # the token's rule holds
+    git(work, "push", "-q", "origin", "HEAD:main")  # the token's rule holds
     context = setup_script.answers("leaf-doctor", "octo-org", "Apple leaf diseases", None)
     assert context["package"] == "leaf_doctor"
     direct = _direct_bake(tmp_path, context)
-    files = set(tracked_files(work))
+    files = set(repository_files(work))
     assert files == bake_files(direct)
     mismatch = [
         name for name in files if not filecmp.cmp(work / name, direct / name, shallow=False)
@@ -101,38 +72,38 @@ def test_rendered_repository_equals_a_direct_bake(new_repo, tmp_path):
     assert mismatch == []
     assert not (work / "cookiecutter.json").exists() and not (work / "hooks").exists()
     assert sorted(p.name for p in (work / ".github" / "workflows").iterdir()) == ["ci.yml"]
-    log = _git(work, "log", "--format=%s").splitlines()
+    log = git(work, "log", "--format=%s").splitlines()
     assert log == ["Render the Kaggle Lightning template for leaf-doctor", "Initial commit"]
-    assert _git(work, "status", "--porcelain") == ""
+    assert git(work, "status", "--porcelain") == ""
 
 
 def test_second_run_is_a_no_op(new_repo, capsys):
     work, _ = new_repo
     assert setup_script.main(["--name", "leaf-doctor", "--repo", str(work)]) == 0
-    head = _git(work, "rev-parse", "HEAD")
+    head = git(work, "rev-parse", "HEAD")
     assert setup_script.main(["--name", "leaf-doctor", "--repo", str(work)]) == 0
     assert "nothing to do" in capsys.readouterr().out
-    assert _git(work, "rev-parse", "HEAD") == head
+    assert git(work, "rev-parse", "HEAD") == head
 
 
 def test_a_changed_workflow_stops_before_anything_changes(new_repo, capsys):
     work, _ = new_repo
     ci = work / ".github" / "workflows" / "ci.yml"
     ci.write_text(ci.read_text() + "# drift\n")
-    _git(work, "commit", "-q", "-am", "drift")
-    head = _git(work, "rev-parse", "HEAD")
+    git(work, "commit", "-q", "-am", "drift")
+    head = git(work, "rev-parse", "HEAD")
     assert setup_script.main(["--name", "leaf-doctor", "--repo", str(work)]) == 1
     assert "byte-identical" in capsys.readouterr().err
-    assert _git(work, "rev-parse", "HEAD") == head
-    assert _git(work, "status", "--porcelain") == ""
+    assert git(work, "rev-parse", "HEAD") == head
+    assert git(work, "status", "--porcelain") == ""
 
 
 def test_the_remote_refuses_workflow_changes(new_repo):
     """The pre-receive hook really enforces the token's rule (so the first test means something)."""
     work, _ = new_repo
     (work / ".github" / "workflows" / "extra.yml").write_text("name: x\n")
-    _git(work, "add", "--all")
-    _git(work, "commit", "-q", "-m", "add a workflow")
+    git(work, "add", "--all")
+    git(work, "commit", "-q", "-m", "add a workflow")
     push = subprocess.run(
         ["git", "push", "origin", "HEAD:main"], cwd=work, capture_output=True, text=True
     )
@@ -141,13 +112,13 @@ def test_the_remote_refuses_workflow_changes(new_repo):
 
 def test_a_name_the_hook_refuses_fails_cleanly(new_repo, capsys):
     work, _ = new_repo
-    head = _git(work, "rev-parse", "HEAD")
+    head = git(work, "rev-parse", "HEAD")
     assert (
         setup_script.main(["--name", "leaf-doctor", "--package", "torch", "--repo", str(work)]) == 1
     )
     assert "cookiecutter refused" in capsys.readouterr().err
-    assert _git(work, "rev-parse", "HEAD") == head
-    assert _git(work, "status", "--porcelain") == ""
+    assert git(work, "rev-parse", "HEAD") == head
+    assert git(work, "status", "--porcelain") == ""
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .errors import load_torch_file
+
 
 class BackboneError(ValueError):
     """The backbone name, module or weights cannot be used; the message says what to do."""
@@ -57,17 +59,11 @@ def _download_default_weights(name: str) -> dict[str, torch.Tensor]:
 
 def _load_weights_file(path: str) -> dict[str, torch.Tensor]:
     """State dict from a local ``.pth`` / ``.ckpt`` file (a bare or a wrapped ``state_dict``)."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise BackboneError(f"pretrained weights file {file} not found")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise BackboneError(f"{file}: cannot load weights ({type(exc).__name__}: {exc})") from None
+    state = load_torch_file(path, "pretrained weights", BackboneError)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise BackboneError(f"{file}: expected a state dict, found {type(state).__name__}")
+        raise BackboneError(f"{path}: expected a state dict, found {type(state).__name__}")
     return state
 
 

@@ -16,7 +16,6 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -26,7 +25,7 @@ from . import sample_data
 from .cache import prepare_cache
 from .backbones import BackboneError
 from .data import PlantDataModule
-from .errors import DataError
+from .errors import DataError, load_torch_file
 from .hardware import default_precision
 from .models import PlantClassifier
 from .submission import SubmissionWriter
@@ -132,16 +131,13 @@ class PlantCLI(LightningCLI):
 
 def checkpoint_classes(ckpt_path: str | Path) -> list[str]:
     """The label vocabulary saved in a checkpoint; ``DataError`` if it is missing or unreadable."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise DataError(f"{path}: checkpoint file not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise DataError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
-    classes = checkpoint.get("hyper_parameters", {}).get("classes")
+    checkpoint = load_torch_file(ckpt_path, "checkpoint")
+    hyper_parameters = (
+        checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
+    )
+    classes = hyper_parameters.get("classes")
     if not classes:
-        raise DataError(f"{path}: checkpoint has no 'classes' hyper-parameter")
+        raise DataError(f"{ckpt_path}: checkpoint has no 'classes' hyper-parameter")
     return list(classes)
 
 
