@@ -181,3 +181,15 @@ def test_baked_gitignore_keeps_every_shipped_file(bake, tmp_path):
         ["git", "ls-files"], cwd=project, check=True, capture_output=True, text=True
     ).stdout.split()
     assert set(tracked) == shipped
+
+
+@pytest.mark.parametrize("license_", ["MIT", "none"])
+def test_baked_text_passes_the_hygiene_hooks(bake, license_):
+    """What pre-commit's trailing-whitespace and end-of-file-fixer hooks would otherwise rewrite."""
+    project = bake(license=license_)
+    for path, text in text_files(project).items():
+        if not text:
+            continue
+        assert text.endswith("\n") and not text.endswith("\n\n"), path
+        trailing = [n for n, line in enumerate(text.splitlines(), 1) if line != line.rstrip()]
+        assert trailing == [], (path, trailing)
