@@ -317,7 +317,9 @@ class PlantDataModule(pl.LightningDataModule):
         if stage == "predict":
             names = list_images(self.test_images)
             if self.cache_dir is not None:
-                missing = sorted(set(names) - set(os.listdir(self.images_dir(TEST_IMAGES))))
+                cached_dir = self.images_dir(TEST_IMAGES)
+                cached = set(os.listdir(cached_dir)) if cached_dir.is_dir() else set()
+                missing = sorted(set(names) - cached)
                 if missing:
                     raise DataError(
                         f"{self.images_dir(TEST_IMAGES)}: {len(missing)} test images are not"
