@@ -43,7 +43,8 @@ def test_prepare_is_idempotent_and_resumable(data_copy, tmp_path):
     (cache / "test_images" / "test_0001.jpg").unlink()
     (cache / "train_images" / ".tmp-train_0004.jpg").write_bytes(b"partial")
     source = data_copy / "train_images" / "train_0005.jpg"
-    os.utime(source, (source.stat().st_atime, source.stat().st_mtime + 60))  # changed since
+    cached_at = (cache / "train_images" / "train_0005.jpg").stat().st_mtime
+    os.utime(source, (cached_at + 60, cached_at + 60))  # the source changed after caching
     resumed = prepare_cache(data_copy, cache, size=48, workers=1, progress=False)
     assert (resumed.written, resumed.skipped) == (3, N_IMAGES - 3)
     assert not list(cache.rglob(".tmp-*"))
