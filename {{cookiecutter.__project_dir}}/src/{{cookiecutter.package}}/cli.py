@@ -100,14 +100,9 @@ class PlantCLI(LightningCLI):
             config.model.pretrained = False
 
     def _check_inputs(self, stage: str) -> None:
+        """The same checks the trainer's setup makes, run before it writes logs or checkpoints."""
         self.datamodule.check(stage)
-        data_classes = self.datamodule.available_classes
-        model_classes = self.model.classes
-        if model_classes is not None and data_classes is not None and model_classes != data_classes:
-            raise DataError(
-                f"label vocabulary mismatch: the model knows {model_classes}, but"
-                f" {self.datamodule.train_csv} has {data_classes}"
-            )
+        self.model.check_vocabulary(self.datamodule)
 
     def before_fit(self) -> None:
         self._check_inputs("fit")

@@ -349,19 +349,16 @@ class PlantDataModule(pl.LightningDataModule):
             )
             return
         targets, train_idx, val_idx = self._split()
-        names = [sample.image for sample in self.samples]
-        self.train_set = ImageDataset(
+        self.train_set = self._labelled_set(train_idx, targets, train=True)
+        self.val_set = self._labelled_set(val_idx, targets, train=False)
+
+    def _labelled_set(self, indices: np.ndarray, targets: np.ndarray, train: bool) -> ImageDataset:
+        """The ``train.csv`` rows at ``indices``, with training or evaluation transforms."""
+        return ImageDataset(
             self.images_dir(TRAIN_IMAGES),
-            [names[i] for i in train_idx],
-            build_transforms(self.image_size, train=True),
-            targets[train_idx],
-            decode_size=self.image_size,
-        )
-        self.val_set = ImageDataset(
-            self.images_dir(TRAIN_IMAGES),
-            [names[i] for i in val_idx],
-            build_transforms(self.image_size, train=False),
-            targets[val_idx],
+            [self.samples[i].image for i in indices],
+            build_transforms(self.image_size, train=train),
+            targets[indices],
             decode_size=self.image_size,
         )
 

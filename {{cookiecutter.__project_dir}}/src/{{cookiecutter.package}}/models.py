@@ -74,19 +74,24 @@ class PlantClassifier(pl.LightningModule):
             pos_weight=None if pos_weight is None else torch.tensor(pos_weight)
         )
 
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self._trainer, "datamodule", None)
+    def check_vocabulary(self, datamodule: Any) -> None:
+        """Raise ``DataError`` if the datamodule's ``train.csv`` has other labels than the model."""
         data_classes = getattr(datamodule, "available_classes", None)
-        if self.classes is None:
-            if data_classes is None:
-                raise DataError("no label vocabulary: pass classes or a datamodule with train.csv")
-            self._build_head(list(data_classes))
-        elif data_classes is not None and list(data_classes) != self.classes:
+        if self.classes is not None and data_classes is not None and data_classes != self.classes:
             raise DataError(
                 f"label vocabulary mismatch: the model was trained on {self.classes}, but"
                 f" {datamodule.train_csv} has {list(data_classes)}; predict with a checkpoint"
                 " trained on this label set"
             )
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if self.classes is None:
+            data_classes = getattr(datamodule, "available_classes", None)
+            if data_classes is None:
+                raise DataError("no label vocabulary: pass classes or a datamodule with train.csv")
+            self._build_head(list(data_classes))
+        self.check_vocabulary(datamodule)
         if self.hparams.get("channels_last"):
             self.to(memory_format=torch.channels_last)
 
