@@ -4,12 +4,12 @@ import json
 from pathlib import Path
 
 # Rendered by cookiecutter as JSON inside a raw string (see pre_gen_project.py).
-LICENSE = json.loads(r"""{{ cookiecutter | jsonify }}""")["license"]
+ANSWERS_JSON = r"""{{ cookiecutter | jsonify }}"""
 
 
 def main() -> None:
     """Drop the LICENSE file when the user chose no license."""
-    if LICENSE == "none":
+    if json.loads(ANSWERS_JSON)["license"] == "none":
         Path("LICENSE").unlink()
 
 

@@ -3,69 +3,187 @@
 Every problem is reported as one line ``ERROR: <what> <why> <what is allowed>`` on stderr and the
 hook exits 1; cookiecutter then removes the half-made project directory, so nothing is left behind.
 Only the standard library is used: the hook runs in whatever Python runs cookiecutter.
+
+This file is also the one home of the package-name rules: ``scripts/render_from_template.py``
+imports it (unrendered, it is plain Python) to derive a package name from a repository name with
+``package_from_project``, so every name the script derives passes ``check_package``.
 """
+
+from __future__ import annotations
 
 import json
 import keyword
 import re
 import sys
+import unicodedata
 
 # Cookiecutter renders the answers into this raw string as JSON: whatever quotes or backslashes
 # an answer holds, it stays data, and the unrendered file is still valid, lint-clean Python.
-ANSWERS = json.loads(r"""{{ cookiecutter | jsonify }}""")
-PACKAGE = ANSWERS["package"]
-PROJECT = ANSWERS["project"]
-EMAIL = ANSWERS["email"]
-COMPETITION = ANSWERS["competition"]
-GITHUB_USER = ANSWERS["github_user"]
-AUTHOR = ANSWERS["author"]
-DESCRIPTION = ANSWERS["description"]
+ANSWERS_JSON = r"""{{ cookiecutter | jsonify }}"""
 
-# Names a generated package must not take: they would shadow what it imports or how it is tested.
-RESERVED_PACKAGES = {
+PACKAGE_MAX = 64
+PACKAGE_SUFFIX = "_challenge"
+PACKAGE_FALLBACK = "challenge"
+PACKAGE_ALLOWED = (
+    f"use lowercase letters, digits and '_', starting with a letter, {PACKAGE_MAX} characters"
+    " at most"
+)
+
+# Import names of the project's dependencies (run time, tests and dev tools, with what they pull
+# in). A package of the same name would shadow them. Compared in lowercase: PIL and pil are one
+# folder on case-insensitive file systems.
+DEPENDENCY_MODULES = {
+    # run time, direct
     "torch",
     "torchvision",
-    "torchaudio",
-    "torchmetrics",
     "pytorch_lightning",
     "lightning",
-    "lightning_utilities",
+    "lightning_fabric",
     "jsonargparse",
-    "numpy",
-    "PIL",
-    "sklearn",
     "iterstrat",
+    "sklearn",
+    "numpy",
+    "pil",
     "rich",
     "yaml",
+    # run time, pulled in
+    "cloudpickle",
+    "cuda",
+    "docstring_parser",
+    "filelock",
+    "fsspec",
+    "functorch",
+    "jinja2",
+    "joblib",
+    "lightning_utilities",
+    "markdown_it",
+    "markupsafe",
+    "mdurl",
+    "mpmath",
+    "narwhals",
+    "networkx",
+    "nvidia",
+    "packaging",
+    "pygments",
+    "scipy",
+    "sympy",
+    "threadpoolctl",
+    "torchaudio",
+    "torchgen",
+    "torchmetrics",
+    "tqdm",
+    "triton",
+    "typeshed_client",
+    "typing_extensions",
+    # tests and dev tools, with what they pull in
     "pytest",
-    "tests",
-    "test",
-    "src",
+    "_pytest",
+    "py",
+    "pluggy",
+    "iniconfig",
+    "black",
+    "blackd",
+    "blib2to3",
+    "click",
+    "mypy_extensions",
+    "pathspec",
+    "platformdirs",
+    "pytokens",
+    "flake8",
+    "pycodestyle",
+    "pyflakes",
+    "mccabe",
+    "pre_commit",
+    "cfgv",
+    "distlib",
+    "identify",
+    "nodeenv",
+    "virtualenv",
+    "python_discovery",
     "setuptools",
+    "pkg_resources",
     "pip",
+    "wheel",
     "cookiecutter",
 }
+# Standard-library modules of Pythons newer or older than the one running the hook.
+STDLIB_EXTRA = {"tomllib", "annotationlib", "compression", "distutils", "imp", "asyncore"}
+# The package name is also the command the project installs; these would replace the commands of
+# the project's environment (the interpreter, pip, the venv's activate script, the tools).
+COMMANDS = {
+    "python",
+    "python3",
+    "pythonw",
+    "pip",
+    "pip3",
+    "activate",
+    "f2py",
+    "isympy",
+    "pygmentize",
+    "torchrun",
+    "torchfrtrace",
+    "proton",
+}
+# Folders of the generated project, or names its tooling gives a meaning to.
+PROJECT_FOLDERS = {"tests", "test", "src", "conftest", "benchmarks", "configs"}
 
 PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 # GitHub keeps only ASCII letters, digits, '-', '_' and '.' in repository names (100 at most).
 PROJECT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+PROJECT_MAX = 100
 EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 GITHUB_USER_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
+TEXT_MAX = 350
+# Unicode categories no one-line text may hold: controls (tab and line breaks included), line
+# and paragraph separators, and lone surrogates (they cannot be written as UTF-8).
+FORBIDDEN_CATEGORIES = {"Cc", "Zl", "Zp", "Cs"}
+
+
+def package_problem(name: str) -> str | None:
+    """Return why ``name`` cannot be the import name of the generated package, or None."""
+    lowered = name.lower()
+    if not PACKAGE_RE.match(name):
+        return "is not a lowercase Python identifier"
+    if len(name) > PACKAGE_MAX:
+        return f"is {len(name)} characters long"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "is a Python keyword"
+    if name in sys.stdlib_module_names or name in STDLIB_EXTRA:
+        return "shadows the standard-library module of that name"
+    if lowered in DEPENDENCY_MODULES:
+        return "shadows a module the project depends on"
+    if lowered in COMMANDS:
+        return "would replace the command of that name in the project's environment"
+    if lowered in PROJECT_FOLDERS:
+        return "is the name of a folder of the project"
+    return None
 
 
 def check_package(name: str) -> str | None:
-    """Return why ``name`` cannot be the import name of the generated package, or None."""
-    allowed = "use lowercase letters, digits and '_', starting with a letter (e.g. leaf_doctor)"
-    if not PACKAGE_RE.match(name):
-        return f"package {name!r} is not a lowercase Python identifier; {allowed}"
-    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
-        return f"package {name!r} is a Python keyword; {allowed}"
-    if name in sys.stdlib_module_names:
-        return f"package {name!r} shadows the standard-library module of that name; {allowed}"
-    if name in RESERVED_PACKAGES:
-        return f"package {name!r} shadows a dependency or the tests folder; {allowed}"
-    return None
+    """Return the error line's text when ``name`` cannot be the package's import name, or None."""
+    problem = package_problem(name)
+    if problem is None:
+        return None
+    suggestion = package_from_project(name)
+    return f"package {name!r} {problem}; {PACKAGE_ALLOWED} (e.g. {suggestion})"
+
+
+def package_from_project(project: str) -> str:
+    """The import name for a repository name (``Leaf-Doctor`` -> ``leaf_doctor``; always valid).
+
+    ``torch`` becomes ``torch_challenge``, ``2021-fgvc8`` becomes ``kaggle_2021_fgvc8``, and a
+    name with no letter or digit becomes ``challenge``.
+    """
+    name = re.sub(r"[^a-z0-9]+", "_", project.lower()).strip("_")
+    if not name:
+        return PACKAGE_FALLBACK
+    if name[0].isdigit():
+        name = f"kaggle_{name}"
+    name = name[:PACKAGE_MAX].rstrip("_")
+    if package_problem(name) is not None:
+        name = name[: PACKAGE_MAX - len(PACKAGE_SUFFIX)].rstrip("_") + PACKAGE_SUFFIX
+    return name
 
 
 def check_project(name: str) -> str | None:
@@ -81,10 +199,12 @@ def check_project(name: str) -> str | None:
         return f"project {name!r} starts with {name[0]!r}; {allowed}"
     if ".." in name:
         return f"project {name!r} contains '..'; {allowed}"
-    if len(name) > 100:
-        return f"project {name!r} is longer than GitHub's 100 characters; {allowed}"
+    if len(name) > PROJECT_MAX:
+        return f"project {name!r} is longer than GitHub's {PROJECT_MAX} characters; {allowed}"
     if not PROJECT_RE.match(name):
         return f"project {name!r} has characters GitHub refuses in repository names; {allowed}"
+    if not re.search(r"[A-Za-z0-9]", name):
+        return f"project {name!r} has no letter or digit; {allowed}"
     return None
 
 
@@ -115,33 +235,47 @@ def check_github_user(user: str) -> str | None:
     return None
 
 
+def forbidden_char(char: str) -> bool:
+    """True for a character one-line text may not hold (controls, line breaks, surrogates)."""
+    return unicodedata.category(char) in FORBIDDEN_CATEGORIES
+
+
 def check_text(field: str, value: str) -> str | None:
-    """Return why a free-text answer cannot go into README, LICENSE and pyproject.toml, or None."""
-    allowed = "use one line of printable text, 350 characters at most (as GitHub descriptions)"
+    """Return why a free-text answer cannot go into README, LICENSE and pyproject.toml, or None.
+
+    Any other Unicode is fine (emoji, quotes, backslashes, text that looks like Jinja): the
+    template escapes it where it lands.
+    """
+    allowed = f"use one line of printable text, {TEXT_MAX} characters at most (as GitHub's)"
     if not value.strip():
         return f"{field} is empty; {allowed}"
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+    if any(forbidden_char(char) for char in value):
         return f"{field} {value!r} contains a line break or control character; {allowed}"
-    if len(value) > 350:
+    if len(value) > TEXT_MAX:
         return f"{field} is {len(value)} characters long; {allowed}"
     return None
 
 
+def problems(answers: dict) -> list[str]:
+    """Every reason the answers cannot be baked, one line each (empty when they are fine)."""
+    found = [
+        check_project(answers["project"]),
+        check_package(answers["package"]),
+        check_email(answers["email"]),
+        check_competition(answers["competition"]),
+        check_github_user(answers["github_user"]),
+        check_text("author", answers["author"]),
+        check_text("description", answers["description"]),
+    ]
+    return [problem for problem in found if problem]
+
+
 def main() -> int:
     """Run every check; print each failure as one ``ERROR:`` line and return the exit code."""
-    problems = [
-        check_project(PROJECT),
-        check_package(PACKAGE),
-        check_email(EMAIL),
-        check_competition(COMPETITION),
-        check_github_user(GITHUB_USER),
-        check_text("author", AUTHOR),
-        check_text("description", DESCRIPTION),
-    ]
-    problems = [p for p in problems if p]
-    for problem in problems:
+    found = problems(json.loads(ANSWERS_JSON))
+    for problem in found:
         print(f"ERROR: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    return 1 if found else 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
 import shutil
 import subprocess
 import sys
@@ -9,15 +11,54 @@ from pathlib import Path
 
 import pytest
 
+try:  # re-exported for the tests: tomllib is Python 3.11+, tomli its backport
+    import tomllib  # noqa: F401
+except ModuleNotFoundError:
+    import tomli as tomllib  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_DIR = ROOT / "{{cookiecutter.__project_dir}}"
 DEFAULT_PROJECT = "kaggle-plant-pathology"
 DEFAULT_PACKAGE = "challenge_xyz"
 
+sys.path.insert(0, str(ROOT / "scripts"))
+import render_from_template as setup_script  # noqa: E402
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # pytest-cookies bakes the template named by --template (default "."): pin it to this repo.
     config.option.template = str(ROOT)
+
+
+def runtime_distributions() -> set[str]:
+    """The baked project's dependencies and extras, with all they pull in, as installed here.
+
+    Normalised distribution names (``scikit-learn``); what is not installed is left out.
+    """
+    from packaging.requirements import Requirement
+
+    # The unrendered pyproject.toml is not TOML yet: read the requirement strings of its
+    # dependencies and optional-dependencies (they hold no template variables).
+    text = (TEMPLATE_DIR / "pyproject.toml").read_text()
+    section = text[text.index("\ndependencies = [") : text.index("\n[project.scripts]")]
+    pending = re.findall(r'"([A-Za-z][^"]*)"', section)
+    seen: set[str] = set()
+    while pending:
+        requirement = Requirement(pending.pop())
+        key = re.sub(r"[-_.]+", "-", requirement.name).lower()
+        if key in seen:
+            continue
+        try:
+            requires = importlib.metadata.distribution(requirement.name).requires or []
+        except importlib.metadata.PackageNotFoundError:
+            continue  # not installed on this platform (e.g. a CUDA-only wheel)
+        seen.add(key)
+        for line in requires:
+            marker = Requirement(line).marker
+            extras = requirement.extras or {""}
+            if marker is None or any(marker.evaluate({"extra": extra}) for extra in extras):
+                pending.append(line)
+    return seen
 
 
 def bake_files(project: Path) -> set[str]:
@@ -73,6 +114,12 @@ def copy_as_new_repository(dest: Path, message: str) -> Path:
     git(dest, "add", "--all")
     git(dest, "commit", "-q", "-m", message)
     return dest
+
+
+@pytest.fixture(scope="session")
+def hook():
+    """The pre-generation hook, unrendered, as a module: its checks are unit-tested directly."""
+    return setup_script.load_hook(ROOT / "hooks" / "pre_gen_project.py")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import ast
 import json
 import re
 import subprocess
-import tomllib
+from pathlib import Path
 
 import pytest
 import yaml
@@ -17,9 +17,16 @@ from conftest import (
     ROOT,
     TEMPLATE_DIR,
     bake_files,
+    repository_files,
+    run_cookiecutter,
+    runtime_distributions,
+    setup_script,
     text_files,
+    tomllib,
 )
 
+# Files a project must have (a file missing from the template fails here). Files added to the
+# template are expected in the bake without being listed: see template_files().
 CORE_FILES = {
     ".github/ISSUE_TEMPLATE/bug_report.yml",
     ".github/ISSUE_TEMPLATE/config.yml",
@@ -65,9 +72,22 @@ SAMPLE_IMAGES = {
 OPTIONS = json.loads((ROOT / "cookiecutter.json").read_text())
 
 
+def template_files(package: str) -> set[str]:
+    """The template folder's files (as git would commit them), named as in a bake."""
+    prefix = TEMPLATE_DIR.name + "/"
+    return {
+        name[len(prefix) :].replace("{{cookiecutter.package}}", package)
+        for name in repository_files(ROOT)
+        if name.startswith(prefix)
+    }
+
+
 def expected_files(package: str, license_: str) -> set[str]:
-    files = {name.format(pkg=package) for name in CORE_FILES} | SAMPLE_IMAGES
-    return files if license_ == "none" else files | {"LICENSE"}
+    """What a bake must hold: every template file, the core ones certainly, LICENSE by choice."""
+    core = {name.format(pkg=package) for name in CORE_FILES} | SAMPLE_IMAGES | {"LICENSE"}
+    files = template_files(package)
+    assert core <= files, f"missing from the template: {sorted(core - files)}"
+    return files - {"LICENSE"} if license_ == "none" else files
 
 
 def test_defaults(bake):
@@ -105,6 +125,13 @@ def test_every_python_min(bake, python_min):
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["requires-python"] == f">={python_min}"
     assert pyproject["tool"]["black"]["target-version"] == [f"py{python_min.replace('.', '')}"]
+    declared = [
+        int(c.rsplit(".", 1)[1])
+        for c in pyproject["project"]["classifiers"]
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    ]
+    # The project CI tests the oldest and the newest of these (see test_workflows.py).
+    assert declared == list(range(int(python_min[2:]), 14))
 
 
 def test_package_name_is_substituted_everywhere(bake):
@@ -121,6 +148,41 @@ def test_package_name_is_substituted_everywhere(bake):
     assert "from leaf_doctor.cli import main" in (project / "tests/test_cli.py").read_text()
 
 
+PEP_508_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    ("project", "distribution"),
+    [
+        ("leaf-", "leaf"),
+        ("_leaf_", "leaf"),
+        ("Leaf.Doctor_2", "leaf-doctor-2"),
+        ("9", "9"),
+        ("numpy", "numpy-challenge"),
+        ("PyYAML", "pyyaml-challenge"),
+        ("scikit_learn", "scikit-learn-challenge"),
+    ],
+)
+def test_any_repository_name_gives_an_installable_distribution_name(bake, project, distribution):
+    """GitHub allows 'leaf-' or '_leaf', pip refuses them; a project named like one of its own
+    dependencies (numpy) cannot be installed next to it: normalise, and rename those."""
+    baked = bake(project=project)
+    assert baked.name == project
+    meta = tomllib.loads((baked / "pyproject.toml").read_text())["project"]
+    assert PEP_508_NAME.match(meta["name"]) and meta["name"] == distribution
+    assert meta["urls"]["Repository"].endswith(f"/{project}")
+
+
+def test_every_dependency_distribution_is_reserved():
+    """What the installed project depends on, as pip names it (CUDA wheel parts aside)."""
+    reserved = set(OPTIONS["_reserved_distributions"])
+    installed = {
+        name for name in runtime_distributions() if not name.startswith(("nvidia-", "cuda-"))
+    }
+    assert len(installed) > 20
+    assert sorted(installed - reserved) == [], "add these to cookiecutter.json"
+
+
 @pytest.mark.parametrize(
     "context",
     [{}, {"package": "leaf_doctor", "license": "none", "python_min": "3.12"}],
@@ -134,30 +196,48 @@ def test_nothing_left_unrendered(bake, context):
             assert tag not in without_github_expressions, f"{tag} in {path}"
 
 
-def test_baked_files_parse(bake):
-    project = bake()
-    for path in project.rglob("*.py"):
-        ast.parse(path.read_text(), filename=str(path))
-    for path in [*project.rglob("*.yaml"), *project.rglob("*.yml")]:
-        assert yaml.safe_load(path.read_text()) is not None, path
-    tomllib.loads((project / "pyproject.toml").read_text())
-
-
 HOSTILE = {
-    "author": 'Zoë O\'Brien "the Kaggler" \\ $(rm -rf ~) `id` <b>',
-    "description": "Leaves: \"scab\" & 'rust' \\n -- ''' \"\"\" # not a comment; ${HOME} %s {0}",
+    "author": 'Zoë O\'Brien "the Kaggler" \\ $(rm -rf ~) `id` <b> 🍃 𝔘𝔫𝔦 \U0010fffd',
+    "description": (
+        "Leaves 🍎: \"scab\" & 'rust' \\n \\ud83d -- ''' \"\"\" # not a comment; ${HOME} %s {0}"
+        " {{ cookiecutter.package }} {% if true %}x{% endif %} {# c #} ${{ github.token }}"
+        " family 👨\u200d👩\u200d👧 עברית"
+    ),
 }
 
 
-def test_hostile_text_is_kept_verbatim_and_breaks_nothing(bake):
-    project = bake(**HOSTILE)
-    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+def _check_baked_files_parse(project: Path) -> dict:
+    """Every .py, .yml/.yaml and pyproject.toml of ``project`` parses; return its [project]."""
+    for path in project.rglob("*.py"):
+        ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for path in [*project.rglob("*.yaml"), *project.rglob("*.yml")]:
+        assert yaml.safe_load(path.read_text(encoding="utf-8")) is not None, path
+    return tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+
+def test_baked_files_parse(bake):
+    _check_baked_files_parse(bake())
+
+
+@pytest.mark.parametrize("license_", ["MIT", "Apache-2.0"])
+def test_hostile_text_is_kept_verbatim_and_breaks_nothing(bake, license_):
+    """Emoji, non-BMP text, quotes, backslashes and Jinja-looking text, given as data (as the
+    render script gives a repository description), come out verbatim in valid files."""
+    as_data = {key: setup_script.jinja_literal(value) for key, value in HOSTILE.items()}
+    project = bake(license=license_, **as_data)
+    meta = _check_baked_files_parse(project)
     assert meta["authors"][0]["name"] == HOSTILE["author"]
     assert meta["description"] == HOSTILE["description"]
-    assert HOSTILE["author"] in (project / "LICENSE").read_text()
-    assert HOSTILE["description"] in (project / "README.md").read_text()
-    for path in project.rglob("*.py"):
-        ast.parse(path.read_text(), filename=str(path))
+    assert HOSTILE["author"] in (project / "LICENSE").read_text(encoding="utf-8")
+    assert HOSTILE["description"] in (project / "README.md").read_text(encoding="utf-8")
+
+
+def test_emoji_from_the_command_line_gives_valid_toml(tmp_path):
+    """Typed at the prompt or given on the command line, with no Jinja involved."""
+    result = run_cookiecutter(tmp_path, "description=Leaf 🍃 doctor", "author=Zoë 🍎")
+    assert result.returncode == 0, result.stderr
+    meta = _check_baked_files_parse(tmp_path / DEFAULT_PROJECT)
+    assert (meta["description"], meta["authors"][0]["name"]) == ("Leaf 🍃 doctor", "Zoë 🍎")
 
 
 def test_template_repo_layout():

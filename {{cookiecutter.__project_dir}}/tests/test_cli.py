@@ -13,84 +13,100 @@ from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule
 from {{ cookiecutter.package }}.metrics import most_frequent_set_f1
 
-from conftest import cli_args
+from conftest import (
+    assert_nothing_written,
+    cli_args,
+    fit,
+    logged,
+    only_error_line,
+    read_csv_rows,
+)
+
+TRAIN_IMAGES_IN_FOLD_0 = 128  # 160 sample images, 5 folds
 
 
-def _fit(data_dir: Path, *extra: str) -> int:
-    return main(
-        [
-            "fit",
-            *cli_args(
-                data_dir,
-                "--trainer.max_epochs",
-                "1",
-                "--trainer.limit_train_batches",
-                "2",
-                "--trainer.limit_val_batches",
-                "1",
-                *extra,
-            ),
-        ]
-    )
-
-
-def _read_submission(path: Path) -> list[dict]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def test_fast_dev_run(sample_dir, in_tmp):
+def test_fast_dev_run_runs_one_batch_and_writes_nothing(sample_dir, in_tmp):
     assert main(["fit", *cli_args(sample_dir, "--trainer.fast_dev_run", "true")]) == 0
+    assert_nothing_written(in_tmp)  # fast_dev_run: no logger, no checkpoints
 
 
-def test_fit_checkpoint_predict_submission(sample_dir, in_tmp):
-    assert _fit(sample_dir) == 0
-    assert (in_tmp / "checkpoints" / "last.ckpt").is_file()
-    assert list((in_tmp / "checkpoints").glob("best-epoch*.ckpt"))
-    assert list((in_tmp / "logs").rglob("config.yaml"))
-    ckpt = str(in_tmp / "checkpoints" / "last.ckpt")
-    assert main(["predict", *cli_args(sample_dir, "--ckpt_path", ckpt)]) == 0
-    rows = _read_submission(in_tmp / "submission.csv")
+def test_fit_checkpoint_predict_submission(sample_dir, in_tmp, trained):
+    assert list(trained.parent.glob("best-epoch*.ckpt"))
+    assert list(trained.parents[1].joinpath("logs").rglob("config.yaml"))
+    assert main(["predict", *cli_args(sample_dir, "--ckpt_path", str(trained))]) == 0
+    rows = read_csv_rows(in_tmp / "submission.csv")
     test_images = sorted(p.name for p in (sample_dir / "test_images").iterdir())
     assert [row["image"] for row in rows] == test_images
-    vocabulary = set(torch.load(ckpt, weights_only=True)["hyper_parameters"]["classes"])
+    vocabulary = set(torch.load(trained, weights_only=True)["hyper_parameters"]["classes"])
     for row in rows:
         labels = row["labels"].split()
         assert labels and set(labels) <= vocabulary
     assert list(rows[0]) == ["image", "labels"]
 
 
-def test_predict_path_threshold_and_probabilities(sample_dir, in_tmp):
-    assert _fit(sample_dir) == 0
-    ckpt = str(in_tmp / "checkpoints" / "last.ckpt")
-    args = ["--ckpt_path", ckpt, "--submission.path", "out/sub.csv"]
-    args += ["--submission.threshold", "0.0", "--submission.probabilities_path", "out/probs.csv"]
+@pytest.mark.parametrize("threshold", ["0.0", "1.0"])
+def test_predict_threshold_flag_decides_the_labels(sample_dir, in_tmp, trained, threshold):
+    args = ["--ckpt_path", str(trained), "--submission.path", "out/sub.csv"]
+    args += ["--model.threshold", threshold, "--submission.probabilities_path", "out/probs.csv"]
     assert main(["predict", *cli_args(sample_dir, *args)]) == 0
-    rows = _read_submission(in_tmp / "out" / "sub.csv")
-    assert all(len(row["labels"].split()) == 6 for row in rows)  # threshold 0: every label
-    probs = _read_submission(in_tmp / "out" / "probs.csv")
-    assert len(probs) == len(rows) and len(probs[0]) == 7
+    rows = read_csv_rows(in_tmp / "out" / "sub.csv")
+    probs = read_csv_rows(in_tmp / "out" / "probs.csv")
+    assert [r["image"] for r in probs] == [r["image"] for r in rows] and len(probs[0]) == 7
+    if threshold == "0.0":  # every probability is > 0: every label
+        assert all(len(row["labels"].split()) == 6 for row in rows)
+    else:  # nothing is > 1: each image gets its arg-max label only
+        for row, prob in zip(rows, probs):
+            values = {name: float(value) for name, value in prob.items() if name != "image"}
+            assert row["labels"] == max(values, key=values.get)
 
 
-def test_resume_from_last(sample_dir, in_tmp):
-    assert _fit(sample_dir) == 0
-    assert _fit(sample_dir, "--trainer.max_epochs", "2", "--ckpt_path", "last") == 0
+def test_the_threshold_saved_in_the_checkpoint_applies_by_default(sample_dir, in_tmp, trained):
+    state = torch.load(trained, weights_only=True)
+    state["hyper_parameters"]["threshold"] = 0.0
+    torch.save(state, in_tmp.parent / "zero.ckpt")
+    bare = ["--data.data_dir", str(sample_dir), "--data.num_workers", "0"]
+    bare += ["--trainer.accelerator", "cpu", "--ckpt_path", str(in_tmp.parent / "zero.ckpt")]
+    assert main(["predict", *bare]) == 0
+    rows = read_csv_rows(in_tmp / "submission.csv")
+    assert all(len(row["labels"].split()) == 6 for row in rows)
+
+
+def test_resume_from_last_continues_the_step_count(sample_dir, in_tmp):
+    assert fit(sample_dir) == 0
+    first = torch.load(in_tmp / "checkpoints" / "last.ckpt", weights_only=True)
+    assert first["global_step"] == 2
+    assert fit(sample_dir, "--trainer.max_epochs", "2", "--ckpt_path", "last") == 0
+    second = torch.load(in_tmp / "checkpoints" / "last.ckpt", weights_only=True)
+    assert second["global_step"] == 4 and second["epoch"] == 1
+    # the resumed run logged epoch 1 only: the finished epoch 0 was not trained again
+    assert logged(in_tmp / "logs", "epoch")[-1] == 1.0
+    assert sorted({int(e) for e in logged(in_tmp / "logs", "epoch")}) == [0, 1]
+
+
+def test_validate_and_test_rescore_the_validation_fold_with_the_checkpoint(
+    sample_dir, in_tmp, trained
+):
+    ckpt = ["--ckpt_path", str(trained), "--trainer.limit_val_batches", "1.0"]
+    ckpt += ["--trainer.limit_test_batches", "1.0"]
+    assert main(["validate", *cli_args(sample_dir, *ckpt)]) == 0
+    assert main(["test", *cli_args(sample_dir, *ckpt)]) == 0
+    (val_f1,) = logged(in_tmp / "logs", "val/f1")
+    (test_f1,) = logged(in_tmp / "logs", "test/f1")
+    assert 0.0 <= val_f1 <= 1.0
+    assert test_f1 == pytest.approx(val_f1)  # test re-scores the validation fold (documented)
+    per_class = [logged(in_tmp / "logs", f"val/f1_{name}") for name in ("healthy", "scab")]
+    assert all(len(values) == 1 for values in per_class)
+
+
+def test_auto_batch_size_changes_the_batch_size(sample_dir, in_tmp):
+    extra = ["--data.batch_size", "2", "--auto_batch_size", "true"]
+    extra += ["--auto_batch_size_max_trials", "2", "--trainer.limit_train_batches", "1.0"]
+    extra += ["--data.image_size", "32"]
+    assert fit(sample_dir, *extra) == 0
     state = torch.load(in_tmp / "checkpoints" / "last.ckpt", weights_only=True)
-    assert state["epoch"] == 1
-
-
-def test_validate_and_test_report_the_competition_metric(sample_dir, in_tmp, capsys):
-    assert _fit(sample_dir) == 0
-    ckpt = str(in_tmp / "checkpoints" / "last.ckpt")
-    assert main(["validate", *cli_args(sample_dir, "--ckpt_path", ckpt)]) == 0
-    assert main(["test", *cli_args(sample_dir, "--ckpt_path", ckpt)]) == 0
-    out = capsys.readouterr().out
-    assert "val/f1" in out and "test/f1" in out
-
-
-def test_auto_batch_size(sample_dir, in_tmp):
-    extra = ["--auto_batch_size", "true", "--auto_batch_size_max_trials", "2"]
-    assert _fit(sample_dir, "--data.batch_size", "2", *extra) == 0
+    steps = state["global_step"]
+    assert steps < TRAIN_IMAGES_IN_FOLD_0 // 2  # more than 2 images per step
+    assert steps in {TRAIN_IMAGES_IN_FOLD_0 // 4, TRAIN_IMAGES_IN_FOLD_0 // 8}
 
 
 def test_sample_data_command(in_tmp, sample_dir):
@@ -100,18 +116,6 @@ def test_sample_data_command(in_tmp, sample_dir):
     before = sorted(p.name for p in in_tmp.iterdir())
     assert main(["sample-data", "fresh"]) == 2
     assert sorted(p.name for p in in_tmp.iterdir()) == before
-
-
-def _only_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err, "no error printed"
-    assert err[-1].startswith("error: ")
-    assert "Traceback" not in "\n".join(err)
-    return err[-1]
-
-
-def _assert_nothing_written(folder: Path) -> None:
-    assert sorted(p.name for p in folder.iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -139,20 +143,9 @@ def test_fit_on_bad_data_prints_one_line_and_writes_nothing(
         (data_copy / "train_images" / "train_0000.jpg").unlink()
     elif case == "corrupt_image":
         (data_copy / "train_images" / "train_0002.jpg").write_bytes(b"\x00" * 100)
-    assert _fit(data_dir) == 2
-    assert re.search(expected, _only_error_line(capsys))
-    _assert_nothing_written(in_tmp)
-
-
-@pytest.fixture
-def trained(sample_dir, tmp_path, monkeypatch) -> Path:
-    """A checkpoint trained for a few steps, outside the test's working folder."""
-    out = tmp_path / "trained"
-    out.mkdir()
-    with monkeypatch.context() as patch:
-        patch.chdir(out)
-        assert _fit(sample_dir) == 0
-    return out / "checkpoints" / "last.ckpt"
+    assert fit(data_dir) == 2
+    assert re.search(expected, only_error_line(capsys))
+    assert_nothing_written(in_tmp)
 
 
 def test_predict_on_bad_input(trained, data_copy, in_tmp, capsys):
@@ -161,38 +154,75 @@ def test_predict_on_bad_input(trained, data_copy, in_tmp, capsys):
     text = (data_copy / "train.csv").read_text()
     (data_copy / "train.csv").write_text(text.replace(",scab", ",blight"))
     assert main(["predict", *args]) == 2
-    assert "label vocabulary mismatch" in _only_error_line(capsys)
+    assert "label vocabulary mismatch" in only_error_line(capsys)
     # train.csv is optional at predict time; an empty test folder is not
     (data_copy / "train.csv").unlink()
     for image in (data_copy / "test_images").iterdir():
         image.unlink()
     assert main(["predict", *args]) == 2
-    assert "test_images: no images found" in _only_error_line(capsys)
+    assert "test_images: no images found" in only_error_line(capsys)
     # no checkpoint, or a broken one
     assert main(["predict", *cli_args(data_copy)]) == 2
-    assert "--ckpt_path" in _only_error_line(capsys)
+    assert "--ckpt_path" in only_error_line(capsys)
     (in_tmp.parent / "broken.ckpt").write_bytes(b"nope")
     assert (
         main(["predict", *cli_args(data_copy, "--ckpt_path", str(in_tmp.parent / "broken.ckpt"))])
         == 2
     )
-    assert "not a readable checkpoint" in _only_error_line(capsys)
-    _assert_nothing_written(in_tmp)
+    assert "not a readable checkpoint" in only_error_line(capsys)
+    assert_nothing_written(in_tmp)
 
 
 def test_predict_needs_no_train_csv(trained, data_copy, in_tmp):
     (data_copy / "train.csv").unlink()
     assert main(["predict", *cli_args(data_copy, "--ckpt_path", str(trained))]) == 0
-    assert len(_read_submission(in_tmp / "submission.csv")) == 12
+    assert len(read_csv_rows(in_tmp / "submission.csv")) == 12
+
+
+@pytest.mark.parametrize(
+    ("junk", "why"),
+    [
+        ("._test_0000.jpg", "macOS resource-fork file"),
+        ("notes.txt", "suffix .txt is not one of"),
+        (".DS_Store", "hidden file"),
+        ("scan.JPG.gz", "suffix .gz"),
+    ],
+)
+def test_a_submission_never_leaves_out_a_file_of_the_test_folder(
+    trained, data_copy, in_tmp, capsys, junk, why
+):
+    (data_copy / "test_images" / junk).write_bytes(b"\x00\x05\x16\x07")
+    assert main(["predict", *cli_args(data_copy, "--ckpt_path", str(trained))]) == 2
+    line = only_error_line(capsys)
+    assert f"{junk} ({why}" in line and "left out" in line
+    assert_nothing_written(in_tmp)
+
+
+@pytest.mark.parametrize(
+    "limit", [["--trainer.limit_predict_batches", "0.5"], ["--trainer.fast_dev_run", "true"]]
+)
+def test_a_partial_prediction_writes_no_submission(trained, sample_dir, in_tmp, capsys, limit):
+    args = cli_args(sample_dir, "--ckpt_path", str(trained), "--data.batch_size", "4", *limit)
+    assert main(["predict", *args]) == 2
+    assert "must cover every test image" in only_error_line(capsys)
+    assert_nothing_written(in_tmp)
+
+
+def test_limiting_predict_batches_by_count_writes_no_submission(
+    trained, sample_dir, in_tmp, capsys
+):
+    args = ["--ckpt_path", str(trained), "--data.batch_size", "4"]
+    args += ["--trainer.limit_predict_batches", "2"]
+    assert main(["predict", *cli_args(sample_dir, *args)]) == 2
+    assert "predicted 8 of 12 test images" in only_error_line(capsys)
+    assert_nothing_written(in_tmp)
 
 
 @pytest.mark.slow
 def test_a_few_cpu_epochs_beat_the_trivial_baseline(sample_dir, in_tmp):
     """Learnability: the CPU debug config must clearly beat 'always the most frequent set'."""
     assert main(["fit", *cli_args(sample_dir, "--data.image_size", "96")]) == 0
-    metrics = next((in_tmp / "logs").rglob("metrics.csv"))
-    with metrics.open() as handle:
-        scores = [float(r["val/f1"]) for r in csv.DictReader(handle) if r.get("val/f1")]
+    scores = logged(in_tmp / "logs", "val/f1")
     dm = PlantDataModule(str(sample_dir), num_workers=0)
     dm.setup("fit")
     trivial = most_frequent_set_f1(
@@ -224,7 +254,7 @@ def test_real_layout_with_full_size_jpegs_and_another_label_set(tmp_path, in_tmp
     assert ckpt["hyper_parameters"]["classes"] == ["healthy", "multiple_diseases", "rust", "scab"]
     predict = ["--ckpt_path", str(in_tmp / "checkpoints" / "last.ckpt")]
     assert main(["predict", *cli_args(data, *predict)]) == 0
-    rows = _read_submission(in_tmp / "submission.csv")
+    rows = read_csv_rows(in_tmp / "submission.csv")
     assert [row["image"] for row in rows] == [f"Train_{i}.jpg" for i in (12, 13, 14, 15)]
     assert all(
         set(row["labels"].split()) <= set(ckpt["hyper_parameters"]["classes"]) for row in rows

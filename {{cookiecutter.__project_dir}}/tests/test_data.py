@@ -53,12 +53,30 @@ def test_split_is_stratified_seeded_and_k_fold_ready(sample_dir):
     assert len(train_idx) + len(val_idx) == len(samples)
     again = stratified_split(targets, 0.2, fold=0, seed=1)
     assert np.array_equal(val_idx, again[1])
+    assert not np.array_equal(val_idx, stratified_split(targets, 0.2, fold=0, seed=2)[1])
     # every label, rare ones included, is present in validation in about the right share
     share = targets[val_idx].sum(0) / targets.sum(0)
     assert (targets[val_idx].sum(0) > 0).all()
     assert np.all(np.abs(share - 0.2) < 0.12), share
-    folds = [stratified_split(targets, 0.2, fold=k, seed=1)[1] for k in range(5)]
+    splits = [stratified_split(targets, 0.2, fold=k, seed=1) for k in range(5)]
+    folds = [val for _, val in splits]
+    # folds 0..4 partition the images: each is validated exactly once, trained on otherwise
     assert sorted(np.concatenate(folds).tolist()) == list(range(len(samples)))
+    for train, val in splits:
+        assert sorted(np.concatenate([train, val]).tolist()) == list(range(len(samples)))
+
+
+def _validation_images(data_dir: Path, **split) -> list[str]:
+    dm = PlantDataModule(str(data_dir), image_size=32, num_workers=0, **split)
+    dm.setup("fit")
+    return dm.val_set.names
+
+
+def test_datamodule_seed_and_fold_choose_the_validation_set(sample_dir):
+    chosen = _validation_images(sample_dir, seed=1, fold=0)
+    assert _validation_images(sample_dir, seed=1, fold=0) == chosen
+    assert _validation_images(sample_dir, seed=2, fold=0) != chosen
+    assert set(_validation_images(sample_dir, seed=1, fold=1)).isdisjoint(chosen)
 
 
 @pytest.mark.parametrize(
@@ -152,8 +170,20 @@ def test_train_and_val_transforms_give_the_same_size(sample_dir):
     val = build_transforms(80, train=False)(image)
     assert train.shape == val.shape == (3, 80, 80)
     assert train.dtype == val.dtype == torch.uint8
-    normalized = normalize_batch(torch.stack([train, val]))
-    assert normalized.dtype == torch.float32 and -3 < normalized.mean() < 3
+
+
+def test_a_uniform_colour_is_normalised_with_imagenet_statistics(sample_dir):
+    """Pixels / 255, minus the ImageNet mean, over the ImageNet std: checked on known values."""
+    colour = (255, 0, 128)
+    pixels = build_transforms(16, train=False)(Image.new("RGB", (50, 30), colour))
+    assert [pixels[c].unique().tolist() for c in range(3)] == [[255], [0], [128]]
+    dm = PlantDataModule(str(sample_dir), num_workers=0)
+    batch = dm.on_after_batch_transfer({"image": pixels[None], "id": ["x.jpg"]}, 0)
+    assert batch["image"].dtype == torch.float32 and batch["image"].shape == (1, 3, 16, 16)
+    # (1 - 0.485) / 0.229, (0 - 0.456) / 0.224, (128 / 255 - 0.406) / 0.225
+    expected = torch.tensor([2.248908, -2.035714, 0.426492]).view(1, 3, 1, 1).expand(1, 3, 16, 16)
+    assert torch.allclose(batch["image"], expected, atol=1e-5)
+    assert torch.equal(normalize_batch(pixels[None]), batch["image"])
 
 
 def test_datamodule_batches(sample_dir):

@@ -37,10 +37,17 @@ def test_empty_predictions_score_zero_although_elementwise_accuracy_is_high():
 
 
 def test_decode_thresholds_and_falls_back_to_argmax():
-    probs = np.array([[0.9, 0.6, 0.1], [0.2, 0.3, 0.1], [0.1, 0.1, 0.45]])
-    assert decode(probs, 0.5).tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
-    assert decode(probs, 0.4).tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
-    assert decode(probs, 0.95).sum(axis=1).tolist() == [1, 1, 1]
+    probs = np.array([[0.9, 0.6, 0.1], [0.42, 0.45, 0.1], [0.7, 0.5, 0.1]])
+    # row 2: nothing above 0.5 (arg-max), two labels above 0.4; row 3: 0.5 is not above 0.5
+    assert decode(probs, 0.5).tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
+    assert decode(probs, 0.4).tolist() == [[1, 1, 0], [1, 1, 0], [1, 1, 0]]
+    assert decode(probs, 0.95).tolist() == [[1, 0, 0], [0, 1, 0], [1, 0, 0]]
+
+
+def test_decode_uses_the_threshold_it_is_given():
+    probs = np.array([[0.3, 0.35, 0.2]])
+    assert decode(probs, 0.25).tolist() == [[1, 1, 0]]
+    assert decode(probs, 0.3).tolist() == [[0, 1, 0]]  # 0.3 itself is not above 0.3
 
 
 def test_decode_rejects_a_vector():

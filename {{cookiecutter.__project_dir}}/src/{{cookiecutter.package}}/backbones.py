@@ -3,21 +3,26 @@
 The classifier is found generically (the last ``nn.Linear`` the model registers: ``fc`` in ResNet
 and RegNet, ``classifier[-1]`` in EfficientNet, ConvNeXt and MobileNet, ``heads.head`` in ViT)
 and replaced by ``nn.Identity``; the LightningModule puts its own head on the features.
+
 Pretrained weights are opt-in and never fetched silently: without a network, the error says how
-to supply them.
+to supply them. Every weights file, a local one or torchvision's default in the torch hub cache
+(``$TORCH_HOME/hub/checkpoints``), is loaded with ``torch.load(weights_only=True)``, which reads
+tensors and plain containers only, so a file planted in the cache cannot run code. torch hub's own
+``load_state_dict_from_url`` is never used: it unpickles the cached file with
+``weights_only=False``.
 """
 
 from __future__ import annotations
 
 import difflib
+import http.client
+import re
 from pathlib import Path
-from urllib.error import URLError
+from urllib.parse import urlparse
 
 import torch
 import torchvision
 from torch import nn
-
-from .errors import load_torch_file
 
 
 class BackboneError(ValueError):
@@ -43,27 +48,73 @@ def check_backbone_name(name: str) -> None:
     )
 
 
-def _download_default_weights(name: str) -> dict[str, torch.Tensor]:
-    """State dict of ``name``'s default torchvision weights, from the hub cache or the network."""
-    weights = torchvision.models.get_model_weights(name).DEFAULT
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+def _hub_cache_file(url: str) -> Path:
+    """Where torch hub keeps the file of ``url``: ``$TORCH_HOME/hub/checkpoints/<file name>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+def _download(name: str, url: str, cached: Path) -> None:
+    """Download ``url`` to ``cached`` (hash checked, atomic) or raise saying how to supply it."""
+    hash_prefix = re.search(r"-([a-f0-9]+)\.", cached.name)
     try:
-        return torch.hub.load_state_dict_from_url(weights.url, map_location="cpu", progress=True)
-    except (URLError, OSError, ConnectionError) as exc:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(
+            url, str(cached), hash_prefix.group(1) if hash_prefix else None, progress=True
+        )
+    except (OSError, RuntimeError, http.client.HTTPException) as exc:
+        # URLError and timeouts are OSErrors; a hash mismatch is a RuntimeError
         raise BackboneError(
-            f"cannot download pretrained weights for {name} ({type(exc).__name__}: {exc}); "
-            f"offline, put the file {cached.name} at {cached} (the torch hub cache; TORCH_HOME "
-            f"moves it) or pass a local file: --model.pretrained /path/to/{cached.name}"
+            f"cannot download pretrained weights for {name} ({_reason(exc)}); download {url}"
+            f" elsewhere and pass it: --model.pretrained /path/to/{cached.name}, or put it as"
+            f" {cached.name} in {cached.parent} (the torch hub cache; TORCH_HOME moves it)"
         ) from None
 
 
-def _load_weights_file(path: str) -> dict[str, torch.Tensor]:
-    """State dict from a local ``.pth`` / ``.ckpt`` file (a bare or a wrapped ``state_dict``)."""
-    state = load_torch_file(path, "pretrained weights", BackboneError)
+def _default_weights(name: str) -> dict[str, torch.Tensor]:
+    """State dict of ``name``'s default torchvision weights: the hub cache file, else a download."""
+    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    cached = _hub_cache_file(url)
+    if not cached.is_file():
+        _download(name, url, cached)
+    return _read_state_dict(
+        cached,
+        f"delete it to download {name}'s weights again, or pass a file you trust:"
+        " --model.pretrained PATH",
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why ``exc`` happened, without torch's advice to load unsafely."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):
+        # torch's paragraphs suggest weights_only=False; keep the line saying what was refused
+        advice = ("Weights only load failed", "(1)", "(2)", "Check the documentation", "Please")
+        lines = [
+            line.removeprefix("WeightsUnpickler error: ").split(" Please use")[0]
+            for line in lines
+            if not line.startswith(advice)
+        ]
+    first_sentence = lines[0].split(". ")[0].rstrip(".") if lines else "no detail"
+    return f"{type(exc).__name__}: {first_sentence}"
+
+
+def _read_state_dict(path: str | Path, remedy: str) -> dict[str, torch.Tensor]:
+    """State dict (bare or under ``state_dict``) from a weights file, loaded ``weights_only``."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise BackboneError(f"{file}: pretrained weights file not found")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad or hostile file
+        raise BackboneError(
+            f"{file}: cannot load as pretrained weights with weights_only=True (tensors and"
+            f" plain containers only): {_reason(exc)}; {remedy}"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise BackboneError(f"{path}: expected a state dict, found {type(state).__name__}")
+        raise BackboneError(f"{file}: expected a state dict, found {type(state).__name__}")
     return state
 
 
@@ -107,7 +158,8 @@ def create_backbone(
         backbone: a torchvision classification model name (``"resnet18"``, ``"efficientnet_b0"``,
             ``"convnext_tiny"``...) or an ``nn.Module`` instance (used as given).
         pretrained: ``False`` for random init, ``True`` for torchvision's default weights (torch hub
-            cache, else download), or a path to a local state-dict file.
+            cache, else download), or a path to a local state-dict file; either is loaded with
+            ``weights_only=True``.
     """
     if isinstance(backbone, nn.Module):
         if pretrained:
@@ -120,9 +172,9 @@ def create_backbone(
     model = torchvision.models.get_model(backbone, weights=None)
     if pretrained:
         state = (
-            _load_weights_file(pretrained)
+            _read_state_dict(pretrained, "pass a file of tensors (torch.save of a state_dict)")
             if isinstance(pretrained, str)
-            else _download_default_weights(backbone)
+            else _default_weights(backbone)
         )
         try:
             model.load_state_dict(state)

@@ -16,124 +16,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytorch_lightning import LightningModule, Trainer
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from pytorch_lightning.tuner import Tuner
-
 from . import sample_data
-from .cache import prepare_cache
 from .backbones import BackboneError
-from .data import PlantDataModule
-from .errors import DataError, load_torch_file
-from .hardware import default_precision
-from .models import PlantClassifier
-from .submission import SubmissionWriter
+from .cache import prepare_cache
+from .errors import DataError
 
 USER_ERRORS = (DataError, BackboneError)
-
-
-class FitConfigSaver(SaveConfigCallback):
-    """Save the resolved config beside the logs of a training run only (not for predict)."""
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if stage == "fit":
-            super().setup(trainer, pl_module, stage)
-
-
-class PlantCLI(LightningCLI):
-    """LightningCLI with checkpointing, a submission writer and input checks before each run."""
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.dirpath": "checkpoints",
-                "checkpoint.filename": "best-epoch{epoch:02d}",
-                "checkpoint.auto_insert_metric_name": False,
-                "checkpoint.monitor": "val/f1",
-                "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
-            }
-        )
-        parser.add_lightning_class_args(SubmissionWriter, "submission")
-        parser.add_argument(
-            "--auto_batch_size",
-            type=bool,
-            default=False,
-            help="fit only: find the largest batch size that fits (Tuner.scale_batch_size)",
-        )
-        parser.add_argument(
-            "--auto_batch_size_max_trials",
-            type=int,
-            default=6,
-            help="doublings the batch-size finder may try",
-        )
-
-    def parse_arguments(self, parser: LightningArgumentParser, args: object) -> None:
-        """Parse, then check ``--ckpt_path`` and take the label vocabulary from it.
-
-        Lightning itself reads the checkpoint's hyper-parameters right after this; checking the
-        file here turns a missing or broken checkpoint into a one-line error.
-        """
-        super().parse_arguments(parser, args)
-        subcommand = self.config.get("subcommand")
-        if not subcommand:
-            return
-        config = self.config[subcommand]
-        ckpt_path = config.get("ckpt_path")
-        if subcommand == "predict" and not ckpt_path:
-            raise DataError("predict needs a trained model: pass --ckpt_path CHECKPOINT")
-        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
-            classes = checkpoint_classes(ckpt_path)
-            if config.model.get("classes") is None:
-                config.model.classes = classes
-
-    def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        if config.trainer.get("precision") is None:
-            config.trainer.precision = default_precision(config.trainer.get("accelerator", "auto"))
-        if self.subcommand == "predict":
-            config.trainer.logger = False
-        if config.get("ckpt_path"):
-            # The weights come from the checkpoint: never fetch pretrained ones again.
-            config.model.pretrained = False
-
-    def _check_inputs(self, stage: str) -> None:
-        """The same checks the trainer's setup makes, run before it writes logs or checkpoints."""
-        self.datamodule.check(stage)
-        self.model.check_vocabulary(self.datamodule)
-
-    def before_fit(self) -> None:
-        self._check_inputs("fit")
-        if self.config.fit.auto_batch_size:
-            Tuner(self.trainer).scale_batch_size(
-                self.model,
-                datamodule=self.datamodule,
-                mode="power",
-                max_trials=self.config.fit.auto_batch_size_max_trials,
-            )
-
-    def before_validate(self) -> None:
-        self._check_inputs("validate")
-
-    def before_test(self) -> None:
-        self._check_inputs("test")
-
-    def before_predict(self) -> None:
-        self._check_inputs("predict")
-
-
-def checkpoint_classes(ckpt_path: str | Path) -> list[str]:
-    """The label vocabulary saved in a checkpoint; ``DataError`` if it is missing or unreadable."""
-    checkpoint = load_torch_file(ckpt_path, "checkpoint")
-    hyper_parameters = (
-        checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
-    )
-    classes = hyper_parameters.get("classes")
-    if not classes:
-        raise DataError(f"{ckpt_path}: checkpoint has no 'classes' hyper-parameter")
-    return list(classes)
 
 
 def sample_data_command(argv: Sequence[str]) -> int:
@@ -211,17 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return sample_data_command(args[1:])
         if args and args[0] == "prepare":
             return prepare_command(args[1:])
-        PlantCLI(
-            PlantClassifier,
-            PlantDataModule,
-            args=None if argv is None else args,
-            save_config_callback=FitConfigSaver,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"description": __doc__},
-        )
+        from .lightning_cli import run_cli  # Lightning loads only for the commands that need it
+
+        run_cli(None if argv is None else args, description=__doc__)
     except USER_ERRORS as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # a parser's --help (0) or its refusal of an option (2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     return 0
 
 

@@ -19,14 +19,14 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-from rich.progress import BarColumn, MofNCompleteColumn, Progress
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from .cache import cache_size
+from .cache import cached_names, check_cache
+from .constraints import ImageSide, NonNegativeInt, PositiveInt, Seed, ValFraction, check_range
 from .errors import DataError
 from .hardware import default_num_workers
-from .images import IMAGE_SUFFIXES, check_image_header, load_image
+from .images import IMAGE_SUFFIXES, check_image_header, find_unreadable, load_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -150,8 +150,9 @@ def normalize_batch(images: torch.Tensor) -> torch.Tensor:
 class ImageDataset(Dataset):
     """Images from one folder, with multi-hot targets when given; items are dicts.
 
-    Each item holds ``image`` (a uint8 CHW tensor), ``id`` (the file name) and, for
-    labelled data, ``target`` (multi-hot float tensor).
+    Each item holds ``image`` (a uint8 CHW tensor), ``id`` (the file name), ``index`` (its
+    position, which tells apart the repeats a distributed sampler pads with) and, for labelled
+    data, ``target`` (multi-hot float tensor).
     """
 
     def __init__(
@@ -176,6 +177,7 @@ class ImageDataset(Dataset):
         item: dict[str, Any] = {
             "image": self.transform(load_image(self.folder / name, self.decode_size)),
             "id": name,
+            "index": index,
         }
         if self.targets is not None:
             item["target"] = self.targets[index]
@@ -183,35 +185,77 @@ class ImageDataset(Dataset):
 
 
 def list_images(folder: Path) -> list[str]:
-    """Sorted file names of the images in ``folder``; ``DataError`` if it is missing or empty."""
+    """Sorted file names of the images in ``folder``, which must hold images and nothing else.
+
+    Every file of a test folder must end up in the submission, so a file that would be left out
+    (another suffix, a macOS ``._*`` resource file, a hidden file) is a ``DataError`` that names
+    it, not a silently shorter submission. Sub-folders are ignored.
+    """
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found")
-    names = sorted(
-        entry.name
-        for entry in os.scandir(folder)
-        if entry.is_file() and entry.name.lower().endswith(IMAGE_SUFFIXES)
-    )
+    names, left_out = [], []
+    for entry in os.scandir(folder):
+        if not entry.is_file():
+            continue
+        reason = _not_an_image(entry.name)
+        if reason:
+            left_out.append(f"{entry.name} ({reason})")
+        else:
+            names.append(entry.name)
+    if left_out:
+        left_out.sort()
+        shown = "; ".join(left_out[:5]) + ("; ..." if len(left_out) > 5 else "")
+        raise DataError(
+            f"{folder}: {len(left_out)} file(s) would be left out of the predictions: {shown};"
+            " move them out of the folder"
+        )
     if not names:
         raise DataError(f"{folder}: no images found ({', '.join(IMAGE_SUFFIXES)})")
-    return names
+    return sorted(names)
+
+
+def _not_an_image(name: str) -> str | None:
+    """Why the file ``name`` is not taken as an image, or ``None`` if it is one."""
+    if name.startswith("._"):
+        return "a macOS resource-fork file"
+    if name.startswith("."):
+        return "a hidden file"
+    if not name.lower().endswith(IMAGE_SUFFIXES):
+        return f"suffix {Path(name).suffix or '(none)'} is not one of {' '.join(IMAGE_SUFFIXES)}"
+    return None
 
 
 def check_listed_images(csv_path: Path, folder: Path, samples: Sequence[Sample]) -> None:
-    """Every image listed in the CSV exists in ``folder`` and has a readable image header."""
+    """Every image listed in the CSV exists in ``folder`` and decodes, checked before any epoch.
+
+    Images in a ``prepare`` cache were decoded and written by prepare, and ``check_cache``
+    compares their sizes with its manifest: only their headers are read here. Other images are
+    decoded in full, in parallel, and remembered between runs (``find_unreadable``).
+    """
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found (listed images of {csv_path} live there)")
     present = {entry.name for entry in os.scandir(folder)}
+    cached = cached_names(folder)
     for row_number, sample in enumerate(samples, start=2):
         if sample.image not in present:
             raise DataError(
                 f"{csv_path}: row {row_number}: image {sample.image} not found in {folder}"
             )
-    progress = Progress(
-        "{task.description}", BarColumn(), MofNCompleteColumn(), disable=len(samples) < 2000
-    )
-    with progress:
-        for sample in progress.track(samples, description=f"checking {folder.name}"):
+        if cached is not None and sample.image not in cached:
+            raise DataError(
+                f"{csv_path}: row {row_number}: image {sample.image} in {folder} was not written"
+                " by prepare (run prepare again and see what it reports)"
+            )
+    if cached is not None:
+        for sample in samples:
             check_image_header(folder / sample.image)
+        return
+    failures = find_unreadable(folder, [sample.image for sample in samples])
+    for row_number, sample in enumerate(samples, start=2):
+        if sample.image in failures:
+            more = len(failures) - 1
+            also = f" ({more} more listed images are unreadable)" if more else ""
+            raise DataError(f"{csv_path}: row {row_number}: {failures[sample.image]}{also}")
 
 
 class PlantDataModule(pl.LightningDataModule):
@@ -232,15 +276,21 @@ class PlantDataModule(pl.LightningDataModule):
     def __init__(
         self,
         data_dir: str = "data",
-        image_size: int = 224,
-        batch_size: int = 32,
-        num_workers: int | None = None,
-        val_fraction: float = 0.2,
-        fold: int = 0,
-        seed: int = 42,
+        image_size: ImageSide = 224,
+        batch_size: PositiveInt = 32,
+        num_workers: NonNegativeInt | None = None,
+        val_fraction: ValFraction = 0.2,
+        fold: NonNegativeInt = 0,
+        seed: Seed = 42,
         cache_dir: str | None = None,
     ) -> None:
         super().__init__()
+        image_size = check_range("image_size", image_size, ImageSide)
+        batch_size = check_range("batch_size", batch_size, PositiveInt)
+        num_workers = check_range("num_workers", num_workers, NonNegativeInt)
+        val_fraction = check_range("val_fraction", val_fraction, ValFraction)
+        fold = check_range("fold", fold, NonNegativeInt)
+        seed = check_range("seed", seed, Seed)
         self.save_hyperparameters()
         self.data_dir = Path(data_dir)
         self.image_size = image_size
@@ -274,14 +324,8 @@ class PlantDataModule(pl.LightningDataModule):
         return (self.cache_dir or self.data_dir) / folder
 
     def _check_cache(self) -> None:
-        if self.cache_dir is None:
-            return
-        built = cache_size(self.cache_dir)
-        if built < self.image_size:
-            raise DataError(
-                f"{self.cache_dir}: cache was built at {built}px, smaller than image_size"
-                f" {self.image_size}; rebuild it with prepare --size {self.image_size} or more"
-            )
+        if self.cache_dir is not None:
+            check_cache(self.cache_dir, self.data_dir, self.image_size)
 
     def _check_data_dir(self) -> None:
         if not self.data_dir.is_dir():

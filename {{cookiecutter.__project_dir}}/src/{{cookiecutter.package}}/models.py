@@ -16,6 +16,13 @@ import torch
 from torch import nn
 
 from .backbones import create_backbone
+from .constraints import (
+    ClosedUnitInterval,
+    DropoutRate,
+    NonNegativeFloat,
+    PositiveFloat,
+    check_range,
+)
 from .errors import DataError
 from .metrics import decode, per_class_f1, samples_f1
 
@@ -40,22 +47,29 @@ class PlantClassifier(pl.LightningModule):
         backbone: str | nn.Module = "resnet18",
         classes: list[str] | None = None,
         pretrained: bool | str = False,
-        threshold: float = 0.5,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
+        threshold: ClosedUnitInterval = 0.5,
+        lr: PositiveFloat = 1e-3,
+        weight_decay: NonNegativeFloat = 1e-4,
         scheduler: Literal["cosine", "none"] = "cosine",
-        dropout: float = 0.0,
-        pos_weight: list[float] | None = None,
+        dropout: DropoutRate = 0.0,
+        pos_weight: list[PositiveFloat] | None = None,
         channels_last: bool = True,
     ) -> None:
         super().__init__()
+        # Plain numbers in the hyper-parameters: a checkpoint must load with weights_only=True.
+        threshold = check_range("threshold", threshold, ClosedUnitInterval)
+        lr = check_range("lr", lr, PositiveFloat)
+        weight_decay = check_range("weight_decay", weight_decay, NonNegativeFloat)
+        dropout = check_range("dropout", dropout, DropoutRate)
+        if pos_weight is not None:
+            pos_weight = [check_range("pos_weight", w, PositiveFloat) for w in pos_weight]
         self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
         self.backbone, self.num_features = create_backbone(backbone, pretrained)
         self.dropout = nn.Dropout(dropout)
         self.head: nn.Linear | None = None
         self.criterion: nn.BCEWithLogitsLoss | None = None
         self.classes: list[str] | None = None
-        self._outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         if classes is not None:
             self._build_head(list(classes))
 
@@ -103,6 +117,18 @@ class PlantClassifier(pl.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.head(self.dropout(self.backbone(images)))
 
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Load weights; a checkpoint of another architecture or head size is a ``DataError``."""
+        try:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        except RuntimeError as exc:
+            detail = " ".join(str(exc).split())
+            raise DataError(
+                f"the checkpoint's weights do not fit this model (backbone"
+                f" {self.hparams.get('backbone', type(self.backbone).__name__)!r},"
+                f" {len(self.classes or [])} classes): {detail[:300]}"
+            ) from None
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Multi-label loss on raw logits."""
         return self.criterion(logits, targets.to(logits.dtype))
@@ -116,22 +142,39 @@ class PlantClassifier(pl.LightningModule):
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
         logits = self(batch["image"])
         loss = self.loss(logits, batch["target"])
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(logits))
-        self._outputs.append((torch.sigmoid(logits.float()).detach(), batch["target"].detach()))
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(logits), sync_dist=True)
+        self._outputs.append(
+            (
+                torch.sigmoid(logits.float()).detach(),
+                batch["target"].detach(),
+                batch["index"].detach(),
+            )
+        )
 
-    def _eval_epoch_end(self, stage: str) -> None:
-        if not self._outputs:
-            return
-        probs = torch.cat([p for p, _ in self._outputs])
-        targets = torch.cat([t for _, t in self._outputs])
+    def _gathered_outputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and targets of every evaluated image, each image exactly once.
+
+        Under DDP each process holds its share, and the distributed sampler pads the shares to
+        equal length with repeated images: gather all, then keep one row per dataset index.
+        """
+        probs = torch.cat([p for p, _, _ in self._outputs])
+        targets = torch.cat([t for _, t, _ in self._outputs])
+        indices = torch.cat([i for _, _, i in self._outputs])
         self._outputs.clear()
         if self.trainer.world_size > 1:
             probs = self.all_gather(probs).flatten(0, 1)
             targets = self.all_gather(targets).flatten(0, 1)
-        truth = targets.cpu().numpy().astype(np.int64)
-        predicted = decode(probs.cpu().numpy(), self.hparams.threshold)
+            indices = self.all_gather(indices).flatten(0, 1)
+        _, first = np.unique(indices.cpu().numpy(), return_index=True)
+        return probs.cpu().numpy()[first], targets.cpu().numpy()[first].astype(np.int64)
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        if not self._outputs:
+            return
+        probs, truth = self._gathered_outputs()
+        predicted = decode(probs, self.hparams.threshold)
         self.log(f"{stage}/f1", samples_f1(truth, predicted), prog_bar=True)
-        for name, value in zip(self.classes, per_class_f1(truth, predicted)):
+        for name, value in zip(self.classes or [], per_class_f1(truth, predicted)):
             self.log(f"{stage}/f1_{name}", float(value))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

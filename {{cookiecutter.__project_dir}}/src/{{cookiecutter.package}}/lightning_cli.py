@@ -1,0 +1,204 @@
+"""The LightningCLI of the package: fit / validate / test / predict with checks before each run.
+
+Everything a user can get wrong is refused before anything is written, as one ``error:`` line:
+option values (the parser enforces the constraints declared in the model's and the data
+module's signatures), Trainer settings Lightning would refuse (``trainer_checks``), the
+checkpoint (``checkpoints``) and the data (the data module's ``check``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any, NoReturn
+
+from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.tuner import Tuner
+
+from .checkpoints import (
+    AtomicCheckpointIO,
+    EpochCheckpoint,
+    inspect_checkpoint,
+    refuse_earlier_run,
+    resolve_ckpt_path,
+)
+from .errors import DataError
+from .hardware import default_precision
+from .data import PlantDataModule
+from .models import PlantClassifier
+from .submission import SubmissionWriter
+from .trainer_checks import (
+    check_trainer_settings,
+    drop_progress_bars,
+    one_line_parse_error,
+    trainer_refusal,
+)
+
+DEFAULT_THRESHOLD = inspect.signature(PlantClassifier).parameters["threshold"].default
+
+
+class OneLineErrorParser(LightningArgumentParser):
+    """A parser whose errors are one ``error:`` line naming the option, not the whole usage."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(f"error: {one_line_parse_error(message)} (see: {prog} --help)\n")
+        sys.exit(2)
+
+
+class FitConfigSaver(SaveConfigCallback):
+    """Save the resolved config beside the logs of a training run only (not for predict)."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":
+            super().setup(trainer, pl_module, stage)
+
+
+class PlantCLI(LightningCLI):
+    """LightningCLI with checkpointing, a submission writer and input checks before each run."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(EpochCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.dirpath": "checkpoints",
+                "checkpoint.filename": "best-epoch{epoch:02d}",
+                "checkpoint.auto_insert_metric_name": False,
+                "checkpoint.monitor": "val/f1",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.enable_version_counter": False,
+            }
+        )
+        parser.add_lightning_class_args(SubmissionWriter, "submission")
+        parser.add_argument(
+            "--auto_batch_size",
+            type=bool,
+            default=False,
+            help="fit only: find the largest batch size that fits (Tuner.scale_batch_size)",
+        )
+        parser.add_argument(
+            "--auto_batch_size_max_trials",
+            type=int,
+            default=6,
+            help="doublings the batch-size finder may try",
+        )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then resolve and check ``--ckpt_path`` and take the label vocabulary from it.
+
+        Lightning reads the checkpoint's hyper-parameters right after this; checking the file
+        here turns a missing or broken checkpoint into a one-line error, and ``last`` / ``best``
+        become files so that their hyper-parameters are read too.
+        """
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if subcommand == "predict" and not ckpt_path:
+            raise DataError("predict needs a trained model: pass --ckpt_path CHECKPOINT")
+        if ckpt_path in ("last", "best"):
+            if subcommand == "fit" and ckpt_path == "best":
+                raise DataError("--ckpt_path best: fit resumes from 'last' or a checkpoint file")
+            ckpt_path = config.ckpt_path = resolve_ckpt_path(ckpt_path, config.checkpoint.dirpath)
+        if ckpt_path and ckpt_path not in ("hpc", "registry"):
+            info = inspect_checkpoint(ckpt_path)
+            if config.model.get("classes") is None:
+                config.model.classes = info.classes
+            if subcommand != "fit" and info.dirpath:
+                # Outside fit the checkpoint callback only reloads the state of the run that
+                # wrote the file; pointing it at that run's folder keeps Lightning from warning.
+                config.checkpoint.dirpath = info.dirpath
+
+    def _parse_ckpt_path(self) -> None:
+        """Apply the checkpoint's hyper-parameters, except a threshold the user chose.
+
+        The decision threshold is an inference setting: ``--model.threshold`` (or the config's
+        ``model.threshold``) wins over the one saved at training; left at its default, the
+        checkpoint's applies.
+        """
+        subcommand = self.config.get("subcommand")
+        chosen = self.config[subcommand].model.get("threshold") if subcommand else None
+        super()._parse_ckpt_path()
+        if chosen is not None and chosen != DEFAULT_THRESHOLD:
+            self.config[subcommand].model.threshold = chosen
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        trainer = config.trainer
+        check_trainer_settings(trainer)
+        if trainer.get("precision") is None:
+            trainer.precision = default_precision(trainer.get("accelerator", "auto"))
+        if trainer.get("enable_progress_bar") is False:
+            trainer.callbacks = drop_progress_bars(trainer.get("callbacks"))
+        if self.subcommand == "predict":
+            trainer.logger = False
+        if config.get("ckpt_path"):
+            # The weights come from the checkpoint: never fetch pretrained ones again.
+            config.model.pretrained = False
+        if self.subcommand == "fit" and not trainer.get("fast_dev_run"):
+            dirpath = config.checkpoint.get("dirpath")
+            if dirpath and trainer.get("enable_checkpointing") is not False:
+                refuse_earlier_run(dirpath, config.get("ckpt_path"))
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The Trainer, with Lightning's refusals of its settings turned into one-line errors."""
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except Exception as exc:
+            refusal = trainer_refusal(exc)
+            if refusal is None:
+                raise
+            raise refusal from None
+        if type(trainer.strategy.checkpoint_io).__name__ == "TorchCheckpointIO":
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def _check_inputs(self, stage: str) -> None:
+        """The same checks the trainer's setup makes, run before it writes logs or checkpoints."""
+        self.datamodule.check(stage)
+        self.model.check_vocabulary(self.datamodule)
+
+    def before_fit(self) -> None:
+        self._check_inputs("fit")
+        if self.config.fit.auto_batch_size:
+            Tuner(self.trainer).scale_batch_size(
+                self.model,
+                datamodule=self.datamodule,
+                mode="power",
+                max_trials=self.config.fit.auto_batch_size_max_trials,
+            )
+
+    def before_validate(self) -> None:
+        self._check_inputs("validate")
+
+    def before_test(self) -> None:
+        self._check_inputs("test")
+
+    def before_predict(self) -> None:
+        limit = self.trainer.limit_predict_batches
+        if self.trainer.fast_dev_run or (isinstance(limit, float) and limit < 1.0):
+            raise DataError(
+                "--trainer.limit_predict_batches / --trainer.fast_dev_run: a submission must"
+                " cover every test image; predict without them"
+            )
+        self._check_inputs("predict")
+
+
+def run_cli(args: list[str] | None, description: str | None = None) -> None:
+    """Run ``fit|validate|test|predict`` with ``args`` (``None``: the process's arguments)."""
+    PlantCLI(
+        PlantClassifier,
+        PlantDataModule,
+        args=args,
+        save_config_callback=FitConfigSaver,
+        save_config_kwargs={"overwrite": True},
+        parser_class=OneLineErrorParser,
+        parser_kwargs={"description": description},
+    )
