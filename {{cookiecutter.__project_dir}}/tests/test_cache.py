@@ -151,6 +151,9 @@ def test_unreadable_files_are_reported_at_the_end(data_copy, in_tmp, capsys):
         assert "train_0009.jpg" in captured.err and "pixels" in captured.err
         assert "Traceback" not in captured.err
     assert len(list((in_tmp / "cache" / "train_images").iterdir())) == 158
+    datamodule = PlantDataModule(str(data_copy), image_size=40, cache_dir="cache")
+    with pytest.raises(DataError, match=r"row 4: image train_0002.jpg is not in the cache"):
+        datamodule.check("fit")
 
 
 def test_a_cached_copy_is_upright_and_carries_no_orientation(data_copy, tmp_path):
@@ -396,7 +399,7 @@ def test_a_killed_prepare_leaves_no_workers_behind(tmp_path, signal_number):
 
 
 def test_a_worker_killed_from_outside_is_replaced(tmp_path):
-    count = 80
+    count = 100
     data = _many_slow_sources(tmp_path / "data", count)
     cache = tmp_path / "cache"
     killed: list[int] = []

@@ -102,6 +102,10 @@ def _write(path: Path, text: str) -> Path:
         ("image,labels\na.jpg,scab\nb.jpg,\n", "row 3 .b.jpg.: empty 'labels'"),
         ("image,labels\n,scab\n", "row 2: empty 'image'"),
         ("image,labels\na.jpg,scab\na.jpg,rust\n", "row 3: image a.jpg is listed twice"),
+        ('image,labels\na.jpg,scab\nb.jpg,"rust,scab"\n', "row 3 .b.jpg.: label 'rust,scab'"),
+        ("image,labels\na.jpg,scab;rust\n", "row 2 .a.jpg.: label 'scab;rust' holds a separator"),
+        ("image,labels\na.jpg,scab\nb.jpg,rust Scab\n", "row 3 .b.jpg.: label 'Scab' differs"),
+        ("image,labels\na.jpg,Rust\nb.jpg, RUST \n", "'RUST' differs only by case from 'Rust'"),
     ],
 )
 def test_bad_csv_names_file_and_row(tmp_path, content, message):

@@ -24,9 +24,8 @@ import torch
 import torchvision
 from torch import nn
 
-
-class BackboneError(ValueError):
-    """The backbone name, module or weights cannot be used; the message says what to do."""
+from .errors import BackboneError
+from .torchfiles import load_torch_file, refusal_reason
 
 
 def classification_models() -> list[str]:
@@ -64,7 +63,7 @@ def _download(name: str, url: str, cached: Path) -> None:
     except (OSError, RuntimeError, http.client.HTTPException) as exc:
         # URLError and timeouts are OSErrors; a hash mismatch is a RuntimeError
         raise BackboneError(
-            f"cannot download pretrained weights for {name} ({_reason(exc)}); download {url}"
+            f"cannot download pretrained weights for {name} ({refusal_reason(exc)}); download {url}"
             f" elsewhere and pass it: --model.pretrained /path/to/{cached.name}, or put it as"
             f" {cached.name} in {cached.parent} (the torch hub cache; TORCH_HOME moves it)"
         ) from None
@@ -83,38 +82,13 @@ def _default_weights(name: str) -> dict[str, torch.Tensor]:
     )
 
 
-def _reason(exc: BaseException) -> str:
-    """One line saying why ``exc`` happened, without torch's advice to load unsafely."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
-    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
-    if lines and lines[0].startswith("Weights only load failed"):
-        # torch's paragraphs suggest weights_only=False; keep the line saying what was refused
-        advice = ("Weights only load failed", "(1)", "(2)", "Check the documentation", "Please")
-        lines = [
-            line.removeprefix("WeightsUnpickler error: ").split(" Please use")[0]
-            for line in lines
-            if not line.startswith(advice)
-        ]
-    first_sentence = lines[0].split(". ")[0].rstrip(".") if lines else "no detail"
-    return f"{type(exc).__name__}: {first_sentence}"
-
-
 def _read_state_dict(path: str | Path, remedy: str) -> dict[str, torch.Tensor]:
     """State dict (bare or under ``state_dict``) from a weights file, loaded ``weights_only``."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise BackboneError(f"{file}: pretrained weights file not found")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad or hostile file
-        raise BackboneError(
-            f"{file}: cannot load as pretrained weights with weights_only=True (tensors and"
-            f" plain containers only): {_reason(exc)}; {remedy}"
-        ) from None
+    state = load_torch_file(path, "pretrained weights", BackboneError, remedy)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise BackboneError(f"{file}: expected a state dict, found {type(state).__name__}")
+        raise BackboneError(f"{path}: expected a state dict, found {type(state).__name__}")
     return state
 
 

@@ -25,7 +25,8 @@ from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from .atomic import atomic_write
-from .errors import DataError, load_torch_file
+from .errors import DataError
+from .torchfiles import load_torch_file
 
 LAST = "last.ckpt"
 

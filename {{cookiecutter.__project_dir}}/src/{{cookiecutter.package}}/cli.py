@@ -15,27 +15,73 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from . import sample_data
-from .backbones import BackboneError
-from .cache import prepare_cache
-from .errors import DataError
+from .errors import DataError, UserError
 
-USER_ERRORS = (DataError, BackboneError)
+COMMANDS = {
+    "fit": "train a model (checkpoints/, logs/); --config configs/cpu_debug.yaml to try it",
+    "validate": "score a checkpoint on the validation fold (--ckpt_path FILE|last|best)",
+    "test": "the same on the held-out fold (today: the validation fold again)",
+    "predict": "write submission.csv for test_images/ (--ckpt_path FILE|last|best)",
+    "prepare": "pre-resize the images once into a cache folder for fast epochs",
+    "sample-data": "write the synthetic sample set (Kaggle layout) into a new folder",
+}
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """``argparse`` parser whose refusals are one ``error:`` line naming the option."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see: {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def overview() -> str:
+    """The top-level help: every subcommand, one line each."""
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "{{ cookiecutter.package }}"
+    choices = "{" + ",".join(COMMANDS) + "}"
+    lines = [f"usage: {prog} {choices} [options]", "", "commands:"]
+    lines += [f"  {name:<12} {what}" for name, what in COMMANDS.items()]
+    lines += ["", f"'{prog} COMMAND --help' lists the options of a command."]
+    return "\n".join(lines)
 
 
 def sample_data_command(argv: Sequence[str]) -> int:
     """``sample-data DIR``: write the synthetic Kaggle-layout sample set into a new folder."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog=f"{Path(sys.argv[0]).name} sample-data",
         description="Write a deterministic synthetic sample of the competition data.",
     )
     parser.add_argument("out_dir", type=Path, help="folder to create (must not exist or be empty)")
-    parser.add_argument("--n-train", type=int, default=160, help="training images (default 160)")
-    parser.add_argument("--n-test", type=int, default=12, help="test images (default 12)")
-    parser.add_argument("--width", type=int, default=128, help="image width (default 128)")
-    parser.add_argument("--height", type=int, default=96, help="image height (default 96)")
-    parser.add_argument("--seed", type=int, default=2021, help="random seed (default 2021)")
+    parser.add_argument(
+        "--n-train", type=positive_int, default=160, help="training images (default 160)"
+    )
+    parser.add_argument(
+        "--n-test", type=non_negative_int, default=12, help="test images (default 12)"
+    )
+    parser.add_argument("--width", type=positive_int, default=128, help="image width (default 128)")
+    parser.add_argument("--height", type=positive_int, default=96, help="image height (default 96)")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=2021, help="random seed (default 2021)"
+    )
     args = parser.parse_args(argv)
     out_dir: Path = args.out_dir
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -59,16 +105,20 @@ def sample_data_command(argv: Sequence[str]) -> int:
 
 def prepare_command(argv: Sequence[str]) -> int:
     """``prepare DATA_DIR CACHE_DIR --size N``: pre-resize the images for fast epochs."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog=f"{Path(sys.argv[0]).name} prepare",
         description="Pre-resize train_images/ and test_images/ of DATA_DIR into CACHE_DIR"
         " (resumable; train with --data.cache_dir CACHE_DIR).",
     )
     parser.add_argument("data_dir", type=Path, help="the Kaggle-layout data folder")
     parser.add_argument("cache_dir", type=Path, help="where the resized copies go")
-    parser.add_argument("--size", type=int, default=512, help="shorter side in pixels (512)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (all cores)")
+    parser.add_argument(
+        "--size", type=positive_int, default=512, help="shorter side in pixels (512)"
+    )
+    parser.add_argument("--workers", type=positive_int, default=None, help="processes (all cores)")
     args = parser.parse_args(argv)
+    from .cache import prepare_cache  # loads PIL and torch only for this command
+
     report = prepare_cache(args.data_dir, args.cache_dir, args.size, args.workers)
     print(
         f"cached {report.written} images, {report.skipped} already done,"
@@ -94,6 +144,9 @@ def one_line(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(overview())
+        return 0 if args else 2
     try:
         if args and args[0] == "sample-data":
             return sample_data_command(args[1:])
@@ -102,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .lightning_cli import run_cli  # Lightning loads only for the commands that need it
 
         run_cli(None if argv is None else args, description=__doc__)
-    except USER_ERRORS as exc:
+    except UserError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # a parser's --help (0) or its refusal of an option (2)

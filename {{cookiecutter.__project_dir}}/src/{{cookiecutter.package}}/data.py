@@ -69,6 +69,12 @@ def read_train_csv(path: str | Path) -> list[Sample]:
                 raise DataError(f"{path}: row {row_number}: empty 'image' field")
             if not labels:
                 raise DataError(f"{path}: row {row_number} ({image}): empty 'labels' field")
+            separated = [label for label in labels if any(sep in label for sep in ",;|")]
+            if separated:
+                raise DataError(
+                    f"{path}: row {row_number} ({image}): label {separated[0]!r} holds a"
+                    " separator; the 'labels' field lists names separated by spaces"
+                )
             if image in seen:
                 raise DataError(
                     f"{path}: row {row_number}: image {image} is listed twice"
@@ -78,7 +84,24 @@ def read_train_csv(path: str | Path) -> list[Sample]:
             samples.append(Sample(image, labels))
     if not samples:
         raise DataError(f"{path}: no data rows under the header")
+    _refuse_case_variants(path, samples)
     return samples
+
+
+def _refuse_case_variants(path: Path, samples: Sequence[Sample]) -> None:
+    """``DataError`` if two label names differ only by case (``Scab`` and ``scab``).
+
+    They would silently become two classes; which spelling is right is the user's call.
+    """
+    first_row: dict[str, tuple[str, int]] = {}
+    for row_number, sample in enumerate(samples, start=2):
+        for label in sample.labels:
+            spelling, row = first_row.setdefault(label.casefold(), (label, row_number))
+            if spelling != label:
+                raise DataError(
+                    f"{path}: row {row_number} ({sample.image}): label {label!r} differs only by"
+                    f" case from {spelling!r} (row {row}); use one spelling"
+                )
 
 
 def label_vocabulary(samples: Sequence[Sample]) -> list[str]:
@@ -237,14 +260,14 @@ def check_listed_images(csv_path: Path, folder: Path, samples: Sequence[Sample])
     present = {entry.name for entry in os.scandir(folder)}
     cached = cached_names(folder)
     for row_number, sample in enumerate(samples, start=2):
+        if cached is not None and sample.image not in cached:
+            raise DataError(
+                f"{csv_path}: row {row_number}: image {sample.image} is not in the cache {folder}"
+                " (prepare could not read it, or has not run since it was added: run it again)"
+            )
         if sample.image not in present:
             raise DataError(
                 f"{csv_path}: row {row_number}: image {sample.image} not found in {folder}"
-            )
-        if cached is not None and sample.image not in cached:
-            raise DataError(
-                f"{csv_path}: row {row_number}: image {sample.image} in {folder} was not written"
-                " by prepare (run prepare again and see what it reports)"
             )
     if cached is not None:
         for sample in samples:

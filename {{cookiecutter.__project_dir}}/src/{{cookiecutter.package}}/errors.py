@@ -1,23 +1,20 @@
-"""The exception types for bad user input: the CLI prints them as one line, no traceback."""
+"""The exception types for bad user input: the CLI prints them as one line, no traceback.
+
+Every module raises a subclass of ``UserError`` for a mistake the user can fix (a file, a row, an
+option value); the command line catches that one type. This module imports nothing heavy, so
+importing it never loads torch.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
 
-import torch
-
-
-class DataError(ValueError):
-    """Input data (a folder, CSV row, image or checkpoint) is unusable; the message names it."""
+class UserError(Exception):
+    """Base of every error the user can fix; its message names what is wrong and where."""
 
 
-def load_torch_file(path: str | Path, what: str, error: type[ValueError] = DataError) -> Any:
-    """``torch.load`` a local file (tensors and plain data only) or raise ``error`` naming it."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise error(f"{file}: {what} file not found")
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise error(f"{file}: not a readable {what} ({type(exc).__name__}: {exc})") from None
+class DataError(UserError, ValueError):
+    """Input data (a folder, CSV row, image, checkpoint or option value) is unusable."""
+
+
+class BackboneError(UserError, ValueError):
+    """The backbone name, module or weights cannot be used; the message says what to do."""

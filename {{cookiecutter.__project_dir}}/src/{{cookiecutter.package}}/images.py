@@ -79,7 +79,7 @@ def _to_8bit_gray(image: Image.Image) -> Image.Image:
     if image.mode == "F":
         scaled = np.nan_to_num(samples, nan=0.0).clip(0.0, 1.0) * 255.0 + 0.5
     else:
-        scaled = samples.astype(np.int64).clip(0, 65535) * 255 / 65535 + 0.5
+        scaled = (samples.clip(0, 65535).astype(np.uint32) * 255 + 32767) // 65535
     return Image.fromarray(scaled.astype(np.uint8))
 
 

@@ -9,6 +9,7 @@ checkpoint (``checkpoints``) and the data (the data module's ``check``).
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 from typing import Any, NoReturn
 
@@ -36,6 +37,16 @@ from .trainer_checks import (
 )
 
 DEFAULT_THRESHOLD = inspect.signature(PlantClassifier).parameters["threshold"].default
+
+
+class NoAdverts(logging.Filter):
+    """Drop Lightning's advert for its hosted logger, printed at the start of every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage().lower()
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(NoAdverts())
 
 
 class OneLineErrorParser(LightningArgumentParser):

@@ -173,9 +173,11 @@ class PlantClassifier(pl.LightningModule):
             return
         probs, truth = self._gathered_outputs()
         predicted = decode(probs, self.hparams.threshold)
-        self.log(f"{stage}/f1", samples_f1(truth, predicted), prog_bar=True)
+        # Every process computed the same values from the gathered outputs: the sync is a no-op
+        # that keeps Lightning from warning about epoch-level logs under DDP.
+        self.log(f"{stage}/f1", samples_f1(truth, predicted), prog_bar=True, sync_dist=True)
         for name, value in zip(self.classes or [], per_class_f1(truth, predicted)):
-            self.log(f"{stage}/f1_{name}", float(value))
+            self.log(f"{stage}/f1_{name}", float(value), sync_dist=True)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "val")
