@@ -267,8 +267,8 @@ def _spy_on_loads(monkeypatch) -> list[Path]:
 
 
 def _checkpoint(datamodule: PlantDataModule, path: Path, trainer_kwargs: dict) -> str:
-    """A checkpoint after one training step (the CLI's fast_dev_run saves none)."""
-    trainer = pl.Trainer(**trainer_kwargs, max_steps=1, limit_val_batches=0)
+    """An untrained model's checkpoint, cheaply (the CLI's fast_dev_run saves none)."""
+    trainer = pl.Trainer(**trainer_kwargs, max_steps=0)
     trainer.fit(PlantClassifier(classes=datamodule.classes), datamodule=datamodule)
     trainer.save_checkpoint(path)
     return str(path)
@@ -281,7 +281,7 @@ def test_fit_and_predict_from_cache_read_the_cache(
     assert main(["prepare", str(data_copy), str(cache), "--size", "64"]) == 0
     shutil.rmtree(data_copy / "train_images")  # fit must not need the sources any more
     loaded = _spy_on_loads(monkeypatch)
-    args = cli_args(data_copy, "--data.cache_dir", str(cache))
+    args = cli_args(data_copy, "--data.cache_dir", str(cache), "--data.batch_size", "4")
     assert main(["fit", *args, "--trainer.fast_dev_run", "true"]) == 0
     assert loaded and {p.parent for p in loaded} == {cache / "train_images"}
     datamodule = PlantDataModule(str(data_copy), 64, 4, num_workers=0, cache_dir=str(cache))

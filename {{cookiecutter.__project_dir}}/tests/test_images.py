@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 from PIL import Image
 
 from {{ cookiecutter.package }} import images
@@ -15,6 +16,7 @@ from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule
 from {{ cookiecutter.package }}.errors import DataError
 from {{ cookiecutter.package }}.images import MAX_PIXELS, find_unreadable, load_image
+from {{ cookiecutter.package }}.models import PlantClassifier
 
 from conftest import cli_args
 
@@ -301,6 +303,20 @@ def test_fit_stops_before_any_epoch_on_an_unreadable_image(data_copy, in_tmp, ca
     line = _only_error_line(capsys)
     assert name in line and ("truncated" in line if damage == "truncated" else "pixels" in line)
     assert sorted(p.name for p in in_tmp.iterdir()) == []  # no logs/, no checkpoints/
+
+
+def test_predict_names_a_bomb_among_the_test_images(
+    data_copy, tmp_path, in_tmp, capsys, cheap_trainer_kwargs
+):
+    datamodule = PlantDataModule(str(data_copy), image_size=64, num_workers=0)
+    trainer = pl.Trainer(**cheap_trainer_kwargs, max_steps=0)
+    trainer.fit(PlantClassifier(classes=datamodule.classes), datamodule=datamodule)
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    _png_header_only(data_copy / "test_images" / "test_0005.jpg", 30_000, 30_000)
+    assert main(["predict", *cli_args(data_copy, "--ckpt_path", str(tmp_path / "model.ckpt"))]) == 2
+    line = _only_error_line(capsys)
+    assert "test_0005.jpg: cannot decode image (Image size (900000000 pixels) exceeds" in line
+    assert not (in_tmp / "submission.csv").exists()
 
 
 def _count_decodes(monkeypatch) -> list[Path]:

@@ -119,10 +119,19 @@ def prepare_command(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     from .cache import prepare_cache  # loads PIL and torch only for this command
 
-    report = prepare_cache(args.data_dir, args.cache_dir, args.size, args.workers)
+    try:
+        report = prepare_cache(args.data_dir, args.cache_dir, args.size, args.workers)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: finished images are kept in {args.cache_dir}; run the same command"
+            " again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    removed = f", {report.removed} stale copies removed" if report.removed else ""
     print(
         f"cached {report.written} images, {report.skipped} already done,"
-        f" {len(report.failed)} unreadable -> {args.cache_dir}"
+        f" {len(report.failed)} unreadable{removed} -> {args.cache_dir}"
     )
     if report.failed:
         print(f"{len(report.failed)} files could not be cached:", file=sys.stderr)

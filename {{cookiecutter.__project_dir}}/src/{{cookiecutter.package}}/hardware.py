@@ -11,8 +11,6 @@ import os
 import platform
 from pathlib import Path
 
-import torch
-
 BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
 
 
@@ -35,11 +33,15 @@ def cpu_supports_bf16() -> bool:
 def uses_cuda(accelerator: object) -> bool:
     """Whether a Trainer with this ``accelerator`` setting will run on a CUDA GPU."""
     name = str(accelerator).lower()
+    import torch  # here, so that the commands that never train do not load it
+
     return name in ("cuda", "gpu") or (name == "auto" and torch.cuda.is_available())
 
 
 def default_precision(accelerator: object = "auto") -> str:
     """The fastest safe Trainer precision for ``accelerator`` on this machine."""
+    import torch
+
     if uses_cuda(accelerator):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     name = str(accelerator).lower()
