@@ -56,6 +56,7 @@ def test_last_checkpoint_is_rewritten_every_epoch_on_a_plateau(sample_dir, in_tm
     assert main(["validate", *cli_args(sample_dir, "--ckpt_path", "last", *PLATEAU)]) == 0
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_last_finished_epoch(sample_dir, in_tmp):
     """SIGKILL in a later epoch of a run whose metric stopped improving, then --ckpt_path last."""
     (in_tmp / "marker.py").write_text(MARKER)
