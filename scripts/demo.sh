@@ -13,8 +13,9 @@ project="demo/kaggle-plant-pathology"
 .venv/bin/python scripts/layered_venv.py demo/.venv >/dev/null
 demo/.venv/bin/python -m pip --disable-pip-version-check -q install -e "$project[test]"
 cd "$project"
-"$root/demo/.venv/bin/challenge_xyz" fit --config configs/cpu_debug.yaml
-"$root/demo/.venv/bin/challenge_xyz" predict --config configs/cpu_debug.yaml --ckpt_path checkpoints/last.ckpt
+configs=(--config configs/baseline.yaml --config configs/cpu_debug.yaml)
+"$root/demo/.venv/bin/challenge_xyz" fit "${configs[@]}"
+"$root/demo/.venv/bin/challenge_xyz" predict "${configs[@]}" --ckpt_path checkpoints/last.ckpt
 "$root/demo/.venv/bin/python" - <<'PY'
 import csv
 from pathlib import Path

@@ -8,6 +8,7 @@ the baked project's declared dependencies, so a missing or wrong one fails here.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,12 +73,36 @@ def test_pre_commit_config_is_valid(installed):
     _run([str(python), "-m", "pre_commit", "validate-config"], project)
 
 
+def test_mypy(installed):
+    """The package ships py.typed: mypy (configured in its pyproject.toml) finds nothing."""
+    project, python, _ = installed
+    out = _run([str(python), "-m", "mypy"], project).stdout
+    assert out.strip().startswith("Success: no issues found"), out
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_help_lists_the_usual_jobs(installed):
+    project, python, package = installed
+    out = _run(["make", "help"], project).stdout
+    assert [line.split()[0] for line in out.splitlines()] == [
+        "help",
+        "install",
+        "lint",
+        "test",
+        "demo",
+        "fit",
+        "predict",
+    ]
+    dry = _run(["make", "-n", "demo", f"PACKAGE={python.parent / package}"], project).stdout
+    assert "--config configs/baseline.yaml --config configs/cpu_debug.yaml" in dry
+
+
 def test_console_script_lists_every_command_without_loading_lightning(installed):
     project, python, package = installed
     script = python.parent / package
     out = _run([str(script), "--help"], project).stdout
     listed = [line.split()[0] for line in out.splitlines() if line.startswith("  ")]
-    assert listed == ["fit", "validate", "test", "predict", "prepare", "sample-data"]
+    assert listed == ["fit", "validate", "test", "predict", "cv", "prepare", "sample-data"]
     probe = (
         f"import sys; from {package}.cli import main; main(['--help']);"
         " print('LOADED' if 'pytorch_lightning' in sys.modules or 'torch' in sys.modules else '')"
@@ -93,9 +118,11 @@ PRECISIONS = ["bf16-mixed", "32-true"]
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_baked_pytest(installed, precision):
     project, python, package = installed
-    if package != "challenge_xyz" and precision != PRECISIONS[-1]:
-        pytest.skip("the renamed variant runs once, in float32")
     command = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "--precision", precision]
+    if package != "challenge_xyz":
+        if precision != PRECISIONS[-1]:
+            pytest.skip("the renamed variant runs once, in float32")
+        command += ["-m", "not slow"]  # what a rename could break; the defaults run it all
     out = _run(command, project).stdout
     summary = out.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary

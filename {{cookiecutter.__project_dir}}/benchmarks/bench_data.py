@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from {{ cookiecutter.package }}.cache import prepare_cache
 from {{ cookiecutter.package }}.data import build_transforms
 from {{ cookiecutter.package }}.images import load_image
+from {{ cookiecutter.package }}.layout import TRAIN_IMAGES
+from {{ cookiecutter.package }}.prepare import prepare_cache
 from {{ cookiecutter.package }}.sample_data import draw_leaf
 
 FULL_SIZE = (4000, 2672)
@@ -71,14 +72,14 @@ def main() -> None:
     transform = build_transforms(args.size, train=False)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        (data / "train_images").mkdir(parents=True)
-        paths = [data / "train_images" / f"photo_{i}.jpg" for i in range(args.images)]
+        (data / TRAIN_IMAGES).mkdir(parents=True)
+        paths = [data / TRAIN_IMAGES / f"photo_{i}.jpg" for i in range(args.images)]
         sizes = [make_photo(path, i) for i, path in enumerate(paths)]
         width, height = FULL_SIZE
         print(f"{len(paths)} JPEGs {width}x{height}, {np.mean(sizes) / 1e6:.2f} MB on average")
         cache = Path(tmp) / "cache"
         prepare_cache(data, cache, size=args.size, workers=1, progress=False)
-        cached = [cache / "train_images" / p.name for p in paths]
+        cached = [cache / TRAIN_IMAGES / p.name for p in paths]
 
         naive = throughput(paths, lambda p: naive_load(p, args.size), transform, args.repeat)
         array = throughput(paths, lambda p: array_load(p, args.size), transform, args.repeat)

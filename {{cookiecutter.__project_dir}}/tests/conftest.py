@@ -72,8 +72,10 @@ def cheap_trainer_kwargs(tmp_path: Path) -> dict:
 
 
 def cli_args(data_dir: Path, *extra: str) -> list[str]:
-    """Flags for a quick CLI run on ``data_dir`` with the CPU debug config."""
+    """Flags for a quick CLI run on ``data_dir``: the baseline with the CPU overlay on top."""
     return [
+        "--config",
+        str(CONFIG_DIR / "baseline.yaml"),
         "--config",
         str(CONFIG_DIR / "cpu_debug.yaml"),
         "--data.data_dir",

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -22,17 +21,20 @@ from PIL import Image
 
 from {{ cookiecutter.package }} import cache as cache_module
 from {{ cookiecutter.package }} import data as data_module
+from {{ cookiecutter.package }} import folder_checks
 from {{ cookiecutter.package }} import hardware
 from {{ cookiecutter.package }} import lightning_cli as cli_module
-from {{ cookiecutter.package }}.cache import prepare_cache
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule, build_transforms
 from {{ cookiecutter.package }}.errors import DataError
 from {{ cookiecutter.package }}.images import load_image
 from {{ cookiecutter.package }}.lightning_cli import PlantCLI
 from {{ cookiecutter.package }}.models import PlantClassifier
+from {{ cookiecutter.package }}.prepare import CacheReport, prepare_cache
 
+import conftest
 from conftest import cli_args
+from forged_images import jpeg_claiming
 
 N_IMAGES = 172  # 160 train + 12 test in tests/data
 
@@ -48,7 +50,7 @@ def test_prepare_writes_every_image_at_the_requested_size(data_copy, tmp_path):
     assert len(list((tmp_path / "cache" / "test_images").iterdir())) == 12
 
 
-def _prepare(data_dir: Path, cache: Path, **kwargs) -> cache_module.CacheReport:
+def _prepare(data_dir: Path, cache: Path, **kwargs) -> CacheReport:
     return prepare_cache(data_dir, cache, **{"size": 48, "workers": 1, "progress": False, **kwargs})
 
 
@@ -128,19 +130,10 @@ def test_files_named_like_temporary_files_are_cached_and_kept(data_copy, tmp_pat
     ).read_bytes()
 
 
-def _jpeg_claiming(path: Path, width: int, height: int) -> None:
-    """A real small JPEG whose frame header is patched to claim ``width`` x ``height``."""
-    Image.new("RGB", (16, 16), (90, 120, 30)).save(path)
-    data = bytearray(path.read_bytes())
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    path.write_bytes(bytes(data))
-
-
 def test_unreadable_files_are_reported_at_the_end(data_copy, in_tmp, capsys):
     (data_copy / "train_images" / "train_0002.jpg").write_bytes(b"not a jpeg")
     (data_copy / "test_images" / "test_0000.jpg").write_bytes(b"")
-    _jpeg_claiming(data_copy / "train_images" / "train_0009.jpg", 20_000, 20_000)  # a bomb
+    jpeg_claiming(data_copy / "train_images" / "train_0009.jpg", 20_000, 20_000)  # a bomb
     for run in range(2):  # a re-run finishes too, and says the same
         status = main(["prepare", str(data_copy), "cache", "--size", "40", "--workers", "2"])
         assert status == 1
@@ -262,7 +255,7 @@ def _spy_on_loads(monkeypatch) -> list[Path]:
         return real_load(path, *args)
 
     monkeypatch.setattr(data_module, "load_image", load)
-    monkeypatch.setattr(data_module, "find_unreadable", lambda *a: pytest.fail("decoded a cache"))
+    monkeypatch.setattr(folder_checks, "find_unreadable", lambda *a: pytest.fail("decoded a cache"))
     return loaded
 
 
@@ -363,8 +356,11 @@ def _wait_until(condition, timeout: float) -> bool:
     return condition()
 
 
+# Ctrl-C as in a terminal: a process started in the background by a non-interactive shell (as CI
+# may be) inherits an ignored SIGINT, so the subprocess restores Python's own handler first.
 PREPARE_IN_A_SUBPROCESS = (
-    "import sys; from {{ cookiecutter.package }}.cache import prepare_cache;"
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+    " from {{ cookiecutter.package }}.prepare import prepare_cache;"
     " prepare_cache(sys.argv[1], sys.argv[2], size=32, workers=2, progress=False)"
 )
 
@@ -386,7 +382,7 @@ def test_a_killed_prepare_leaves_no_workers_behind(tmp_path, signal_number):
         workers = _descendants(process.pid)
         assert len(workers) >= 2
         process.send_signal(signal_number)
-        process.wait(timeout=10)
+        process.wait(timeout=30)
         assert _wait_until(lambda: not _alive(workers), 5), "worker processes outlived prepare"
     finally:
         process.kill()
@@ -472,6 +468,7 @@ def test_gpu_precision_is_detected(monkeypatch, bf16, expected):
 
 def test_precision_default_applies_unless_set(sample_dir, monkeypatch):
     monkeypatch.setattr(cli_module, "default_precision", lambda accelerator: "bf16-mixed")
+    monkeypatch.setattr(conftest, "PRECISION", [])  # detection itself is tested: force nothing
     args = cli_args(sample_dir)
     cli = PlantCLI(PlantClassifier, PlantDataModule, args=args, run=False)
     assert cli.trainer.precision == "bf16-mixed"

@@ -217,13 +217,22 @@ def test_limiting_predict_batches_by_count_writes_no_submission(
     assert_nothing_written(in_tmp)
 
 
-def test_the_baseline_config_loads_and_composes(capsys):
-    config = str(Path(__file__).parents[1] / "configs" / "baseline.yaml")
-    assert main(["fit", "--config", config, "--print_config"]) == 0
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["backbone"] == "resnet50" and printed["model"]["pretrained"] is True
-    assert printed["data"]["image_size"] == 384
-    assert printed["checkpoint"]["save_last"] is True
+def test_the_baseline_config_loads_and_the_cpu_overlay_composes(capsys):
+    configs = Path(__file__).parents[1] / "configs"
+    assert main(["fit", "--config", str(configs / "baseline.yaml"), "--print_config"]) == 0
+    baseline = yaml.safe_load(capsys.readouterr().out)
+    assert baseline["model"]["backbone"] == "resnet50" and baseline["model"]["pretrained"] is True
+    assert baseline["data"]["image_size"] == 384
+    assert baseline["checkpoint"]["save_last"] is True
+    overlay = ["--config", str(configs / "cpu_debug.yaml"), "--print_config"]
+    assert main(["fit", "--config", str(configs / "baseline.yaml"), *overlay]) == 0
+    composed = yaml.safe_load(capsys.readouterr().out)
+    assert composed["model"]["backbone"] == "resnet18" and composed["model"]["pretrained"] is False
+    assert composed["trainer"]["accelerator"] == "cpu" and composed["data"]["image_size"] == 96
+    # what the overlay does not set comes from the baseline
+    assert composed["model"]["threshold"] == baseline["model"]["threshold"]
+    assert composed["trainer"]["callbacks"] == baseline["trainer"]["callbacks"]
+    assert composed["trainer"]["logger"] == baseline["trainer"]["logger"]
 
 
 def test_predict_with_a_pretrained_config_never_downloads(trained, sample_dir, in_tmp, monkeypatch):

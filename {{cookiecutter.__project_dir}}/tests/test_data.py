@@ -7,18 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-from {{ cookiecutter.package }}.data import (
-    PlantDataModule,
+from {{ cookiecutter.package }}.data import PlantDataModule, build_transforms, normalize_batch
+from {{ cookiecutter.package }}.errors import DataError
+from {{ cookiecutter.package }}.images import load_image
+from {{ cookiecutter.package }}.labels import (
     Sample,
-    build_transforms,
     encode_labels,
     label_vocabulary,
-    normalize_batch,
     read_train_csv,
     stratified_split,
 )
-from {{ cookiecutter.package }}.errors import DataError
-from {{ cookiecutter.package }}.images import load_image
 
 PP2021_LABELS = [
     "complex",

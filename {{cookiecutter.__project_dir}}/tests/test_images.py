@@ -18,7 +18,8 @@ from {{ cookiecutter.package }}.errors import DataError
 from {{ cookiecutter.package }}.images import MAX_PIXELS, find_unreadable, load_image
 from {{ cookiecutter.package }}.models import PlantClassifier
 
-from conftest import cli_args
+from conftest import cli_args, only_error_line
+from forged_images import jpeg_claiming
 
 # -- every mode and bit depth -------------------------------------------------------------------
 
@@ -208,21 +209,11 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def _jpeg_claiming(path: Path, width: int, height: int) -> Path:
-    """A real small JPEG whose frame header is patched to claim ``width`` x ``height``."""
-    Image.new("RGB", (16, 16), (90, 120, 30)).save(path)
-    data = bytearray(path.read_bytes())
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    path.write_bytes(bytes(data))
-    return path
-
-
 @pytest.mark.parametrize(
     "make",
     [
         lambda tmp: _png_header_only(tmp / "huge.png", 100_000, 100_000),  # Pillow: an error
-        lambda tmp: _jpeg_claiming(tmp / "huge.jpg", 60_000, 60_000),
+        lambda tmp: jpeg_claiming(tmp / "huge.jpg", 60_000, 60_000),
         lambda tmp: _png_header_only(tmp / "over.png", 8_100, 8_000),  # just over MAX_PIXELS
     ],
 )
@@ -283,14 +274,6 @@ def _fit(data_dir: Path) -> int:
     return main(["fit", *cli_args(data_dir, *args, "--trainer.limit_val_batches", "1")])
 
 
-def _only_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err, "no error printed"
-    assert err[-1].startswith("error: ")
-    assert "Traceback" not in "\n".join(err)
-    return err[-1]
-
-
 @pytest.mark.parametrize("damage", ["truncated", "bomb"])
 def test_fit_stops_before_any_epoch_on_an_unreadable_image(data_copy, in_tmp, capsys, damage):
     name = _validation_image(data_copy)
@@ -298,9 +281,9 @@ def test_fit_stops_before_any_epoch_on_an_unreadable_image(data_copy, in_tmp, ca
     if damage == "truncated":
         _truncate(path)
     else:
-        _jpeg_claiming(path, 20_000, 20_000)
+        jpeg_claiming(path, 20_000, 20_000)
     assert _fit(data_copy) == 2
-    line = _only_error_line(capsys)
+    line = only_error_line(capsys)
     assert name in line and ("truncated" in line if damage == "truncated" else "pixels" in line)
     assert sorted(p.name for p in in_tmp.iterdir()) == []  # no logs/, no checkpoints/
 
@@ -314,7 +297,7 @@ def test_predict_names_a_bomb_among_the_test_images(
     trainer.save_checkpoint(tmp_path / "model.ckpt")
     _png_header_only(data_copy / "test_images" / "test_0005.jpg", 30_000, 30_000)
     assert main(["predict", *cli_args(data_copy, "--ckpt_path", str(tmp_path / "model.ckpt"))]) == 2
-    line = _only_error_line(capsys)
+    line = only_error_line(capsys)
     assert "test_0005.jpg: cannot decode image (Image size (900000000 pixels) exceeds" in line
     assert not (in_tmp / "submission.csv").exists()
 

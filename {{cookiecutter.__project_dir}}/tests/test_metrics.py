@@ -9,6 +9,7 @@ from {{ cookiecutter.package }}.metrics import (
     labels_to_text,
     most_frequent_set_f1,
     per_class_f1,
+    per_image_f1,
     samples_f1,
 )
 
@@ -53,6 +54,78 @@ def test_decode_uses_the_threshold_it_is_given():
 def test_decode_rejects_a_vector():
     with pytest.raises(ValueError, match="2-D"):
         decode(np.array([0.1, 0.9]))
+
+
+def test_decode_takes_one_threshold_per_class_with_the_strict_boundary_per_class():
+    probs = np.array([[0.3, 0.7, 0.1], [0.31, 0.69, 0.2]])
+    # each value equals its own class's threshold in row 1: none is above it
+    assert decode(probs, [0.3, 0.7, 0.1]).tolist() == [[0, 1, 0], [1, 0, 1]]
+    assert decode(probs, np.array([0.29, 0.69, 0.05])).tolist() == [[1, 1, 1], [1, 0, 1]]
+    assert decode(probs, (0.3, 0.7, 0.1)).tolist() == decode(probs, [0.3, 0.7, 0.1]).tolist()
+
+
+def test_decode_with_per_class_thresholds_falls_back_to_the_highest_probability():
+    # nothing passes its threshold: the arg-max of the probabilities (class 0), not the class
+    # closest to its threshold (class 1)
+    probs = np.array([[0.6, 0.24], [0.6, 0.26]])
+    assert decode(probs, [0.9, 0.25]).tolist() == [[1, 0], [0, 1]]
+
+
+def test_decode_with_equal_per_class_thresholds_equals_the_scalar():
+    probs = np.random.default_rng(3).random((200, 4))
+    assert np.array_equal(decode(probs, [0.4] * 4), decode(probs, 0.4))
+
+
+@pytest.mark.parametrize("threshold", [[0.5, 0.5], [0.5], [0.1, 0.2, 0.3, 0.4]])
+def test_decode_rejects_a_threshold_vector_of_the_wrong_length(threshold):
+    with pytest.raises(ValueError, match=rf"got {len(threshold)} values .* for 3 classes"):
+        decode(np.full((2, 3), 0.5), threshold)
+
+
+def test_decode_rejects_a_threshold_matrix():
+    with pytest.raises(ValueError, match="one threshold, or one per class"):
+        decode(np.full((2, 3), 0.5), np.full((2, 3), 0.5))
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5, float("nan"), [0.5, 1.01, 0.5]])
+def test_decode_rejects_thresholds_outside_zero_one(threshold):
+    with pytest.raises(ValueError, match=r"within \[0, 1\]"):
+        decode(np.full((2, 3), 0.5), threshold)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_vectorised_samples_f1_equals_sklearn_exactly(seed):
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 300)), int(rng.integers(2, 8)))
+    # sparse rows: many images with an empty true or predicted set, or both
+    targets = (rng.random(shape) < 0.2).astype(np.int64)
+    predicted = rng.random(shape) < 0.25
+    expected = f1_score(targets, predicted, average="samples", zero_division=0)
+    assert samples_f1(targets, predicted) == expected
+    decoded = decode(rng.random(shape), 0.6)
+    assert samples_f1(targets, decoded) == f1_score(
+        targets, decoded, average="samples", zero_division=0
+    )
+
+
+def test_per_image_f1_scores_empty_sets_zero():
+    targets = np.array([[0, 0], [0, 0], [1, 0]])
+    predicted = np.array([[0, 0], [1, 0], [1, 1]])
+    assert per_image_f1(targets, predicted).tolist() == [0.0, 0.0, 2 / 3]
+
+
+@pytest.mark.parametrize(
+    "targets, predicted, message",
+    [
+        (np.zeros((3, 2)), np.zeros((3, 3)), "differ in shape"),
+        (np.zeros((3, 2)), np.full((3, 2), 0.7), "only 0 and 1"),
+        (np.zeros(3), np.zeros(3), "2-D"),
+        (np.zeros((0, 2)), np.zeros((0, 2)), "no images"),
+    ],
+)
+def test_samples_f1_rejects_bad_inputs(targets, predicted, message):
+    with pytest.raises(ValueError, match=message):
+        samples_f1(targets, predicted)
 
 
 def test_per_class_f1_and_label_text():

@@ -153,3 +153,19 @@ def test_python_callers_get_the_same_rules():
         PlantDataModule(batch_size=0)
     hparams = PlantClassifier(lr=0.01, dropout=0.5, classes=["a", "b"]).hparams
     assert type(hparams.lr) is float and type(hparams.dropout) is float  # checkpoint-safe
+
+
+@pytest.mark.parametrize(
+    ("subcommand", "flag", "value"),
+    [
+        ("validate", "--auto_batch_size", "true"),
+        ("predict", "--auto_batch_size_max_trials", "3"),
+        ("fit", "--submission.path", "out.csv"),
+        ("test", "--submission.probabilities_path", "probs.csv"),
+    ],
+)
+def test_an_option_of_another_command_is_refused(
+    sample_dir, in_tmp, capsys, subcommand, flag, value
+):
+    status = main([subcommand, *cli_args(sample_dir, flag, value)])
+    assert_refused(capsys, in_tmp, status, f"unrecognized arguments: {flag}")

@@ -43,7 +43,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
     def load_checkpoint(
-        self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None
+        self, path: str | Path, map_location: Any = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
         """Load tensors and plain data only, unless ``--weights_only false`` asks otherwise."""
         if map_location is None:
@@ -68,7 +68,7 @@ class EpochCheckpoint(ModelCheckpoint):
     def _save_last_if_stale(self, trainer: pl.Trainer) -> None:
         if (
             self.save_last
-            and not trainer.fast_dev_run
+            and not getattr(trainer, "fast_dev_run", False)
             and not trainer.sanity_checking
             and trainer.state.fn == "fit"
             and self._last_written_step != trainer.global_step
@@ -87,7 +87,7 @@ class EpochCheckpoint(ModelCheckpoint):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning would write last.ckpt here even under fast_dev_run, which saves nothing else.
-        if not trainer.fast_dev_run:
+        if not getattr(trainer, "fast_dev_run", False):
             super().on_train_end(trainer, pl_module)
 
 
@@ -145,6 +145,7 @@ class CheckpointInfo:
     classes: list[str]
     dirpath: str | None  # the folder its run saved checkpoints into
     best_model_path: str | None  # the best checkpoint that run had saved so far
+    best_model_score: float | None  # its monitored value (val/f1)
 
 
 def inspect_checkpoint(ckpt_path: str | Path) -> CheckpointInfo:
@@ -168,4 +169,15 @@ def inspect_checkpoint(ckpt_path: str | Path) -> CheckpointInfo:
         classes=list(classes),
         dirpath=record.get("dirpath") or None,
         best_model_path=record.get("best_model_path") or None,
+        best_model_score=_as_float(record.get("best_model_score")),
     )
+
+
+def _as_float(value: Any) -> float | None:
+    """A recorded score (a 0-d tensor in Lightning's state) as a float."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

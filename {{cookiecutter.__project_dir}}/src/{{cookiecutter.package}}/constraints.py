@@ -2,14 +2,20 @@
 
 The model's and the data module's ``__init__`` annotate each number with one of these types, so
 the command line refuses a bad value before any object is built and ``--help`` names the rule
-(``type: PositiveFloat``). From Python the types are plain numbers; ``check_range`` applies the
-same rule to a value passed directly, and ``plain`` turns a parsed value back into a built-in
+(``type: PositiveFloat``). From Python the types are plain numbers: ``check_declared_ranges``
+makes an ``__init__`` apply the rules of its own annotations to the values it is given
+(``check_range`` checks one value), and ``plain`` turns a parsed value back into a built-in
 ``int`` / ``float`` so checkpoints hold only plain data.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, ParamSpec
 
 from jsonargparse.typing import (
     ClosedUnitInterval,
@@ -32,6 +38,7 @@ __all__ = [
     "PositiveInt",
     "Seed",
     "ValFraction",
+    "check_declared_ranges",
     "check_range",
     "plain",
 ]
@@ -47,6 +54,8 @@ ImageSide = restricted_number_type("ImageSide", int, [(">=", 16), ("<=", 4096)],
 
 Seed = restricted_number_type("Seed", int, [(">=", 0), ("<=", 2**32 - 1)], join="and")
 """A random seed numpy and scikit-learn accept: 0 to 2**32 - 1."""
+
+P = ParamSpec("P")
 
 
 def plain(value: Any) -> Any:
@@ -73,3 +82,48 @@ def check_range(name: str, value: Any, constraint: type) -> Any:
         return plain(constraint(value))
     except (TypeError, ValueError) as exc:
         raise DataError(f"{name}={value!r}: {exc}") from None
+
+
+def check_declared_ranges(init: Callable[P, None]) -> Callable[P, None]:
+    """Decorate an ``__init__`` so that each argument annotated with a constraint (``X``,
+    ``X | None`` or ``list[X]``) is checked by ``check_range`` and made plain before it runs.
+
+    The signature stays the one place that says which rule applies to which argument; the body,
+    and ``save_hyperparameters`` (which reads the arguments), see plain numbers in range.
+    """
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> None:
+        bound = signature.bind(*args, **kwargs)
+        for name, (constraint, each) in _declared_constraints(init).items():
+            value = bound.arguments.get(name)
+            if each and value is not None:
+                bound.arguments[name] = [check_range(name, item, constraint) for item in value]
+            elif name in bound.arguments:
+                bound.arguments[name] = check_range(name, value, constraint)
+        init(*bound.args, **bound.kwargs)
+
+    return checked
+
+
+@functools.cache
+def _declared_constraints(function: Callable[..., Any]) -> dict[str, tuple[type, bool]]:
+    """Each argument of ``function`` annotated with a constraint: the constraint, and whether it
+    applies to the items of a list."""
+    found = {}
+    for name, hint in typing.get_type_hints(function).items():
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        for option in typing.get_args(hint) if union else (hint,):
+            each = typing.get_origin(option) is list
+            constraint = typing.get_args(option)[0] if each else option
+            if _is_constraint(constraint):
+                found[name] = (constraint, each)
+    return found
+
+
+def _is_constraint(hint: Any) -> bool:
+    """Whether ``hint`` is a restricted number type: a proper subclass of ``int`` or ``float``."""
+    return (
+        isinstance(hint, type) and issubclass(hint, (int, float)) and hint not in (int, float, bool)
+    )

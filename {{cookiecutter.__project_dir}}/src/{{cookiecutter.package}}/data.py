@@ -1,148 +1,40 @@
-"""Data for the Kaggle layout: ``train.csv`` + ``train_images/`` + ``test_images/``.
+"""Images for the model: transforms, the dataset, and the DataModule over a Kaggle-layout folder.
 
-``train.csv`` has the columns ``image,labels``; ``labels`` is a space-separated list of names.
-The label vocabulary is read from the CSV (sorted), never hard-coded, so the same code serves
-Plant Pathology 2020, 2021 or any other multi-label image set. Validation is a seeded multi-label
-iteratively-stratified fold, so rare label combinations show up in validation too.
+The rows, labels and folds come from ``labels``; this module checks that every image a stage will
+read is there and decodes, then serves uint8 batches that are normalised on the training device.
 """
 
 from __future__ import annotations
 
-import csv
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from .cache import cached_names, check_cache
-from .constraints import ImageSide, NonNegativeInt, PositiveInt, Seed, ValFraction, check_range
+from .cache import check_cache
+from .constraints import (
+    ImageSide,
+    NonNegativeInt,
+    PositiveInt,
+    Seed,
+    ValFraction,
+    check_declared_ranges,
+)
 from .errors import DataError
 from .hardware import default_num_workers
-from .images import IMAGE_SUFFIXES, check_image_header, find_unreadable, load_image
+from .folder_checks import check_cached, check_listed_images, list_images
+from .folds import split_from_file
+from .images import load_image
+from .labels import Sample, encode_labels, label_vocabulary, read_train_csv, stratified_split
+from .layout import TEST_IMAGES, TRAIN_CSV, TRAIN_IMAGES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TRAIN_CSV = "train.csv"
-TRAIN_IMAGES = "train_images"
-TEST_IMAGES = "test_images"
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One row of ``train.csv``: the image file name and its label names."""
-
-    image: str
-    labels: tuple[str, ...]
-
-
-def read_train_csv(path: str | Path) -> list[Sample]:
-    """Parse and validate a Kaggle ``image,labels`` CSV; raise ``DataError`` naming the bad row."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found (expected the competition's {TRAIN_CSV})")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [name.strip() for name in reader.fieldnames or []]
-        if not columns:
-            raise DataError(f"{path}: file is empty (expected a header 'image,labels')")
-        missing = [name for name in ("image", "labels") if name not in columns]
-        if missing:
-            raise DataError(
-                f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(columns)}"
-                " (expected 'image,labels')"
-            )
-        reader.fieldnames = columns
-        samples: list[Sample] = []
-        seen: dict[str, int] = {}
-        for row_number, row in enumerate(reader, start=2):
-            image = (row.get("image") or "").strip()
-            labels = tuple((row.get("labels") or "").split())
-            if not image:
-                raise DataError(f"{path}: row {row_number}: empty 'image' field")
-            if not labels:
-                raise DataError(f"{path}: row {row_number} ({image}): empty 'labels' field")
-            separated = [label for label in labels if any(sep in label for sep in ",;|")]
-            if separated:
-                raise DataError(
-                    f"{path}: row {row_number} ({image}): label {separated[0]!r} holds a"
-                    " separator; the 'labels' field lists names separated by spaces"
-                )
-            if image in seen:
-                raise DataError(
-                    f"{path}: row {row_number}: image {image} is listed twice"
-                    f" (first on row {seen[image]})"
-                )
-            seen[image] = row_number
-            samples.append(Sample(image, labels))
-    if not samples:
-        raise DataError(f"{path}: no data rows under the header")
-    _refuse_case_variants(path, samples)
-    return samples
-
-
-def _refuse_case_variants(path: Path, samples: Sequence[Sample]) -> None:
-    """``DataError`` if two label names differ only by case (``Scab`` and ``scab``).
-
-    They would silently become two classes; which spelling is right is the user's call.
-    """
-    first_row: dict[str, tuple[str, int]] = {}
-    for row_number, sample in enumerate(samples, start=2):
-        for label in sample.labels:
-            spelling, row = first_row.setdefault(label.casefold(), (label, row_number))
-            if spelling != label:
-                raise DataError(
-                    f"{path}: row {row_number} ({sample.image}): label {label!r} differs only by"
-                    f" case from {spelling!r} (row {row}); use one spelling"
-                )
-
-
-def label_vocabulary(samples: Sequence[Sample]) -> list[str]:
-    """All label names that occur in ``samples``, sorted so the order is stable."""
-    return sorted({label for sample in samples for label in sample.labels})
-
-
-def encode_labels(samples: Sequence[Sample], classes: Sequence[str]) -> np.ndarray:
-    """Multi-hot matrix (n_samples x n_classes, float32) of ``samples`` over ``classes``."""
-    index = {name: i for i, name in enumerate(classes)}
-    targets = np.zeros((len(samples), len(classes)), dtype=np.float32)
-    for row, sample in enumerate(samples):
-        for label in sample.labels:
-            if label not in index:
-                raise DataError(
-                    f"label {label!r} of image {sample.image} is not in {list(classes)}"
-                )
-            targets[row, index[label]] = 1.0
-    return targets
-
-
-def stratified_split(
-    targets: np.ndarray, val_fraction: float = 0.2, fold: int = 0, seed: int = 42
-) -> tuple[np.ndarray, np.ndarray]:
-    """Train / validation indices: fold ``fold`` of a seeded multi-label stratified k-fold.
-
-    The number of folds is ``round(1 / val_fraction)`` (0.2 -> 5 folds), so sweeping ``fold``
-    over ``0..k-1`` gives a full cross-validation with disjoint validation sets.
-    """
-    if not 0.0 < val_fraction <= 0.5:
-        raise DataError(f"val_fraction={val_fraction} must be in (0, 0.5]")
-    n_folds = round(1.0 / val_fraction)
-    if not 0 <= fold < n_folds:
-        raise DataError(f"fold={fold} must be in 0..{n_folds - 1} for val_fraction={val_fraction}")
-    if len(targets) < n_folds:
-        raise DataError(f"{len(targets)} images are too few for {n_folds} folds")
-    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for index, (train_idx, val_idx) in enumerate(splitter.split(np.zeros(len(targets)), targets)):
-        if index == fold:
-            return np.sort(train_idx), np.sort(val_idx)
-    raise AssertionError("unreachable: fold was range-checked")
 
 
 def build_transforms(image_size: int, train: bool) -> Callable[[Any], torch.Tensor]:
@@ -207,80 +99,6 @@ class ImageDataset(Dataset):
         return item
 
 
-def list_images(folder: Path) -> list[str]:
-    """Sorted file names of the images in ``folder``, which must hold images and nothing else.
-
-    Every file of a test folder must end up in the submission, so a file that would be left out
-    (another suffix, a macOS ``._*`` resource file, a hidden file) is a ``DataError`` that names
-    it, not a silently shorter submission. Sub-folders are ignored.
-    """
-    if not folder.is_dir():
-        raise DataError(f"{folder}: folder not found")
-    names, left_out = [], []
-    for entry in os.scandir(folder):
-        if not entry.is_file():
-            continue
-        reason = _not_an_image(entry.name)
-        if reason:
-            left_out.append(f"{entry.name} ({reason})")
-        else:
-            names.append(entry.name)
-    if left_out:
-        left_out.sort()
-        shown = "; ".join(left_out[:5]) + ("; ..." if len(left_out) > 5 else "")
-        raise DataError(
-            f"{folder}: {len(left_out)} file(s) would be left out of the predictions: {shown};"
-            " move them out of the folder"
-        )
-    if not names:
-        raise DataError(f"{folder}: no images found ({', '.join(IMAGE_SUFFIXES)})")
-    return sorted(names)
-
-
-def _not_an_image(name: str) -> str | None:
-    """Why the file ``name`` is not taken as an image, or ``None`` if it is one."""
-    if name.startswith("._"):
-        return "a macOS resource-fork file"
-    if name.startswith("."):
-        return "a hidden file"
-    if not name.lower().endswith(IMAGE_SUFFIXES):
-        return f"suffix {Path(name).suffix or '(none)'} is not one of {' '.join(IMAGE_SUFFIXES)}"
-    return None
-
-
-def check_listed_images(csv_path: Path, folder: Path, samples: Sequence[Sample]) -> None:
-    """Every image listed in the CSV exists in ``folder`` and decodes, checked before any epoch.
-
-    Images in a ``prepare`` cache were decoded and written by prepare, and ``check_cache``
-    compares their sizes with its manifest: only their headers are read here. Other images are
-    decoded in full, in parallel, and remembered between runs (``find_unreadable``).
-    """
-    if not folder.is_dir():
-        raise DataError(f"{folder}: folder not found (listed images of {csv_path} live there)")
-    present = {entry.name for entry in os.scandir(folder)}
-    cached = cached_names(folder)
-    for row_number, sample in enumerate(samples, start=2):
-        if cached is not None and sample.image not in cached:
-            raise DataError(
-                f"{csv_path}: row {row_number}: image {sample.image} is not in the cache {folder}"
-                " (prepare could not read it, or has not run since it was added: run it again)"
-            )
-        if sample.image not in present:
-            raise DataError(
-                f"{csv_path}: row {row_number}: image {sample.image} not found in {folder}"
-            )
-    if cached is not None:
-        for sample in samples:
-            check_image_header(folder / sample.image)
-        return
-    failures = find_unreadable(folder, [sample.image for sample in samples])
-    for row_number, sample in enumerate(samples, start=2):
-        if sample.image in failures:
-            more = len(failures) - 1
-            also = f" ({more} more listed images are unreadable)" if more else ""
-            raise DataError(f"{csv_path}: row {row_number}: {failures[sample.image]}{also}")
-
-
 class PlantDataModule(pl.LightningDataModule):
     """LightningDataModule for a Kaggle-layout folder of multi-label images.
 
@@ -294,8 +112,11 @@ class PlantDataModule(pl.LightningDataModule):
         seed: seed of the stratified split.
         cache_dir: a cache made by ``prepare`` (pre-resized images); ``train.csv`` and the list of
             test images still come from ``data_dir``, so labels and order are unchanged.
+        split_file: an ``image,fold`` CSV (``cv`` writes one) that assigns the folds instead of
+            ``val_fraction`` and ``seed``; ``fold`` is then the validation fold.
     """
 
+    @check_declared_ranges
     def __init__(
         self,
         data_dir: str = "data",
@@ -306,14 +127,9 @@ class PlantDataModule(pl.LightningDataModule):
         fold: NonNegativeInt = 0,
         seed: Seed = 42,
         cache_dir: str | None = None,
+        split_file: str | None = None,
     ) -> None:
         super().__init__()
-        image_size = check_range("image_size", image_size, ImageSide)
-        batch_size = check_range("batch_size", batch_size, PositiveInt)
-        num_workers = check_range("num_workers", num_workers, NonNegativeInt)
-        val_fraction = check_range("val_fraction", val_fraction, ValFraction)
-        fold = check_range("fold", fold, NonNegativeInt)
-        seed = check_range("seed", seed, Seed)
         self.save_hyperparameters()
         self.data_dir = Path(data_dir)
         self.image_size = image_size
@@ -323,6 +139,7 @@ class PlantDataModule(pl.LightningDataModule):
         self.fold = fold
         self.seed = seed
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.split_file = None if split_file is None else Path(split_file)
         self._samples: list[Sample] | None = None
         self._checked: set[str] = set()
         self._split_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -384,14 +201,7 @@ class PlantDataModule(pl.LightningDataModule):
         if stage == "predict":
             names = list_images(self.test_images)
             if self.cache_dir is not None:
-                cached_dir = self.images_dir(TEST_IMAGES)
-                cached = set(os.listdir(cached_dir)) if cached_dir.is_dir() else set()
-                missing = sorted(set(names) - cached)
-                if missing:
-                    raise DataError(
-                        f"{self.images_dir(TEST_IMAGES)}: {len(missing)} test images are not"
-                        f" cached (first: {missing[0]}); run prepare again"
-                    )
+                check_cached(names, self.images_dir(TEST_IMAGES))
         else:
             check_listed_images(self.train_csv, self.images_dir(TRAIN_IMAGES), self.samples)
             self._split()
@@ -401,7 +211,13 @@ class PlantDataModule(pl.LightningDataModule):
         """Multi-hot targets and the (cached) train / validation indices."""
         if self._split_cache is None:
             targets = encode_labels(self.samples, self.classes)
-            train_idx, val_idx = stratified_split(targets, self.val_fraction, self.fold, self.seed)
+            if self.split_file is not None:
+                names = [sample.image for sample in self.samples]
+                train_idx, val_idx = split_from_file(self.split_file, names, self.fold)
+            else:
+                train_idx, val_idx = stratified_split(
+                    targets, self.val_fraction, self.fold, self.seed
+                )
             self._split_cache = (targets, train_idx, val_idx)
         return self._split_cache
 
@@ -435,7 +251,7 @@ class PlantDataModule(pl.LightningDataModule):
             batch["image"] = normalize_batch(batch["image"])
         return batch
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: ImageDataset | None, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError("call setup() before asking for a dataloader")
         return DataLoader(
@@ -455,6 +271,11 @@ class PlantDataModule(pl.LightningDataModule):
         return self._loader(self.val_set, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
+        """The validation fold again: ``test`` re-scores the images ``validate`` scores.
+
+        The competition's test labels are hidden, so there is no labelled held-out set here; the
+        score ``test`` reports is the validation score, not an estimate on unseen images.
+        """
         return self._loader(self.val_set, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:

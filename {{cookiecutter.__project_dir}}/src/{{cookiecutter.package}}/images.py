@@ -39,7 +39,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from .errors import DataError
 from .hardware import available_cores
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 64_000_000
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 # What Pillow raises for files it cannot parse or decode (its decoders are not uniform).
@@ -109,14 +108,20 @@ def load_image(path: str | Path, min_size: int | None = None) -> Image.Image:
 def _decode(path: Path, min_size: int | None, failure: str) -> Image.Image:
     """``load_image`` without the warnings context (for threads inside one); ``failure`` words
     the error."""
+    with _errors_named(path, failure), Image.open(path) as opened:
+        check_pixel_count(path, opened.size)
+        if min_size is not None and opened.format == "JPEG":
+            opened.draft("RGB", _draft_request(opened.size, min_size))
+        image = to_rgb(ImageOps.exif_transpose(opened))  # a new image, never `opened`
+        image.load()
+        return image
+
+
+@contextmanager
+def _errors_named(path: Path, failure: str) -> Iterator[None]:
+    """Turn what Pillow raises for ``path`` into one ``DataError`` line; ``failure`` words it."""
     try:
-        with Image.open(path) as opened:
-            check_pixel_count(path, opened.size)
-            if min_size is not None and opened.format == "JPEG":
-                opened.draft("RGB", _draft_request(opened.size, min_size))
-            image = to_rgb(ImageOps.exif_transpose(opened))  # a new image, never `opened`
-            image.load()
-            return image
+        yield
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except DataError:
@@ -155,15 +160,12 @@ def _draft_request(size: tuple[int, int], min_size: int) -> tuple[int, int]:
 
 def check_image_header(path: Path) -> None:
     """Cheaply confirm that ``path`` exists, starts like an image and is not too large."""
-    try:
-        with bomb_warnings_ignored(), Image.open(path) as image:
-            check_pixel_count(path, image.size)
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
-    except DataError:
-        raise
-    except DECODE_ERRORS as exc:
-        raise DataError(f"{path}: not a readable image ({_reason(exc)})") from None
+    with (
+        _errors_named(path, "not a readable image"),
+        bomb_warnings_ignored(),
+        Image.open(path) as image,
+    ):
+        check_pixel_count(path, image.size)
 
 
 def verify_image(path: Path) -> str | None:
@@ -202,11 +204,12 @@ def find_unreadable(folder: Path, names: Sequence[str], label: str = "") -> dict
         job = bar.add_task(f"decoding {label or folder.name}", total=len(todo))
         for name, reason in zip(todo, pool.map(verify_image, (folder / n for n in todo))):
             bar.advance(job)
-            if reason is None:
-                verified[name] = stats[name]
-            else:
+            key = stats[name]
+            if reason is not None:
                 failures[name] = reason
                 verified.pop(name, None)
+            elif key is not None:  # a file that could not be stat'ed is verified again next run
+                verified[name] = key
     if remember and todo:
         _write_stamp(folder, {name: verified[name] for name in names if name in verified})
     return failures

@@ -11,7 +11,9 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
-from typing import Any, NoReturn
+import time
+from pathlib import Path
+from typing import Any, Literal, NoReturn
 
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -26,9 +28,13 @@ from .checkpoints import (
 )
 from .errors import DataError
 from .hardware import default_precision
+from .constraints import PositiveInt
 from .data import PlantDataModule
+from .folds import THRESHOLDS, fold_checkpoints, is_cv_folder
+from .inference import TTA_VIEWS, EnsembleClassifier
 from .models import PlantClassifier
 from .submission import SubmissionWriter
+from .thresholds import ThresholdReport
 from .trainer_checks import (
     check_trainer_settings,
     drop_progress_bars,
@@ -72,7 +78,16 @@ class FitConfigSaver(SaveConfigCallback):
 class PlantCLI(LightningCLI):
     """LightningCLI with checkpointing, a submission writer and input checks before each run."""
 
+    def _prepare_subcommand_parser(
+        self, klass: type, subcommand: str, **kwargs: Any
+    ) -> LightningArgumentParser:
+        # Remembered so that add_arguments_to_parser gives each subcommand only its own options.
+        self._building = subcommand
+        return super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Checkpoint options for every command; batch-size search for fit; output for predict."""
+        subcommand = getattr(self, "_building", None)
         parser.add_lightning_class_args(EpochCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -85,19 +100,27 @@ class PlantCLI(LightningCLI):
                 "checkpoint.enable_version_counter": False,
             }
         )
-        parser.add_lightning_class_args(SubmissionWriter, "submission")
-        parser.add_argument(
-            "--auto_batch_size",
-            type=bool,
-            default=False,
-            help="fit only: find the largest batch size that fits (Tuner.scale_batch_size)",
-        )
-        parser.add_argument(
-            "--auto_batch_size_max_trials",
-            type=int,
-            default=6,
-            help="doublings the batch-size finder may try",
-        )
+        if subcommand in ("predict", None):
+            parser.add_lightning_class_args(SubmissionWriter, "submission")
+            parser.add_argument(
+                "--tta",
+                type=Literal["none", "hflip", "flips"],
+                default="none",
+                help="test-time augmentation: average over flipped views (flips: h, v and both)",
+            )
+        if subcommand in ("fit", None):
+            parser.add_argument(
+                "--auto_batch_size",
+                type=bool,
+                default=False,
+                help="find the largest batch size that fits (Tuner.scale_batch_size) first",
+            )
+            parser.add_argument(
+                "--auto_batch_size_max_trials",
+                type=PositiveInt,
+                default=6,
+                help="doublings the batch-size finder may try",
+            )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then resolve and check ``--ckpt_path`` and take the label vocabulary from it.
@@ -107,6 +130,10 @@ class PlantCLI(LightningCLI):
         become files so that their hyper-parameters are read too.
         """
         super().parse_arguments(parser, args)
+        self._members: list[Path] = []
+        self._cv_folder: Path | None = None
+        given = list(sys.argv[1:] if args is None else args)
+        self._threshold_flag = any(a.split("=")[0] == "--model.threshold" for a in given)
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
@@ -114,6 +141,12 @@ class PlantCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         if subcommand == "predict" and not ckpt_path:
             raise DataError("predict needs a trained model: pass --ckpt_path CHECKPOINT")
+        if subcommand == "predict" and ckpt_path and Path(ckpt_path).is_dir():
+            if not is_cv_folder(ckpt_path):
+                raise DataError(f"--ckpt_path {ckpt_path}: a folder must be the output of cv")
+            self._cv_folder = Path(ckpt_path)
+            self._members = fold_checkpoints(ckpt_path)
+            ckpt_path = config.ckpt_path = str(self._members[0])
         if ckpt_path in ("last", "best"):
             if subcommand == "fit" and ckpt_path == "best":
                 raise DataError("--ckpt_path best: fit resumes from 'last' or a checkpoint file")
@@ -178,7 +211,7 @@ class PlantCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._check_inputs("fit")
-        if self.config.fit.auto_batch_size:
+        if self.config.fit.get("auto_batch_size"):
             Tuner(self.trainer).scale_batch_size(
                 self.model,
                 datamodule=self.datamodule,
@@ -192,9 +225,30 @@ class PlantCLI(LightningCLI):
     def before_test(self) -> None:
         self._check_inputs("test")
 
+    def predict(self, model: PlantClassifier, datamodule: Any = None, **kwargs: Any) -> None:
+        """Predict with the checkpoint, or the mean of a cv folder's folds, over the TTA views.
+
+        The decision threshold: ``--model.threshold`` given on the command line, else the cv
+        folder's tuned ``thresholds.json``, else the model's (config or checkpoint).
+        """
+        members = self._members or [Path(kwargs["ckpt_path"])]
+        threshold: float | list[float] = model.hparams["threshold"]
+        if self._cv_folder is not None and not self._threshold_flag:
+            if (self._cv_folder / THRESHOLDS).is_file():
+                report = ThresholdReport.load(self._cv_folder / THRESHOLDS)
+                threshold = report.thresholds_for_predict(list(model.classes or []))
+        ensemble = EnsembleClassifier.from_checkpoints(
+            members, tta=self.config.predict.tta, threshold=threshold
+        )
+        started = time.monotonic()
+        self.trainer.predict(ensemble, datamodule=datamodule, return_predictions=False)
+        if self.trainer.is_global_zero and datamodule is not None and datamodule.predict_set:
+            print(speed_line(len(datamodule.predict_set), time.monotonic() - started, ensemble))
+
     def before_predict(self) -> None:
         limit = self.trainer.limit_predict_batches
-        if self.trainer.fast_dev_run or (isinstance(limit, float) and limit < 1.0):
+        fast_dev_run = getattr(self.trainer, "fast_dev_run", False)
+        if fast_dev_run or (isinstance(limit, float) and limit < 1.0):
             raise DataError(
                 "--trainer.limit_predict_batches / --trainer.fast_dev_run: a submission must"
                 " cover every test image; predict without them"
@@ -212,4 +266,46 @@ def run_cli(args: list[str] | None, description: str | None = None) -> None:
         save_config_kwargs={"overwrite": True},
         parser_class=OneLineErrorParser,
         parser_kwargs={"description": description},
+    )
+
+
+class _ConfigOnlyCLI(PlantCLI):
+    """Parses and checks a ``fit`` command line like ``fit`` does, but builds nothing."""
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        pass
+
+
+def parse_fit_config(args: list[str]) -> Any:
+    """The resolved ``fit`` configuration of ``args`` (a jsonargparse Namespace), nothing built.
+
+    Option errors end like they do for ``fit``: one ``error:`` line and ``SystemExit(2)``.
+    """
+    cli = _ConfigOnlyCLI(
+        PlantClassifier,
+        PlantDataModule,
+        args=["fit", *args],
+        save_config_callback=None,
+        parser_class=OneLineErrorParser,
+    )
+    return cli.config.fit
+
+
+HIDDEN_TEST_IMAGES = 5000
+
+
+def speed_line(images: int, seconds: float, ensemble: EnsembleClassifier) -> str:
+    """Images per second, and what the competition's hidden test set would take at that rate."""
+    rate = images / max(seconds, 1e-9)
+    views = len(ensemble.members) * len(TTA_VIEWS[ensemble.tta])
+    return (
+        f"predicted {images} images in {seconds:.1f} s ({rate:.1f} img/s, {views} forward"
+        f" passes each); {HIDDEN_TEST_IMAGES:,} hidden test images: about"
+        f" {HIDDEN_TEST_IMAGES / rate / 60:.1f} min"
     )

@@ -21,7 +21,7 @@ from .constraints import (
     DropoutRate,
     NonNegativeFloat,
     PositiveFloat,
-    check_range,
+    check_declared_ranges,
 )
 from .errors import DataError
 from .metrics import decode, per_class_f1, samples_f1
@@ -42,6 +42,8 @@ class PlantClassifier(pl.LightningModule):
         channels_last: NHWC memory layout, faster convolutions on recent CPUs and GPUs.
     """
 
+    # Arguments checked and made plain first: a checkpoint must load with weights_only=True.
+    @check_declared_ranges
     def __init__(
         self,
         backbone: str | nn.Module = "resnet18",
@@ -56,13 +58,6 @@ class PlantClassifier(pl.LightningModule):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        # Plain numbers in the hyper-parameters: a checkpoint must load with weights_only=True.
-        threshold = check_range("threshold", threshold, ClosedUnitInterval)
-        lr = check_range("lr", lr, PositiveFloat)
-        weight_decay = check_range("weight_decay", weight_decay, NonNegativeFloat)
-        dropout = check_range("dropout", dropout, DropoutRate)
-        if pos_weight is not None:
-            pos_weight = [check_range("pos_weight", w, PositiveFloat) for w in pos_weight]
         self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
         self.backbone, self.num_features = create_backbone(backbone, pretrained)
         self.dropout = nn.Dropout(dropout)
@@ -131,6 +126,8 @@ class PlantClassifier(pl.LightningModule):
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Multi-label loss on raw logits."""
+        if self.criterion is None:
+            raise RuntimeError("the loss is built with the head, once classes are known")
         return self.criterion(logits, targets.to(logits.dtype))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -162,17 +159,22 @@ class PlantClassifier(pl.LightningModule):
         indices = torch.cat([i for _, _, i in self._outputs])
         self._outputs.clear()
         if self.trainer.world_size > 1:
-            probs = self.all_gather(probs).flatten(0, 1)
-            targets = self.all_gather(targets).flatten(0, 1)
-            indices = self.all_gather(indices).flatten(0, 1)
+            probs, targets, indices = (self._gather(t) for t in (probs, targets, indices))
         _, first = np.unique(indices.cpu().numpy(), return_index=True)
         return probs.cpu().numpy()[first], targets.cpu().numpy()[first].astype(np.int64)
+
+    def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every process's ``tensor``, concatenated along the first dimension."""
+        gathered = self.all_gather(tensor)
+        if not isinstance(gathered, torch.Tensor):
+            raise TypeError(f"all_gather returned {type(gathered).__name__}, not a tensor")
+        return gathered.flatten(0, 1)
 
     def _eval_epoch_end(self, stage: str) -> None:
         if not self._outputs:
             return
         probs, truth = self._gathered_outputs()
-        predicted = decode(probs, self.hparams.threshold)
+        predicted = decode(probs, self.hparams["threshold"])
         # Every process computed the same values from the gathered outputs: the sync is a no-op
         # that keeps Lightning from warning about epoch-level logs under DDP.
         self.log(f"{stage}/f1", samples_f1(truth, predicted), prog_bar=True, sync_dist=True)
@@ -196,10 +198,10 @@ class PlantClassifier(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+            self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
         )
         epochs = self.trainer.max_epochs if self._trainer is not None else None
-        if self.hparams.scheduler == "none" or not epochs or epochs < 1:
+        if self.hparams["scheduler"] == "none" or not epochs or epochs < 1:
             return optimizer
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
         return {

@@ -5,16 +5,27 @@ Each image is a leaf on a soil-coloured background; the lesions drawn on it depe
 white powder for powdery mildew, a browned margin for complex). Label sets follow the real
 competition's twelve combinations and their rough frequencies, and ``healthy`` never co-occurs
 with a disease. The output uses the Kaggle layout, so every command runs on it unchanged.
+
+``sample-data DIR`` (``run_command``) writes the set into a new folder that appears complete or
+not at all.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from .argtypes import command_parser, non_negative_int, positive_int
+from .errors import DataError
+from .layout import SAMPLE_SUBMISSION, TEST_IMAGES, TRAIN_CSV, TRAIN_IMAGES
 
 # The twelve label combinations of Plant Pathology 2021, with rough relative frequencies.
 LABEL_SETS: tuple[tuple[tuple[str, ...], float], ...] = (
@@ -74,7 +85,13 @@ def _spot_centres(rng: np.random.Generator, leaf: dict, count: int) -> list[tupl
     return centres
 
 
-def _blob(draw: ImageDraw.ImageDraw, rng: np.random.Generator, centre, radius: float, fill) -> None:
+def _blob(
+    draw: ImageDraw.ImageDraw,
+    rng: np.random.Generator,
+    centre: tuple[float, float],
+    radius: float,
+    fill: tuple[int, ...],
+) -> None:
     """An irregular blob made of a few overlapping ellipses."""
     for _ in range(4):
         dx, dy = rng.normal(0, radius / 3, size=2)
@@ -158,8 +175,8 @@ def generate(
     ``sample_submission.csv``. The same arguments always give the same images and labels.
     """
     out = Path(out_dir)
-    (out / "train_images").mkdir(parents=True, exist_ok=True)
-    (out / "test_images").mkdir(parents=True, exist_ok=True)
+    (out / TRAIN_IMAGES).mkdir(parents=True, exist_ok=True)
+    (out / TEST_IMAGES).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     probabilities = _label_sets_probabilities()
 
@@ -172,10 +189,10 @@ def generate(
             rows.append((name, " ".join(labels)))
         return rows
 
-    train_rows = draw_set(n_train, "train_", "train_images")
-    test_rows = draw_set(n_test, "test_", "test_images")
-    _write_rows(out / "train.csv", train_rows)
-    _write_rows(out / "sample_submission.csv", [(name, "healthy") for name, _ in test_rows])
+    train_rows = draw_set(n_train, "train_", TRAIN_IMAGES)
+    test_rows = draw_set(n_test, "test_", TEST_IMAGES)
+    _write_rows(out / TRAIN_CSV, train_rows)
+    _write_rows(out / SAMPLE_SUBMISSION, [(name, "healthy") for name, _ in test_rows])
     return out
 
 
@@ -184,3 +201,51 @@ def _write_rows(path: Path, rows: list[tuple[str, str]]) -> None:
         writer = csv.writer(handle)
         writer.writerow(["image", "labels"])
         writer.writerows(rows)
+
+
+def generate_into_new_folder(
+    out_dir: Path, n_train: int, n_test: int, size: tuple[int, int], seed: int
+) -> Path:
+    """``generate`` into ``out_dir``, which must not exist or be empty, all or nothing.
+
+    The set is written into a hidden staging folder beside ``out_dir`` and renamed into place, so
+    an interrupted or failed run leaves no half-written folder behind.
+    """
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise DataError(f"{out_dir}: already exists and is not an empty folder")
+    if min(n_train, *size) < 1 or n_test < 0:
+        raise DataError("--n-train, --width and --height must be positive, --n-test >= 0")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        generate(staging, n_train, n_test, size, seed)
+        if out_dir.exists():
+            out_dir.rmdir()
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def run_command(argv: Sequence[str]) -> int:
+    """``sample-data DIR [--n-train N] [--n-test N] ...``; returns the exit code."""
+    parser = command_parser(
+        "sample-data", "Write a deterministic synthetic sample of the competition data."
+    )
+    parser.add_argument("out_dir", type=Path, help="folder to create (must not exist or be empty)")
+    parser.add_argument(
+        "--n-train", type=positive_int, default=160, help="training images (default 160)"
+    )
+    parser.add_argument(
+        "--n-test", type=non_negative_int, default=12, help="test images (default 12)"
+    )
+    parser.add_argument("--width", type=positive_int, default=128, help="image width (default 128)")
+    parser.add_argument("--height", type=positive_int, default=96, help="image height (default 96)")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=2021, help="random seed (default 2021)"
+    )
+    args = parser.parse_args(argv)
+    size = (args.width, args.height)
+    generate_into_new_folder(args.out_dir, args.n_train, args.n_test, size, args.seed)
+    print(f"wrote {args.n_train} training and {args.n_test} test images to {args.out_dir}")
+    return 0

@@ -62,8 +62,8 @@ class SubmissionWriter(BasePredictionWriter):
             return
         expected = getattr(getattr(trainer, "datamodule", None), "predict_set", None)
         ids, probs = one_row_per_image(ids, probs, getattr(expected, "names", None))
-        classes = list(pl_module.classes)
-        labels = labels_to_text(decode(probs, pl_module.hparams.threshold), classes)
+        classes: list[str] = list(getattr(pl_module, "classes"))
+        labels = labels_to_text(decode(probs, pl_module.hparams["threshold"]), classes)
         write_csv_atomically(self.path, ["image", "labels"], list(zip(ids, labels)))
         if self.probabilities_path:
             rows = [[name, *np.round(row, 6).tolist()] for name, row in zip(ids, probs)]

@@ -1,0 +1,46 @@
+"""The ``argparse`` pieces shared by the commands that do not train (``prepare``, ``sample-data``).
+
+A parser whose refusals are one ``error:`` line, and number types that name the bad value. This
+module imports nothing heavy, so a command's ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """``argparse`` parser whose refusals are one ``error:`` line naming the option."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see: {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def program_name() -> str:
+    """The name the command was run as (the package's name when Python gives none)."""
+    return Path(sys.argv[0]).name if sys.argv and sys.argv[0] else __name__.split(".")[0]
+
+
+def command_parser(command: str, description: str) -> OneLineArgumentParser:
+    """The parser of the subcommand ``command``, its usage line named after the program."""
+    return OneLineArgumentParser(prog=f"{program_name()} {command}", description=description)
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value

@@ -1,0 +1,270 @@
+"""``cv``: k-fold cross-validation with out-of-fold (OOF) predictions and tuned thresholds.
+
+``run_cv(fit_args, n_folds, out)`` trains one model per fold with the same ``fit`` flags, the
+fold index varying, and writes into ``out``:
+
+- ``folds.csv`` (``image,fold``; identical images share a fold) and ``plan.json``;
+- ``fold{k}/`` (that fold's ``checkpoints/`` and ``logs/``), ``fold{k}/best.ckpt`` (its best
+  checkpoint by ``val/f1``) and ``fold{k}/oof.csv`` (its validation images' probabilities);
+- ``oof.csv`` (``image,fold,<class>...``: every ``train.csv`` row once, predicted by the model
+  that did not train on it), ``thresholds.json`` (see ``thresholds``) and ``cv.json``.
+
+Re-running with the same ``out`` skips finished folds and resumes an interrupted one from its
+``last.ckpt``. ``predict --ckpt_path OUT`` then averages the folds' models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from .argtypes import command_parser, positive_int
+from .atomic import atomic_write
+from .checkpoints import LAST, inspect_checkpoint
+from .data import ImageDataset, build_transforms
+from .errors import DataError
+from .folds import (
+    BEST,
+    FOLDS_CSV,
+    OOF,
+    PLAN,
+    THRESHOLDS,
+    FoldPlan,
+    assign_folds,
+    duplicate_groups,
+    fold_dir,
+    read_plan,
+)
+from .hardware import default_precision
+from .inference import EnsembleClassifier, predict_probabilities
+from .labels import encode_labels, label_vocabulary, read_train_csv
+from .layout import TRAIN_CSV, TRAIN_IMAGES
+from .lightning_cli import parse_fit_config, run_cli
+from .metrics import decode, samples_f1
+from .thresholds import choose_thresholds
+
+
+def make_plan(config: Any, n_folds: int, out: Path, log: Callable[[str], None]) -> FoldPlan:
+    """The folds of this run: written on the first run, checked against the folder after that."""
+    data_dir = Path(config.data.data_dir)
+    samples = read_train_csv(data_dir / TRAIN_CSV)
+    images = [sample.image for sample in samples]
+    classes = label_vocabulary(samples)
+    targets = encode_labels(samples, classes)
+    log(f"cv: looking for identical images among {len(images)} ...")
+    groups = duplicate_groups(data_dir / TRAIN_IMAGES, images)
+    plan = assign_folds(images, targets, n_folds, int(config.data.seed), groups)
+    expected = {
+        "folds": n_folds,
+        "seed": int(config.data.seed),
+        "images": len(images),
+        "classes": classes,
+        "duplicate_groups": len(groups),
+        "conflicting_groups": plan.conflicting_groups,
+    }
+    if (out / PLAN).is_file():
+        found = read_plan(out)
+        changed = [
+            key for key in ("folds", "seed", "images", "classes") if found.get(key) != expected[key]
+        ]
+        if changed:
+            raise DataError(
+                f"{out}: holds a cv run with other {', '.join(changed)} ("
+                + ", ".join(f"{key}={found.get(key)}" for key in changed)
+                + "); use another --out or delete it"
+            )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        plan.save(out / FOLDS_CSV)
+        with atomic_write(out / PLAN) as tmp:
+            tmp.write_text(json.dumps(expected, indent=2) + "\n")
+    return plan
+
+
+def fold_flags(config: Any, out: Path, fold: int) -> list[str]:
+    """The flags that make a ``fit`` train fold ``fold`` into its own folder."""
+    run = fold_dir(out, fold)
+    flags = ["--data.split_file", str(out / FOLDS_CSV), "--data.fold", str(fold)]
+    flags += ["--checkpoint.dirpath", str(run / "checkpoints")]
+    flags += ["--trainer.default_root_dir", str(run)]
+    logger = config.trainer.get("logger")
+    if isinstance(logger, dict) or hasattr(logger, "init_args"):
+        init_args = logger.get("init_args") or {}
+        if "save_dir" in init_args:
+            flags += ["--trainer.logger.init_args.save_dir", str(run / "logs")]
+    if (run / "checkpoints" / LAST).is_file():
+        flags += ["--ckpt_path", "last"]
+    return flags
+
+
+def write_fold_oof(config: Any, out: Path, fold: int, plan: FoldPlan) -> Path:
+    """Predict the fold's validation images with its best checkpoint, into ``fold{k}/oof.csv``."""
+    run = fold_dir(out, fold)
+    info = inspect_checkpoint(run / "checkpoints" / LAST)
+    if not info.best_model_path or not Path(info.best_model_path).is_file():
+        raise DataError(f"{run}: the fold's run recorded no best checkpoint (is val/f1 logged?)")
+    _link_or_copy(Path(info.best_model_path), run / BEST)
+    data = config.data
+    images = [name for name, f in zip(plan.images, plan.folds) if f == fold]
+    image_size = int(data.image_size)
+    folder = Path(data.cache_dir or data.data_dir) / TRAIN_IMAGES
+    dataset = ImageDataset(
+        folder, images, build_transforms(image_size, train=False), decode_size=image_size
+    )
+    loader = DataLoader(
+        dataset, batch_size=int(data.batch_size), num_workers=int(data.num_workers or 0)
+    )
+    trainer = config.trainer
+    accelerator = trainer.get("accelerator") or "auto"
+    precision = trainer.get("precision") or default_precision(accelerator)
+    module = EnsembleClassifier.from_checkpoints([run / BEST])
+    ids, probs = predict_probabilities(
+        module,
+        loader,
+        {"accelerator": accelerator, "precision": precision, "enable_progress_bar": False},
+    )
+    rows = [[name, fold, *np.round(p, 6).tolist()] for name, p in zip(ids, probs)]
+    with atomic_write(run / OOF) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "fold", *module.classes])
+        writer.writerows(rows)
+    return run / OOF
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` becomes a copy of ``source`` (a hard link where the filesystem allows it)."""
+    with atomic_write(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+def pooled_oof(out: Path, plan: FoldPlan, classes: list[str]) -> np.ndarray:
+    """Every fold's OOF probabilities, in ``train.csv`` order; written to ``out/oof.csv``."""
+    by_image: dict[str, list[str]] = {}
+    for fold in sorted(set(int(f) for f in plan.folds)):
+        with (fold_dir(out, fold) / OOF).open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader)
+            if header[2:] != classes:
+                raise DataError(
+                    f"{fold_dir(out, fold) / OOF}: classes {header[2:]}, expected {classes}"
+                )
+            by_image.update({row[0]: row for row in reader})
+    missing = [name for name in plan.images if name not in by_image]
+    if missing:
+        raise DataError(
+            f"{out}: no out-of-fold prediction for {len(missing)} images (first: {missing[0]})"
+        )
+    rows = [by_image[name] for name in plan.images]
+    with atomic_write(out / OOF) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "fold", *classes])
+        writer.writerows(rows)
+    return np.array([[float(value) for value in row[2:]] for row in rows])
+
+
+def run_cv(
+    fit_args: list[str], n_folds: int, out: str | Path, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Train ``n_folds`` folds with ``fit_args``, then pool the OOF predictions; see the module."""
+    out = Path(out)
+    config = parse_fit_config(fit_args)
+    plan = make_plan(config, n_folds, out, log)
+    samples = read_train_csv(Path(config.data.data_dir) / TRAIN_CSV)
+    classes = label_vocabulary(samples)
+    log(
+        f"cv: {n_folds} folds of {len(plan.images)} images into {out};"
+        f" {len(plan.duplicate_groups)} groups of identical images kept in one fold"
+        f" ({plan.conflicting_groups} with conflicting labels)"
+    )
+    fold_scores = []
+    for fold in range(n_folds):
+        run = fold_dir(out, fold)
+        if (run / BEST).is_file() and (run / OOF).is_file():
+            log(f"cv: fold {fold + 1}/{n_folds} is done, skipped")
+        else:
+            log(f"cv: fold {fold + 1}/{n_folds}: training ({run})")
+            started = time.monotonic()
+            run_cli(["fit", *fit_args, *fold_flags(config, out, fold)])
+            write_fold_oof(config, out, fold, plan)
+            log(f"cv: fold {fold + 1}/{n_folds} done in {time.monotonic() - started:.0f} s")
+        fold_scores.append(inspect_checkpoint(run / BEST).best_model_score)
+    probs = pooled_oof(out, plan, classes)
+    targets = encode_labels(samples, classes).astype(np.int64)
+    default_threshold = float(config.model.threshold)
+    report = choose_thresholds(probs, targets, default_threshold, classes)
+    report.save(out / THRESHOLDS)
+    folds_f1 = [
+        samples_f1(targets[plan.folds == k], decode(probs[plan.folds == k], default_threshold))
+        for k in range(n_folds)
+    ]
+    summary = {
+        "folds": n_folds,
+        "seed": int(config.data.seed),
+        "images": len(plan.images),
+        "classes": classes,
+        "duplicate_groups": len(plan.duplicate_groups),
+        "conflicting_groups": plan.conflicting_groups,
+        "fold_best_val_f1": fold_scores,
+        "fold_oof_f1": folds_f1,
+        "oof_f1_default_threshold": samples_f1(targets, decode(probs, default_threshold)),
+        "default_threshold": default_threshold,
+        "oof_f1_tuned": report.chosen_f1,
+        "thresholds": report.thresholds_for_predict(),
+        "thresholds_used": report.use,
+    }
+    with atomic_write(out / "cv.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    log(summary_table(summary))
+    return summary
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The per-fold and pooled scores as a small text table."""
+    lines = ["fold  best val/f1  oof f1"]
+    for fold, (best, oof) in enumerate(zip(summary["fold_best_val_f1"], summary["fold_oof_f1"])):
+        best_text = f"{best:.4f}" if best is not None else "   -  "
+        lines.append(f"{fold:>4}  {best_text:>11}  {oof:.4f}")
+    lines.append(
+        f"pooled OOF f1: {summary['oof_f1_default_threshold']:.4f} at threshold"
+        f" {summary['default_threshold']}, {summary['oof_f1_tuned']:.4f} tuned"
+        f" ({summary['thresholds_used']})"
+    )
+    return "\n".join(lines)
+
+
+def run_command(argv: Sequence[str]) -> int:
+    """``cv --folds K --out DIR [fit flags]``: the command line of ``run_cv``."""
+    parser = command_parser(
+        "cv",
+        "Train K folds with the same fit flags (any flag of `fit`, e.g. --config"
+        " configs/baseline.yaml), write out-of-fold predictions, tuned thresholds and cv.json"
+        " into --out; run it again to resume. `fit --help` lists the fit flags.",
+    )
+    parser.allow_abbrev = False  # every other flag belongs to fit
+    parser.add_argument("--folds", type=at_least_two, default=5, help="K (default 5)")
+    parser.add_argument("--out", type=Path, default=Path("runs/cv"), help="default runs/cv")
+    known, fit_args = parser.parse_known_args(argv)
+    run_cv(fit_args, known.folds, known.out)
+    return 0
+
+
+def at_least_two(text: str) -> int:
+    """An ``argparse`` type: a number of folds (2 or more)."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{text}: cross-validation needs 2 folds or more")
+    return value

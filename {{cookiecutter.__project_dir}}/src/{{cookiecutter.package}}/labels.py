@@ -1,0 +1,131 @@
+"""The labels of the Kaggle layout: ``train.csv``, the label vocabulary, the encoding, the folds.
+
+``train.csv`` has the columns ``image,labels``; ``labels`` is a space-separated list of names.
+``read_train_csv`` refuses, with one line naming the row, anything that would silently train on
+wrong labels. The label vocabulary is read from the CSV (sorted), never hard-coded, so the same
+code serves Plant Pathology 2020, 2021 or any other multi-label image set. Validation is a seeded
+multi-label iteratively-stratified fold, so rare label combinations show up in validation too.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+from .errors import DataError
+from .layout import TRAIN_CSV
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One row of ``train.csv``: the image file name and its label names."""
+
+    image: str
+    labels: tuple[str, ...]
+
+
+def read_train_csv(path: str | Path) -> list[Sample]:
+    """Parse and validate a Kaggle ``image,labels`` CSV; raise ``DataError`` naming the bad row."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (expected the competition's {TRAIN_CSV})")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = [name.strip() for name in reader.fieldnames or []]
+        if not columns:
+            raise DataError(f"{path}: file is empty (expected a header 'image,labels')")
+        missing = [name for name in ("image", "labels") if name not in columns]
+        if missing:
+            raise DataError(
+                f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(columns)}"
+                " (expected 'image,labels')"
+            )
+        reader.fieldnames = columns
+        samples: list[Sample] = []
+        seen: dict[str, int] = {}
+        for row_number, row in enumerate(reader, start=2):
+            image = (row.get("image") or "").strip()
+            labels = tuple((row.get("labels") or "").split())
+            if not image:
+                raise DataError(f"{path}: row {row_number}: empty 'image' field")
+            if not labels:
+                raise DataError(f"{path}: row {row_number} ({image}): empty 'labels' field")
+            separated = [label for label in labels if any(sep in label for sep in ",;|")]
+            if separated:
+                raise DataError(
+                    f"{path}: row {row_number} ({image}): label {separated[0]!r} holds a"
+                    " separator; the 'labels' field lists names separated by spaces"
+                )
+            if image in seen:
+                raise DataError(
+                    f"{path}: row {row_number}: image {image} is listed twice"
+                    f" (first on row {seen[image]})"
+                )
+            seen[image] = row_number
+            samples.append(Sample(image, labels))
+    if not samples:
+        raise DataError(f"{path}: no data rows under the header")
+    _refuse_case_variants(path, samples)
+    return samples
+
+
+def _refuse_case_variants(path: Path, samples: Sequence[Sample]) -> None:
+    """``DataError`` if two label names differ only by case (``Scab`` and ``scab``).
+
+    They would silently become two classes; which spelling is right is the user's call.
+    """
+    first_row: dict[str, tuple[str, int]] = {}
+    for row_number, sample in enumerate(samples, start=2):
+        for label in sample.labels:
+            spelling, row = first_row.setdefault(label.casefold(), (label, row_number))
+            if spelling != label:
+                raise DataError(
+                    f"{path}: row {row_number} ({sample.image}): label {label!r} differs only by"
+                    f" case from {spelling!r} (row {row}); use one spelling"
+                )
+
+
+def label_vocabulary(samples: Sequence[Sample]) -> list[str]:
+    """All label names that occur in ``samples``, sorted so the order is stable."""
+    return sorted({label for sample in samples for label in sample.labels})
+
+
+def encode_labels(samples: Sequence[Sample], classes: Sequence[str]) -> np.ndarray:
+    """Multi-hot matrix (n_samples x n_classes, float32) of ``samples`` over ``classes``."""
+    index = {name: i for i, name in enumerate(classes)}
+    targets = np.zeros((len(samples), len(classes)), dtype=np.float32)
+    for row, sample in enumerate(samples):
+        for label in sample.labels:
+            if label not in index:
+                raise DataError(
+                    f"label {label!r} of image {sample.image} is not in {list(classes)}"
+                )
+            targets[row, index[label]] = 1.0
+    return targets
+
+
+def stratified_split(
+    targets: np.ndarray, val_fraction: float = 0.2, fold: int = 0, seed: int = 42
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train / validation indices: fold ``fold`` of a seeded multi-label stratified k-fold.
+
+    The number of folds is ``round(1 / val_fraction)`` (0.2 -> 5 folds), so sweeping ``fold``
+    over ``0..k-1`` gives a full cross-validation with disjoint validation sets.
+    """
+    if not 0.0 < val_fraction <= 0.5:
+        raise DataError(f"val_fraction={val_fraction} must be in (0, 0.5]")
+    n_folds = round(1.0 / val_fraction)
+    if not 0 <= fold < n_folds:
+        raise DataError(f"fold={fold} must be in 0..{n_folds - 1} for val_fraction={val_fraction}")
+    if len(targets) < n_folds:
+        raise DataError(f"{len(targets)} images are too few for {n_folds} folds")
+    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for index, (train_idx, val_idx) in enumerate(splitter.split(np.zeros(len(targets)), targets)):
+        if index == fold:
+            return np.sort(train_idx), np.sort(val_idx)
+    raise AssertionError("unreachable: fold was range-checked")

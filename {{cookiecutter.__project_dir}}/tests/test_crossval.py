@@ -1,0 +1,206 @@
+"""Cross-validation: duplicate-aware folds, out-of-fold predictions, fold ensembles and TTA."""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from {{ cookiecutter.package }}.cli import main
+from {{ cookiecutter.package }}.folds import assign_folds, duplicate_groups, read_folds
+from {{ cookiecutter.package }}.inference import EnsembleClassifier, load_classifier
+from {{ cookiecutter.package }}.labels import encode_labels, label_vocabulary, read_train_csv
+from {{ cookiecutter.package }}.metrics import decode, samples_f1
+from {{ cookiecutter.package }}.models import PlantClassifier
+from {{ cookiecutter.package }}.thresholds import ThresholdReport
+
+from conftest import cli_args, only_error_line, read_csv_rows
+
+
+def _targets(data_dir: Path) -> tuple[list[str], np.ndarray]:
+    samples = read_train_csv(data_dir / "train.csv")
+    return [s.image for s in samples], encode_labels(samples, label_vocabulary(samples))
+
+
+@pytest.mark.parametrize("n_folds", [3, 5])
+def test_folds_are_disjoint_cover_every_row_and_follow_the_seed(sample_dir, n_folds):
+    images, targets = _targets(sample_dir)
+    plan = assign_folds(images, targets, n_folds, seed=7)
+    assert sorted(set(plan.folds.tolist())) == list(range(n_folds))
+    assert len(plan.folds) == len(images)
+    sizes = np.bincount(plan.folds)
+    assert (abs(sizes - len(images) / n_folds) <= 0.15 * len(images) / n_folds).all()
+    same = assign_folds(images, targets, n_folds, seed=7)
+    other = assign_folds(images, targets, n_folds, seed=8)
+    assert (same.folds == plan.folds).all() and (other.folds != plan.folds).any()
+
+
+def test_identical_images_share_a_fold(data_copy):
+    folder = data_copy / "train_images"
+    rows = (data_copy / "train.csv").read_text().splitlines()
+    # plant copies: train_0000 twice more (one with other labels), train_0001 once
+    copies = {"dup_a.jpg": ("train_0000.jpg", "rust"), "dup_b.jpg": ("train_0000.jpg", None)}
+    copies["dup_c.jpg"] = ("train_0001.jpg", None)
+    labels = dict(row.split(",", 1) for row in rows[1:])
+    for name, (source, label) in copies.items():
+        shutil.copy(folder / source, folder / name)
+        rows.append(f"{name},{label or labels[source]}")
+    (data_copy / "train.csv").write_text("\n".join(rows) + "\n")
+    images, targets = _targets(data_copy)
+    groups = duplicate_groups(folder, images)
+    assert sorted(map(sorted, groups)) == [
+        ["dup_a.jpg", "dup_b.jpg", "train_0000.jpg"],
+        ["dup_c.jpg", "train_0001.jpg"],
+    ]
+    for seed in range(5):
+        plan = assign_folds(images, targets, 5, seed=seed, groups=groups)
+        fold = dict(zip(plan.images, plan.folds.tolist()))
+        assert fold["dup_a.jpg"] == fold["dup_b.jpg"] == fold["train_0000.jpg"]
+        assert fold["dup_c.jpg"] == fold["train_0001.jpg"]
+    assert plan.conflicting_groups == (0 if labels["train_0000.jpg"] == "rust" else 1)
+
+
+class SpatialMean(nn.Module):
+    """Features that do not change when the image is flipped."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images.mean(dim=(2, 3))
+
+
+def _member(seed: int, backbone: nn.Module | str = "resnet18") -> PlantClassifier:
+    torch.manual_seed(seed)
+    model = PlantClassifier(backbone, classes=["a", "b", "c"], channels_last=False)
+    return model.eval()
+
+
+def test_ensemble_probabilities_are_the_mean_of_its_members():
+    members = [_member(1), _member(2)]
+    images = torch.randn(3, 3, 32, 32)
+    ensemble = EnsembleClassifier(members).eval()
+    with torch.no_grad():
+        expected = (torch.sigmoid(members[0](images)) + torch.sigmoid(members[1](images))) / 2
+        np.testing.assert_allclose(ensemble(images), expected, atol=1e-6)
+
+
+def test_tta_on_a_flip_invariant_model_changes_nothing_and_on_others_averages_views():
+    images = torch.randn(2, 3, 16, 16)
+    invariant = _member(3, SpatialMean())
+    with torch.no_grad():
+        plain = EnsembleClassifier([invariant], tta="none")(images)
+        flipped = EnsembleClassifier([invariant], tta="flips")(images)
+        np.testing.assert_allclose(flipped, plain, atol=1e-6)
+        model = _member(4)
+        views = [images, images.flip(3), images.flip(2), images.flip((2, 3))]
+        expected = torch.stack([torch.sigmoid(model(v)) for v in views]).mean(0)
+        np.testing.assert_allclose(EnsembleClassifier([model], tta="flips")(images), expected, atol=1e-5)
+
+
+def test_an_ensemble_of_other_vocabularies_or_sizes_is_refused(trained, tmp_path):
+    state = torch.load(trained, weights_only=True)
+    other = dict(state, hyper_parameters={**state["hyper_parameters"], "classes": ["x", "y"]})
+    other["state_dict"] = {
+        k: (v[:2] if k.startswith("head.") else v) for k, v in state["state_dict"].items()
+    }
+    torch.save(other, tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match="one label vocabulary"):
+        EnsembleClassifier.from_checkpoints([trained, tmp_path / "other.ckpt"])
+    resized = dict(state, datamodule_hyper_parameters={"image_size": 512})
+    torch.save(resized, tmp_path / "resized.ckpt")
+    with pytest.raises(ValueError, match="different image sizes"):
+        EnsembleClassifier.from_checkpoints([trained, tmp_path / "resized.ckpt"])
+    model, data = load_classifier(trained)
+    assert model.classes == state["hyper_parameters"]["classes"] and data["image_size"] == 64
+
+
+CV = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--data.image_size", "32"]
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory) -> Path:
+    """A 3-fold cv run on the sample set, 1 short epoch each."""
+    work = tmp_path_factory.mktemp("cv")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(work)
+        data = Path(__file__).parent / "data"
+        assert main(["cv", "--folds", "3", "--out", "runs/cv", *cli_args(data, *CV)]) == 0
+    return work / "runs" / "cv"
+
+
+@pytest.mark.slow
+def test_cv_writes_every_promised_file(cv_run, sample_dir):
+    for k in range(3):
+        assert (cv_run / f"fold{k}" / "best.ckpt").is_file()
+        assert list((cv_run / f"fold{k}" / "logs").rglob("metrics.csv"))
+    images, targets = _targets(sample_dir)
+    oof = read_csv_rows(cv_run / "oof.csv")
+    assert [row["image"] for row in oof] == images  # every train.csv row, once, in order
+    folds = read_folds(cv_run / "folds.csv")
+    assert all(int(row["fold"]) == folds[row["image"]] for row in oof)
+    summary = json.loads((cv_run / "cv.json").read_text())
+    assert summary["folds"] == 3 and summary["images"] == len(images)
+
+
+@pytest.mark.slow
+def test_the_pooled_oof_f1_can_be_recomputed_from_the_files(cv_run, sample_dir):
+    images, targets = _targets(sample_dir)
+    with (cv_run / "oof.csv").open(newline="") as handle:
+        reader = csv.reader(handle)
+        classes = next(reader)[2:]
+        probs = np.array([[float(v) for v in row[2:]] for row in reader])
+    summary = json.loads((cv_run / "cv.json").read_text())
+    report = ThresholdReport.load(cv_run / "thresholds.json")
+    default = samples_f1(targets, decode(probs, summary["default_threshold"]))
+    tuned = samples_f1(targets, decode(probs, report.thresholds_for_predict()))
+    assert summary["oof_f1_default_threshold"] == pytest.approx(default)
+    assert summary["oof_f1_tuned"] == pytest.approx(tuned)
+    assert tuned >= default - 1e-9
+    assert classes == summary["classes"]
+
+
+@pytest.mark.slow
+def test_a_second_cv_run_skips_finished_folds_and_redoes_a_missing_one(cv_run, capsys):
+    work = cv_run.parents[1]
+    stamps = {k: (cv_run / f"fold{k}" / "best.ckpt").stat().st_mtime_ns for k in range(3)}
+    (cv_run / "fold2" / "oof.csv").unlink()  # as if the run was killed before fold 2's OOF
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(work)
+        data = Path(__file__).parent / "data"
+        assert main(["cv", "--folds", "3", "--out", "runs/cv", *cli_args(data, *CV)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("is done, skipped") == 2
+    assert (cv_run / "fold2" / "oof.csv").is_file()
+    assert all((cv_run / f"fold{k}" / "best.ckpt").stat().st_mtime_ns == stamps[k] for k in (0, 1))
+
+
+@pytest.mark.slow
+def test_predict_with_a_cv_folder_and_flips(cv_run, sample_dir, in_tmp, capsys):
+    args = ["--ckpt_path", str(cv_run), "--tta", "flips", "--submission.probabilities_path", "p.csv"]
+    assert main(["predict", *cli_args(sample_dir, "--data.image_size", "32", *args)]) == 0
+    rows = read_csv_rows(in_tmp / "submission.csv")
+    assert len(rows) == 12 and all(row["labels"] for row in rows)
+    assert "5,000 hidden test images: about" in capsys.readouterr().out
+    # the cv folder's tuned thresholds decided the labels
+    report = ThresholdReport.load(cv_run / "thresholds.json")
+    probs = np.array([[float(v) for k, v in r.items() if k != "image"] for r in read_csv_rows(in_tmp / "p.csv")])
+    classes = json.loads((cv_run / "cv.json").read_text())["classes"]
+    expected = decode(probs, report.thresholds_for_predict())
+    assert [r["labels"] for r in rows] == [
+        " ".join(c for c, on in zip(classes, row) if on) for row in expected
+    ]
+
+
+@pytest.mark.slow
+def test_cv_refuses_a_folder_of_another_run(cv_run, sample_dir, in_tmp, capsys):
+    args = ["cv", "--folds", "4", "--out", str(cv_run), *cli_args(sample_dir, *CV)]
+    assert main(args) == 2
+    assert "holds a cv run with other folds (folds=3)" in only_error_line(capsys)
+
+
+def test_cv_needs_two_folds(sample_dir, in_tmp, capsys):
+    assert main(["cv", "--folds", "1", "--out", "cv", *cli_args(sample_dir)]) == 2
+    assert "--folds" in only_error_line(capsys)
+    assert sorted(p.name for p in in_tmp.iterdir()) == []
