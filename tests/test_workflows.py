@@ -182,8 +182,14 @@ def test_ci_lints_with_the_pre_commit_hooks_and_their_pinned_versions(baked):
         assert not re.search(rf"(^|\s|[\"']){tool}\b", everything), tool
     config = yaml.safe_load((baked / ".pre-commit-config.yaml").read_text())
     hooks = {hook["id"] for repo in config["repos"] for hook in repo["hooks"]}
-    assert {"black", "flake8"} <= hooks
-    assert all(re.fullmatch(r"v?\d+\.\d+\.\d+", repo["rev"]) for repo in config["repos"])
+    assert {"black", "flake8", "mypy"} <= hooks
+    remote = [repo for repo in config["repos"] if repo["repo"] != "local"]
+    assert all(re.fullmatch(r"v?\d+\.\d+\.\d+", repo["rev"]) for repo in remote)
+    # mypy runs from the project's own environment (it needs torch's types), at the version
+    # `pip install -e .[dev]` chose: the lint job installs the project first
+    (local,) = [repo for repo in config["repos"] if repo["repo"] == "local"]
+    assert [hook["id"] for hook in local["hooks"]] == ["mypy"]
+    assert any('pip install -e ".[dev]"' in run for run in runs), runs
 
 
 def _evaluate(condition: str, context: dict[str, object]) -> bool:

@@ -69,7 +69,9 @@ def plain_rate(args: argparse.Namespace, data_dir: Path, precision: str) -> floa
         model.to(memory_format=torch.channels_last)
     folder = data_dir / TEST_IMAGES
     names = sorted(p.name for p in folder.iterdir())
-    dataset = ImageDataset(folder, names, build_transforms(args.size, train=False), decode_size=args.size)
+    dataset = ImageDataset(
+        folder, names, build_transforms(args.size, train=False), decode_size=args.size
+    )
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=0)
     autocast = (
         torch.autocast("cpu", dtype=torch.bfloat16)
@@ -81,7 +83,9 @@ def plain_rate(args: argparse.Namespace, data_dir: Path, precision: str) -> floa
     with torch.inference_mode(), autocast:
         for batch in loader:
             images = normalize_batch(batch["image"])
-            probs = [torch.sigmoid(m(v).float()) for v in tta_views(images, "flips") for m in models]
+            probs = [
+                torch.sigmoid(m(v).float()) for v in tta_views(images, "flips") for m in models
+            ]
             rows.append(torch.stack(probs).mean(0))
     torch.cat(rows)
     return args.images / (time.perf_counter() - started)
@@ -110,7 +114,9 @@ def main() -> None:
         for round_ in range(args.rounds):
             plain.append(plain_rate(args, data_dir, precision))
             package.append(package_rate(args, data_dir, precision, Path(tmp)))
-            print(f"round {round_ + 1}: plain {plain[-1]:.1f} img/s, predict {package[-1]:.1f} img/s")
+            print(
+                f"round {round_ + 1}: plain {plain[-1]:.1f} img/s, predict {package[-1]:.1f} img/s"
+            )
     print(f"plain PyTorch: {max(plain):.1f} img/s, predict: {max(package):.1f} img/s")
     print(f"predict/plain throughput ratio: {max(package) / max(plain):.2f}")
 

@@ -96,7 +96,9 @@ def test_tta_on_a_flip_invariant_model_changes_nothing_and_on_others_averages_vi
         model = _member(4)
         views = [images, images.flip(3), images.flip(2), images.flip((2, 3))]
         expected = torch.stack([torch.sigmoid(model(v)) for v in views]).mean(0)
-        np.testing.assert_allclose(EnsembleClassifier([model], tta="flips")(images), expected, atol=1e-5)
+        np.testing.assert_allclose(
+            EnsembleClassifier([model], tta="flips")(images), expected, atol=1e-5
+        )
 
 
 def test_an_ensemble_of_other_vocabularies_or_sizes_is_refused(trained, tmp_path):
@@ -178,14 +180,23 @@ def test_a_second_cv_run_skips_finished_folds_and_redoes_a_missing_one(cv_run, c
 
 @pytest.mark.slow
 def test_predict_with_a_cv_folder_and_flips(cv_run, sample_dir, in_tmp, capsys):
-    args = ["--ckpt_path", str(cv_run), "--tta", "flips", "--submission.probabilities_path", "p.csv"]
+    args = [
+        "--ckpt_path",
+        str(cv_run),
+        "--tta",
+        "flips",
+        "--submission.probabilities_path",
+        "p.csv",
+    ]
     assert main(["predict", *cli_args(sample_dir, "--data.image_size", "32", *args)]) == 0
     rows = read_csv_rows(in_tmp / "submission.csv")
     assert len(rows) == 12 and all(row["labels"] for row in rows)
     assert "5,000 hidden test images: about" in capsys.readouterr().out
     # the cv folder's tuned thresholds decided the labels
     report = ThresholdReport.load(cv_run / "thresholds.json")
-    probs = np.array([[float(v) for k, v in r.items() if k != "image"] for r in read_csv_rows(in_tmp / "p.csv")])
+    probs = np.array(
+        [[float(v) for k, v in r.items() if k != "image"] for r in read_csv_rows(in_tmp / "p.csv")]
+    )
     classes = json.loads((cv_run / "cv.json").read_text())["classes"]
     expected = decode(probs, report.thresholds_for_predict())
     assert [r["labels"] for r in rows] == [

@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
@@ -31,7 +30,7 @@ from .hardware import default_precision
 from .constraints import PositiveInt
 from .data import PlantDataModule
 from .folds import THRESHOLDS, fold_checkpoints, is_cv_folder
-from .inference import TTA_VIEWS, EnsembleClassifier
+from .inference import predict_with_ensemble
 from .models import PlantClassifier
 from .submission import SubmissionWriter
 from .thresholds import ThresholdReport
@@ -237,13 +236,7 @@ class PlantCLI(LightningCLI):
             if (self._cv_folder / THRESHOLDS).is_file():
                 report = ThresholdReport.load(self._cv_folder / THRESHOLDS)
                 threshold = report.thresholds_for_predict(list(model.classes or []))
-        ensemble = EnsembleClassifier.from_checkpoints(
-            members, tta=self.config.predict.tta, threshold=threshold
-        )
-        started = time.monotonic()
-        self.trainer.predict(ensemble, datamodule=datamodule, return_predictions=False)
-        if self.trainer.is_global_zero and datamodule is not None and datamodule.predict_set:
-            print(speed_line(len(datamodule.predict_set), time.monotonic() - started, ensemble))
+        predict_with_ensemble(self.trainer, datamodule, members, self.config.predict.tta, threshold)
 
     def before_predict(self) -> None:
         limit = self.trainer.limit_predict_batches
@@ -295,17 +288,3 @@ def parse_fit_config(args: list[str]) -> Any:
         parser_class=OneLineErrorParser,
     )
     return cli.config.fit
-
-
-HIDDEN_TEST_IMAGES = 5000
-
-
-def speed_line(images: int, seconds: float, ensemble: EnsembleClassifier) -> str:
-    """Images per second, and what the competition's hidden test set would take at that rate."""
-    rate = images / max(seconds, 1e-9)
-    views = len(ensemble.members) * len(TTA_VIEWS[ensemble.tta])
-    return (
-        f"predicted {images} images in {seconds:.1f} s ({rate:.1f} img/s, {views} forward"
-        f" passes each); {HIDDEN_TEST_IMAGES:,} hidden test images: about"
-        f" {HIDDEN_TEST_IMAGES / rate / 60:.1f} min"
-    )
