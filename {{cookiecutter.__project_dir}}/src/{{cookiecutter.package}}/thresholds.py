@@ -152,6 +152,9 @@ def choose_thresholds(
     )
 
 
+Rows = tuple[np.ndarray, np.ndarray]
+
+
 def _sweep_global(probs: np.ndarray, truth: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """Samples-F1 of ``decode(probs, t)`` for every ``t`` in ``candidates``."""
     n, k = probs.shape
@@ -166,7 +169,7 @@ def _sweep_global(probs: np.ndarray, truth: np.ndarray, candidates: np.ndarray) 
         hits = (above & truth[None]).sum(axis=2)
         sizes = above.sum(axis=2)
         empty = row_max[None] <= ts[:, :, 0]
-        scores[lo : lo + step] = _mean_f1(hits, sizes, empty, fallback_hit, true_sizes)
+        scores[lo : lo + step] = _mean_f1(hits, sizes, empty, (fallback_hit, true_sizes))
     return scores
 
 
@@ -194,18 +197,16 @@ def _sweep_class(
         hits = fixed_hits[None] + (on & truth[None, :, c])
         sizes = fixed_sizes[None] + on
         empty = ~(on | fixed_any[None])
-        scores[lo : lo + step] = _mean_f1(hits, sizes, empty, fallback_hit, true_sizes)
+        scores[lo : lo + step] = _mean_f1(hits, sizes, empty, (fallback_hit, true_sizes))
     return scores
 
 
-def _mean_f1(
-    hits: np.ndarray,
-    sizes: np.ndarray,
-    empty: np.ndarray,
-    fallback_hit: np.ndarray,
-    true_sizes: np.ndarray,
-) -> np.ndarray:
-    """Samples-F1 per candidate row; an image with no label above threshold gets its arg-max."""
+def _mean_f1(hits: np.ndarray, sizes: np.ndarray, empty: np.ndarray, rows: Rows) -> np.ndarray:
+    """Samples-F1 per candidate row; an image with no label above threshold gets its arg-max.
+
+    ``rows``: per image, whether its arg-max label is true, and its number of true labels.
+    """
+    fallback_hit, true_sizes = rows
     hits = np.where(empty, fallback_hit[None], hits)
     sizes = np.where(empty, 1, sizes)
     result: np.ndarray = (2.0 * hits / (true_sizes[None] + sizes)).mean(axis=1)
