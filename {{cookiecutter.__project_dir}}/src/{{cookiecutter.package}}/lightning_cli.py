@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.tuner import Tuner
 
@@ -249,9 +249,17 @@ class PlantCLI(LightningCLI):
         self._check_inputs("predict")
 
 
-def run_cli(args: list[str] | None, description: str | None = None) -> None:
-    """Run ``fit|validate|test|predict`` with ``args`` (``None``: the process's arguments)."""
-    PlantCLI(
+def run_cli(
+    args: list[str] | None,
+    description: str | None = None,
+    callbacks: list[Callback] | None = None,
+) -> PlantCLI:
+    """Run ``fit|validate|test|predict`` with ``args`` (``None``: the process's arguments).
+
+    ``callbacks`` are added to the configured ones (a job such as ``tune`` watching a ``fit``);
+    the returned CLI holds the trainer, model and data module of the run.
+    """
+    return PlantCLI(
         PlantClassifier,
         PlantDataModule,
         args=args,
@@ -259,6 +267,7 @@ def run_cli(args: list[str] | None, description: str | None = None) -> None:
         save_config_kwargs={"overwrite": True},
         parser_class=OneLineErrorParser,
         parser_kwargs={"description": description},
+        trainer_defaults={"callbacks": list(callbacks)} if callbacks else None,
     )
 
 
