@@ -46,6 +46,13 @@ DEPENDENCY_MODULES = {
     "pil",
     "rich",
     "yaml",
+    # the `tune` extra, and what it pulls in
+    "optuna",
+    "optuna_integration",
+    "alembic",
+    "sqlalchemy",
+    "mako",
+    "colorlog",
     # run time, pulled in
     "cloudpickle",
     "cuda",

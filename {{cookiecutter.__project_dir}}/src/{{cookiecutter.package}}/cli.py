@@ -45,6 +45,7 @@ COMMANDS = {
         "k-fold cross-validation: fold models, out-of-fold predictions, tuned thresholds",
         "crossval",
     ),
+    "tune": Command("hyper-parameter search with Optuna; workers share one study", "tune"),
     "prepare": Command("pre-resize the images once into a cache folder for fast epochs", "prepare"),
     "sample-data": Command(
         "write the synthetic sample set (Kaggle layout) into a new folder", "sample_data"

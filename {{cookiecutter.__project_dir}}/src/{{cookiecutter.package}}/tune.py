@@ -1,0 +1,357 @@
+"""``tune``: hyper-parameter search with Optuna, shared by any number of workers.
+
+``run_tune(fit_args, search, study)`` runs trials of ``fit`` with ``fit_args`` and, per trial,
+the values Optuna picks for the flags of the search file (see ``search_space``). Each trial
+reports ``val/f1`` after every validation, so the pruner can stop a poor one early; its value is
+the best ``val/f1`` of the run. Into ``OUT/STUDY/`` (``OUT`` default ``runs/tune``):
+
+- ``trial_{n}/`` (that trial's ``checkpoints/`` and logs);
+- ``best.yaml``: the complete ``fit`` config of the best trial (``fit --config best.yaml``);
+- ``trials.csv``: every trial of the study (number, state, value, parameters).
+
+The study lives in a storage: by default the journal file ``OUT/STUDY.journal`` (no server;
+processes on one machine, or machines sharing a filesystem, can use it at once), or any Optuna
+storage URL (``postgresql://...``; RDB storages also get heartbeats, so a dead worker's trial is
+failed and retried). Starting the same command again, anywhere, joins and resumes the study.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from argparse import ArgumentError
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytorch_lightning import Callback, LightningModule, Trainer
+
+from .argtypes import command_parser, positive_int
+from .atomic import atomic_write
+from .backbones import check_backbone_name
+from .data import PlantDataModule
+from .errors import DataError, UserError
+from .lightning_cli import OneLineErrorParser, _ConfigOnlyCLI, parse_fit_config, run_cli
+from .models import PlantClassifier
+from .search_space import Param, load_search_space, trial_flags
+from .trainer_checks import one_line_parse_error
+
+if TYPE_CHECKING:
+    import optuna
+
+MONITOR = "val/f1"
+HEARTBEAT_SECONDS = 60
+MAX_RETRY = 3
+INSTALL_HINT = 'tune needs Optuna: pip install -e ".[tune]"'
+
+
+def import_optuna() -> Any:
+    """The ``optuna`` module, or a ``DataError`` saying which extra to install."""
+    try:
+        import optuna
+    except ImportError:
+        raise DataError(INSTALL_HINT) from None
+    return optuna
+
+
+class PruningCallback(Callback):
+    """Report ``val/f1`` to an Optuna trial after each validation; stop the run if it is pruned.
+
+    ``optuna_integration``'s callback is built on the ``lightning`` package, not
+    ``pytorch_lightning``, so the trainer here would refuse it.
+    """
+
+    def __init__(self, trial: optuna.Trial, monitor: str = MONITOR) -> None:
+        self.trial = trial
+        self.monitor = monitor
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        score = trainer.callback_metrics.get(self.monitor)
+        if score is None:
+            return
+        self.trial.report(float(score), step=trainer.current_epoch)
+        if self.trial.should_prune():
+            optuna = import_optuna()
+            raise optuna.TrialPruned(f"pruned at epoch {trainer.current_epoch}")
+
+
+def config_only_cli(fit_args: list[str], exit_on_error: bool = True) -> _ConfigOnlyCLI:
+    """The ``fit`` CLI of ``fit_args``, parsed and nothing built (its parser is reusable)."""
+    return _ConfigOnlyCLI(
+        PlantClassifier,
+        PlantDataModule,
+        args=["fit", *fit_args],
+        save_config_callback=None,
+        parser_class=OneLineErrorParser,
+        parser_kwargs={"exit_on_error": exit_on_error},
+    )
+
+
+def check_values(fit_args: list[str], search: str | Path, params: list[Param]) -> None:
+    """Refuse a bound or choice of the search file that ``fit`` would refuse, before any trial."""
+    cli = config_only_cli(fit_args, exit_on_error=False)
+    for param in params:
+        for value in param.extremes():
+            try:
+                cli.parser.parse_args(["fit", *fit_args, *trial_flags({param.name: value})])
+            except ArgumentError as exc:
+                reason = one_line_parse_error(str(exc))
+                raise DataError(
+                    f"{search}: {param.name}: fit refuses {value!r}: {reason}"
+                ) from None
+
+
+def check_backbones(search: str | Path, params: list[Param]) -> None:
+    """Refuse a ``model.backbone`` choice that is not a torchvision model, before any trial."""
+    for param in params:
+        if param.name == "model.backbone":
+            for choice in param.choices:
+                try:
+                    check_backbone_name(str(choice))
+                except UserError as exc:
+                    raise DataError(f"{search}: model.backbone: {exc}") from None
+
+
+def make_storage(storage: str | None, default_journal: Path) -> Any:
+    """The study's storage: the journal file ``default_journal``, or the Optuna URL ``storage``."""
+    optuna = import_optuna()
+    if storage is None:
+        from optuna.storages.journal import JournalFileBackend
+
+        default_journal.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(default_journal)))
+    if "://" not in storage:
+        raise DataError(f"--storage {storage}: expected an Optuna storage URL (sqlite:///f.db)")
+    with warnings.catch_warnings():
+        # Heartbeats are "experimental" since Optuna 2.8; the warning says nothing to a user.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+        if retry is not None:  # Optuna >= 4.9 renamed the callback and its argument
+            callbacks = {"heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}
+        else:
+            retry = optuna.storages.RetryFailedTrialCallback
+            callbacks = {"failed_trial_callback": retry(max_retry=MAX_RETRY)}
+        try:
+            return optuna.storages.RDBStorage(
+                storage,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=2 * HEARTBEAT_SECONDS,
+                **callbacks,
+            )
+        except ImportError as exc:
+            raise DataError(f"--storage {storage}: a driver is missing ({exc})") from None
+
+
+def make_pruner(name: str) -> Any:
+    """``median`` (stop trials below the median of earlier ones at the same epoch) or ``none``."""
+    optuna = import_optuna()
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+
+
+def open_study(name: str, storage: Any, pruner: Any) -> optuna.Study:
+    """Create the study, or load it when it exists (several workers may start at once)."""
+    optuna = import_optuna()
+    try:
+        return optuna.create_study(
+            study_name=name,
+            storage=storage,
+            direction="maximize",
+            pruner=pruner,
+            load_if_exists=True,
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(study_name=name, storage=storage, pruner=pruner)
+
+
+def dir_flags(config: Any, run: Path) -> list[str]:
+    """The flags that make a ``fit`` write its checkpoints and logs into ``run``."""
+    flags = ["--checkpoint.dirpath", str(run / "checkpoints")]
+    flags += ["--trainer.default_root_dir", str(run)]
+    logger = config.trainer.get("logger")
+    if isinstance(logger, dict) or hasattr(logger, "init_args"):
+        init_args = logger.get("init_args") or {}
+        if "save_dir" in init_args:
+            flags += ["--trainer.logger.init_args.save_dir", str(run / "logs")]
+    return flags
+
+
+def make_objective(
+    fit_args: list[str], params: list[Param], config: Any, out: Path, errors: list[UserError]
+) -> Callable[[optuna.Trial], float]:
+    """The function Optuna calls per trial: train with the trial's values, return best val/f1.
+
+    A user error (bad data, a leftover folder) stops the study: it lands in ``errors`` for the
+    caller to raise, and the trial fails quietly instead of Optuna logging a traceback.
+    """
+
+    def objective(trial: optuna.Trial) -> float:
+        try:
+            return run_trial(trial, fit_args, params, config, out)
+        except UserError as exc:
+            errors.append(exc)
+            trial.study.stop()
+            return math.nan
+
+    return objective
+
+
+def run_trial(
+    trial: optuna.Trial, fit_args: list[str], params: list[Param], config: Any, out: Path
+) -> float:
+    """Train one trial into ``out/trial_{n}``; its best ``val/f1``."""
+    chosen = {param.name: param.suggest(trial) for param in params}
+    run = out / f"trial_{trial.number}"
+    if run.exists() and any(run.iterdir()):
+        raise DataError(
+            f"{run}: holds a trial of an earlier study named {out.name} (was its storage"
+            f" deleted?); delete {out} or choose another --study"
+        )
+    flags = trial_flags(chosen)
+    trial.set_user_attr("dir", str(run))
+    trial.set_user_attr("flags", flags)
+    cli = run_cli(
+        ["fit", *fit_args, *flags, *dir_flags(config, run)], callbacks=[PruningCallback(trial)]
+    )
+    best = getattr(cli.trainer.checkpoint_callback, "best_model_score", None)
+    if best is None or math.isnan(float(best)):
+        raise DataError(f"{run}: the run recorded no {MONITOR} (is validation switched off?)")
+    return float(best)
+
+
+def write_best_config(fit_args: list[str], params: dict[str, Any], target: Path) -> None:
+    """``target``: the complete ``fit`` config of ``fit_args`` with ``params`` applied."""
+    cli = config_only_cli([*fit_args, *trial_flags(params)])
+    text = cli._parser("fit").dump(cli.config.fit, skip_none=False)
+    with atomic_write(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_trials_csv(study: optuna.Study, target: Path) -> list[list[str]]:
+    """``target``: one row per trial (number, state, value, each parameter); returns the rows."""
+    names = sorted({name for trial in study.trials for name in trial.params})
+    header = ["trial", "state", "value", *names]
+    rows = [header]
+    for trial in study.trials:
+        value = "" if trial.value is None else f"{trial.value:.4f}"
+        rows.append(
+            [str(trial.number), trial.state.name, value]
+            + [shown(trial.params.get(name, "")) for name in names]
+        )
+    with atomic_write(target) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+    return rows
+
+
+def shown(value: Any) -> str:
+    """A parameter value for ``trials.csv``: floats to 6 significant digits (0.3, not 0.30..04)."""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def summary_table(rows: list[list[str]]) -> str:
+    """The rows of ``trials.csv`` as an aligned text table."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
+
+
+def run_tune(
+    fit_args: list[str],
+    search: str | Path,
+    study_name: str,
+    storage: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    pruner: str = "median",
+    out: str | Path = Path("runs/tune"),
+    log: Callable[[str], None] = print,
+) -> optuna.Study:
+    """Run trials of the study ``study_name`` (joined or resumed if it exists); see the module."""
+    import_optuna()
+    if "/" in study_name or study_name in ("", ".", ".."):
+        raise DataError(f"--study {study_name!r}: a study name cannot contain '/'")
+    config = parse_fit_config(fit_args)
+    params = load_search_space(search, config)
+    check_values(fit_args, search, params)
+    check_backbones(search, params)
+    out = Path(out)
+    study_dir = out / study_name
+    study = open_study(
+        study_name, make_storage(storage, out / f"{study_name}.journal"), make_pruner(pruner)
+    )
+    study_dir.mkdir(parents=True, exist_ok=True)
+    log(f"tune: study {study_name} ({len(study.trials)} trials so far) into {study_dir}")
+    errors: list[UserError] = []
+    study.optimize(
+        make_objective(fit_args, params, config, study_dir, errors),
+        n_trials=n_trials,
+        timeout=timeout,
+        catch=(),
+    )
+    if errors:
+        raise errors[0]
+    rows = write_trials_csv(study, study_dir / "trials.csv")
+    try:
+        best = study.best_trial
+    except ValueError:
+        log("tune: no trial has finished yet; best.yaml not written")
+    else:
+        write_best_config(fit_args, best.params, study_dir / "best.yaml")
+        log(f"tune: best trial {best.number}: {MONITOR} {best.value:.4f} -> {study_dir}/best.yaml")
+    log(summary_table(rows))
+    return study
+
+
+def run_command(argv: Sequence[str]) -> int:
+    """``tune --search FILE --study NAME [options] [fit flags]``: the command line of run_tune."""
+    parser = command_parser(
+        "tune",
+        "Search hyper-parameters with Optuna: trials of fit with the fit flags given (e.g."
+        " --config configs/baseline.yaml) and the values the search file's ranges pick. Run the"
+        " same command again, here or on another machine, to add workers to the study.",
+    )
+    parser.allow_abbrev = False  # every other flag belongs to fit
+    parser.add_argument(
+        "--search", type=Path, required=True, metavar="FILE", help="the search-space YAML file"
+    )
+    parser.add_argument(
+        "--study", required=True, metavar="NAME", help="study name (joined if it exists)"
+    )
+    parser.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="Optuna storage URL, e.g. postgresql://user@host/db (default: OUT/STUDY.journal)",
+    )
+    parser.add_argument(
+        "--n-trials", type=positive_int, default=None, metavar="N", help="trials of this worker"
+    )
+    parser.add_argument(
+        "--timeout", type=positive_int, default=None, metavar="S", help="start no trial after S s"
+    )
+    parser.add_argument(
+        "--pruner",
+        choices=("median", "none"),
+        default="median",
+        help="median (default): stop a trial below the median of earlier ones at an epoch",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/tune"), metavar="DIR", help="default runs/tune"
+    )
+    known, fit_args = parser.parse_known_args(argv)
+    if known.n_trials is None and known.timeout is None:
+        parser.error("give --n-trials N or --timeout S (or both)")
+    run_tune(
+        fit_args,
+        known.search,
+        known.study,
+        storage=known.storage,
+        n_trials=known.n_trials,
+        timeout=known.timeout,
+        pruner=known.pruner,
+        out=known.out,
+    )
+    return 0

@@ -1,0 +1,271 @@
+"""``tune``: the search file is checked before any trial; trials, resume and shared studies."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from {{ cookiecutter.package }}.cli import main
+from {{ cookiecutter.package }}.errors import DataError
+from {{ cookiecutter.package }}.lightning_cli import parse_fit_config
+from {{ cookiecutter.package }}.search_space import load_search_space, trial_flags
+
+from conftest import CONFIG_DIR, SAMPLE_DIR, cli_args, only_error_line, read_csv_rows
+
+optuna = pytest.importorskip("optuna", reason="tune needs the [tune] extra")
+
+from {{ cookiecutter.package }} import tune  # noqa: E402
+from {{ cookiecutter.package }}.tune import PruningCallback  # noqa: E402
+
+SHORT = [
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_train_batches",
+    "2",
+    "--trainer.limit_val_batches",
+    "1",
+    "--data.image_size",
+    "32",
+    "--trainer.enable_progress_bar",
+    "false",
+]
+SPACE = {
+    "model.lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True},
+    "model.dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.1},
+    "model.backbone": {"type": "categorical", "choices": ["resnet18"]},
+}
+
+
+@pytest.fixture(scope="module")
+def fit_config():
+    return parse_fit_config(cli_args(SAMPLE_DIR))
+
+
+def write_space(folder: Path, space: dict) -> Path:
+    path = folder / "search.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+def tune_args(search: Path, *extra: str, name: str = "s") -> list[str]:
+    study = ["--study", name]
+    return ["tune", "--search", str(search), *study, *cli_args(SAMPLE_DIR, *SHORT, *extra)]
+
+
+@pytest.mark.parametrize(
+    "key, spec, problem",
+    [
+        ("model.no_such_flag", {"type": "float", "low": 0.1, "high": 0.2}, "no such fit flag"),
+        ("model.lr", {"type": "float", "low": 0.1, "high": 0.1}, "must be below high"),
+        ("model.lr", {"type": "float", "low": 0.0, "high": 0.1, "log": True}, "low > 0"),
+        ("model.lr", {"type": "uniform", "low": 0.0, "high": 0.1}, "type 'uniform'"),
+        ("model.lr", {"type": "float", "high": 0.1}, "`low` must be a number"),
+        ("model.backbone", {"type": "categorical"}, "non-empty list `choices`"),
+        ("model.backbone", {"type": "categorical", "choices": []}, "non-empty list `choices`"),
+        ("data.batch_size", {"type": "int", "low": 8, "high": 64.5}, "must be an integer"),
+        ("model.lr", {"type": "float", "low": 0.1, "high": 0.2, "lo": 1}, "unknown field(s) lo"),
+        ("model.lr", "0.1", "expected a mapping"),
+    ],
+)
+def test_a_search_file_mistake_names_the_file_key_and_problem(
+    tmp_path, fit_config, key, spec, problem
+):
+    path = write_space(tmp_path, {**SPACE, key: spec})
+    with pytest.raises(DataError) as error:
+        load_search_space(path, fit_config)
+    assert str(error.value).startswith(f"{path}: {key}: ") and problem in str(error.value)
+
+
+def test_a_bad_search_file_stops_tune_before_any_trial(in_tmp, capsys):
+    path = write_space(in_tmp, {"model.lrr": {"type": "float", "low": 0.1, "high": 0.2}})
+    assert main(tune_args(path, "--n-trials", "1")) == 2
+    assert "model.lrr: no such fit flag" in only_error_line(capsys)
+    assert not (in_tmp / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "key, spec, problem",
+    [
+        ("model.dropout", {"type": "float", "low": 0.0, "high": 1.5}, "fit refuses 1.5"),
+        ("model.scheduler", {"type": "categorical", "choices": ["cosine", "step"]}, "'step'"),
+        ("data.image_size", {"type": "int", "low": -32, "high": 64}, "fit refuses -32"),
+    ],
+)
+def test_a_value_fit_would_refuse_stops_tune_before_any_trial(in_tmp, capsys, key, spec, problem):
+    assert main(tune_args(write_space(in_tmp, {key: spec}), "--n-trials", "1")) == 2
+    line = only_error_line(capsys)
+    assert f"search.yaml: {key}: " in line and problem in line
+    assert not (in_tmp / "runs").exists()
+
+
+def test_a_backbone_choice_torchvision_lacks_stops_tune_before_any_trial(in_tmp, capsys):
+    space = {"model.backbone": {"type": "categorical", "choices": ["resnet18", "resnet181"]}}
+    assert main(tune_args(write_space(in_tmp, space), "--n-trials", "1")) == 2
+    line = only_error_line(capsys)
+    assert "search.yaml: model.backbone: backbone 'resnet181'" in line
+    assert not (in_tmp / "runs").exists()
+
+
+def test_a_trial_folder_left_from_a_deleted_study_is_one_clean_error(in_tmp, capsys):
+    leftover = in_tmp / "runs" / "tune" / "s" / "trial_0" / "checkpoints"
+    leftover.mkdir(parents=True)
+    (leftover / "last.ckpt").write_bytes(b"")
+    assert main(tune_args(write_space(in_tmp, SPACE), "--n-trials", "1")) == 2
+    line = only_error_line(capsys)
+    assert "trial_0: holds a trial of an earlier study named s" in line
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_shipped_search_file_fits_the_baseline():
+    config = parse_fit_config(["--config", str(CONFIG_DIR / "baseline.yaml")])
+    params = load_search_space(CONFIG_DIR / "search.yaml", config)
+    assert {"model.lr", "model.dropout", "model.weight_decay", "data.image_size"} <= {
+        p.name for p in params
+    }
+    assert "model.backbone" in {p.name for p in params}
+    tune.check_backbones(CONFIG_DIR / "search.yaml", params)
+
+
+def test_trial_values_become_flags_the_fit_parser_reads_back():
+    flags = trial_flags({"model.lr": 0.001, "model.channels_last": False, "data.image_size": 64})
+    assert flags == [
+        "--model.lr",
+        "0.001",
+        "--model.channels_last",
+        "false",
+        "--data.image_size",
+        "64",
+    ]
+    config = parse_fit_config(cli_args(SAMPLE_DIR, *flags))
+    assert (config.model.lr, config.model.channels_last, config.data.image_size) == (
+        0.001,
+        False,
+        64,
+    )
+
+
+def test_without_optuna_tune_names_the_extra_to_install(in_tmp, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    path = write_space(in_tmp, SPACE)
+    assert main(tune_args(path, "--n-trials", "1")) == 2
+    assert ".[tune]" in only_error_line(capsys)
+    assert not (in_tmp / "runs").exists()
+
+
+class FakeTrainer:
+    sanity_checking = False
+    current_epoch = 3
+    callback_metrics = {"val/f1": 0.25}
+
+
+def test_the_pruning_callback_reports_val_f1_and_stops_a_pruned_trial():
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(0.5))
+    trial = study.ask()
+    with pytest.raises(optuna.TrialPruned):
+        PruningCallback(trial).on_validation_end(FakeTrainer(), None)  # type: ignore[arg-type]
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert study.trials[0].intermediate_values == {3: 0.25}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """A 2-trial study on the sample set, 1 short epoch per trial; returns the working folder."""
+    work = tmp_path_factory.mktemp("tune")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(work)
+        path = write_space(work, SPACE)
+        assert main(tune_args(path, "--n-trials", "2")) == 0
+    return work
+
+
+def load(work: Path, name: str = "s") -> "optuna.Study":
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(
+        JournalFileBackend(str(work / "runs" / "tune" / f"{name}.journal"))
+    )
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+@pytest.mark.slow
+def test_tune_writes_trial_folders_trials_csv_and_a_best_yaml_fit_accepts(study, capsys):
+    out = study / "runs" / "tune" / "s"
+    assert (out / "trial_0" / "checkpoints" / "last.ckpt").is_file()
+    assert (out / "trial_1" / "checkpoints" / "last.ckpt").is_file()
+    rows = read_csv_rows(out / "trials.csv")
+    assert [row["trial"] for row in rows] == ["0", "1"]
+    assert {row["state"] for row in rows} == {"COMPLETE"}
+    assert all(row["model.lr"] and row["value"] for row in rows)
+    for trial in load(study).trials:
+        assert sorted(trial.intermediate_values) == [0]
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best["model"]["lr"] == load(study).best_params["model.lr"]
+    assert main(["fit", "--config", str(out / "best.yaml"), "--print_config"]) == 0
+    assert "model:" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_running_tune_again_resumes_the_study(study, monkeypatch):
+    monkeypatch.chdir(study)
+    assert main(tune_args(study / "search.yaml", "--n-trials", "1")) == 0
+    assert len(load(study).trials) == 3
+    assert len(read_csv_rows(study / "runs" / "tune" / "s" / "trials.csv")) == 3
+
+
+@pytest.mark.slow
+def test_an_aggressive_pruner_prunes_and_no_best_yaml_is_written(in_tmp, monkeypatch):
+    monkeypatch.setattr(tune, "make_pruner", lambda name: optuna.pruners.ThresholdPruner(2.0))
+    assert main(tune_args(write_space(in_tmp, SPACE), "--n-trials", "1")) == 0
+    out = in_tmp / "runs" / "tune" / "s"
+    assert [row["state"] for row in read_csv_rows(out / "trials.csv")] == ["PRUNED"]
+    assert load(in_tmp).trials[0].intermediate_values.keys() == {0}
+    assert not (out / "best.yaml").exists()
+
+
+@pytest.mark.slow
+def test_a_database_url_storage_with_heartbeats_holds_the_study(in_tmp):
+    url = f"sqlite:///{in_tmp / 'studies.db'}"
+    args = tune_args(write_space(in_tmp, SPACE), "--n-trials", "1", "--storage", url)
+    assert main(args) == 0
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE]
+    assert not (in_tmp / "runs" / "tune" / "s.journal").exists()
+    assert (in_tmp / "runs" / "tune" / "s" / "best.yaml").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")
+def test_the_trial_of_a_dead_worker_is_failed_and_retried(in_tmp, monkeypatch):
+    monkeypatch.setattr(tune, "HEARTBEAT_SECONDS", 1)
+    url = f"sqlite:///{in_tmp / 'studies.db'}"
+    storage = tune.make_storage(url, in_tmp / "unused.journal")
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    dead = study.ask({"model.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
+    storage.record_heartbeat(dead._trial_id)  # a worker that started a trial, then died
+    time.sleep(2.5)
+    args = tune_args(write_space(in_tmp, SPACE), "--n-trials", "1", "--storage", url)
+    assert main(args) == 0
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert trials[1].params["model.lr"] == trials[0].params["model.lr"]
+
+
+@pytest.mark.slow
+def test_two_workers_started_together_share_one_journal(in_tmp):
+    path = write_space(in_tmp, SPACE)
+    command = [sys.executable, "-m", "{{ cookiecutter.package }}.cli"]
+    args = tune_args(path, "--n-trials", "1", name="shared")
+    workers = [
+        subprocess.Popen(
+            [*command, *args], cwd=in_tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for _ in range(2)
+    ]
+    outputs = [worker.communicate(timeout=300)[0].decode() for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs
+    trials = load(in_tmp, "shared").trials
+    assert len(trials) == 2
+    assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
