@@ -102,7 +102,7 @@ def test_console_script_lists_every_command_without_loading_lightning(installed)
     script = python.parent / package
     out = _run([str(script), "--help"], project).stdout
     listed = [line.split()[0] for line in out.splitlines() if line.startswith("  ")]
-    assert listed == ["fit", "validate", "test", "predict", "cv", "prepare", "sample-data"]
+    assert listed == ["fit", "validate", "test", "predict", "cv", "tune", "prepare", "sample-data"]
     probe = (
         f"import sys; from {package}.cli import main; main(['--help']);"
         " print('LOADED' if 'pytorch_lightning' in sys.modules or 'torch' in sys.modules else '')"
