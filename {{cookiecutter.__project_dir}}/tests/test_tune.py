@@ -10,7 +10,7 @@ import yaml
 
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.errors import DataError
-from {{ cookiecutter.package }}.lightning_cli import parse_fit_config
+from {{ cookiecutter.package }}.fit_jobs import parse_fit_config
 from {{ cookiecutter.package }}.search_space import load_search_space, trial_flags
 
 from conftest import CONFIG_DIR, SAMPLE_DIR, cli_args, only_error_line, read_csv_rows

@@ -44,3 +44,13 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")
     return value
+
+
+def fit_job_parser(command: str, description: str) -> OneLineArgumentParser:
+    """The parser of a command that runs fits (``cv``, ``tune``): its own flags, the rest fit's.
+
+    No abbreviations: a flag that is not the command's own is a fit flag, never a prefix of one.
+    """
+    parser = command_parser(command, description)
+    parser.allow_abbrev = False
+    return parser

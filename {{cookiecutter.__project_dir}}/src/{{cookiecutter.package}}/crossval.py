@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader
 
-from .argtypes import command_parser, positive_int
+from .argtypes import fit_job_parser, positive_int
 from .atomic import atomic_write
 from .checkpoints import LAST, inspect_checkpoint
 from .data import ImageDataset, build_transforms
@@ -49,7 +49,8 @@ from .hardware import default_precision
 from .inference import EnsembleClassifier, predict_probabilities
 from .labels import encode_labels, label_vocabulary, read_train_csv
 from .layout import TRAIN_CSV, TRAIN_IMAGES
-from .lightning_cli import parse_fit_config, run_cli
+from .fit_jobs import parse_fit_config, run_folder_flags
+from .lightning_cli import run_cli
 from .metrics import decode, samples_f1
 from .thresholds import choose_thresholds
 
@@ -95,13 +96,7 @@ def fold_flags(config: Any, out: Path, fold: int) -> list[str]:
     """The flags that make a ``fit`` train fold ``fold`` into its own folder."""
     run = fold_dir(out, fold)
     flags = ["--data.split_file", str(out / FOLDS_CSV), "--data.fold", str(fold)]
-    flags += ["--checkpoint.dirpath", str(run / "checkpoints")]
-    flags += ["--trainer.default_root_dir", str(run)]
-    logger = config.trainer.get("logger")
-    if isinstance(logger, dict) or hasattr(logger, "init_args"):
-        init_args = logger.get("init_args") or {}
-        if "save_dir" in init_args:
-            flags += ["--trainer.logger.init_args.save_dir", str(run / "logs")]
+    flags += run_folder_flags(config, run)
     if (run / "checkpoints" / LAST).is_file():
         flags += ["--ckpt_path", "last"]
     return flags
@@ -248,13 +243,12 @@ def summary_table(summary: dict[str, Any]) -> str:
 
 def run_command(argv: Sequence[str]) -> int:
     """``cv --folds K --out DIR [fit flags]``: the command line of ``run_cv``."""
-    parser = command_parser(
+    parser = fit_job_parser(
         "cv",
         "Train K folds with the same fit flags (any flag of `fit`, e.g. --config"
         " configs/baseline.yaml), write out-of-fold predictions, tuned thresholds and cv.json"
         " into --out; run it again to resume. `fit --help` lists the fit flags.",
     )
-    parser.allow_abbrev = False  # every other flag belongs to fit
     parser.add_argument("--folds", type=at_least_two, default=5, help="K (default 5)")
     parser.add_argument("--out", type=Path, default=Path("runs/cv"), help="default runs/cv")
     known, fit_args = parser.parse_known_args(argv)

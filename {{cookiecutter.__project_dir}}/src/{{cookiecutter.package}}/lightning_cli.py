@@ -269,31 +269,3 @@ def run_cli(
         parser_kwargs={"description": description},
         trainer_defaults={"callbacks": list(callbacks)} if callbacks else None,
     )
-
-
-class _ConfigOnlyCLI(PlantCLI):
-    """Parses and checks a ``fit`` command line like ``fit`` does, but builds nothing."""
-
-    def before_instantiate_classes(self) -> None:
-        pass
-
-    def instantiate_classes(self) -> None:
-        pass
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        pass
-
-
-def parse_fit_config(args: list[str]) -> Any:
-    """The resolved ``fit`` configuration of ``args`` (a jsonargparse Namespace), nothing built.
-
-    Option errors end like they do for ``fit``: one ``error:`` line and ``SystemExit(2)``.
-    """
-    cli = _ConfigOnlyCLI(
-        PlantClassifier,
-        PlantDataModule,
-        args=["fit", *args],
-        save_config_callback=None,
-        parser_class=OneLineErrorParser,
-    )
-    return cli.config.fit

@@ -27,13 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from pytorch_lightning import Callback, LightningModule, Trainer
 
-from .argtypes import command_parser, positive_int
+from .argtypes import fit_job_parser, positive_int
 from .atomic import atomic_write
 from .backbones import check_backbone_name
-from .data import PlantDataModule
 from .errors import DataError, UserError
-from .lightning_cli import OneLineErrorParser, _ConfigOnlyCLI, parse_fit_config, run_cli
-from .models import PlantClassifier
+from .fit_jobs import config_only_cli, parse_fit_config, run_folder_flags
+from .lightning_cli import run_cli
 from .search_space import Param, load_search_space, trial_flags
 from .trainer_checks import one_line_parse_error
 
@@ -76,18 +75,6 @@ class PruningCallback(Callback):
         if self.trial.should_prune():
             optuna = import_optuna()
             raise optuna.TrialPruned(f"pruned at epoch {trainer.current_epoch}")
-
-
-def config_only_cli(fit_args: list[str], exit_on_error: bool = True) -> _ConfigOnlyCLI:
-    """The ``fit`` CLI of ``fit_args``, parsed and nothing built (its parser is reusable)."""
-    return _ConfigOnlyCLI(
-        PlantClassifier,
-        PlantDataModule,
-        args=["fit", *fit_args],
-        save_config_callback=None,
-        parser_class=OneLineErrorParser,
-        parser_kwargs={"exit_on_error": exit_on_error},
-    )
 
 
 def check_values(fit_args: list[str], search: str | Path, params: list[Param]) -> None:
@@ -168,18 +155,6 @@ def open_study(name: str, storage: Any, pruner: Any) -> optuna.Study:
         return optuna.load_study(study_name=name, storage=storage, pruner=pruner)
 
 
-def dir_flags(config: Any, run: Path) -> list[str]:
-    """The flags that make a ``fit`` write its checkpoints and logs into ``run``."""
-    flags = ["--checkpoint.dirpath", str(run / "checkpoints")]
-    flags += ["--trainer.default_root_dir", str(run)]
-    logger = config.trainer.get("logger")
-    if isinstance(logger, dict) or hasattr(logger, "init_args"):
-        init_args = logger.get("init_args") or {}
-        if "save_dir" in init_args:
-            flags += ["--trainer.logger.init_args.save_dir", str(run / "logs")]
-    return flags
-
-
 def make_objective(
     fit_args: list[str], params: list[Param], config: Any, out: Path, errors: list[UserError]
 ) -> Callable[[optuna.Trial], float]:
@@ -215,7 +190,8 @@ def run_trial(
     trial.set_user_attr("dir", str(run))
     trial.set_user_attr("flags", flags)
     cli = run_cli(
-        ["fit", *fit_args, *flags, *dir_flags(config, run)], callbacks=[PruningCallback(trial)]
+        ["fit", *fit_args, *flags, *run_folder_flags(config, run)],
+        callbacks=[PruningCallback(trial)],
     )
     best = getattr(cli.trainer.checkpoint_callback, "best_model_score", None)
     if best is None or math.isnan(float(best)):
@@ -307,13 +283,12 @@ def run_tune(
 
 def run_command(argv: Sequence[str]) -> int:
     """``tune --search FILE --study NAME [options] [fit flags]``: the command line of run_tune."""
-    parser = command_parser(
+    parser = fit_job_parser(
         "tune",
         "Search hyper-parameters with Optuna: trials of fit with the fit flags given (e.g."
         " --config configs/baseline.yaml) and the values the search file's ranges pick. Run the"
         " same command again, here or on another machine, to add workers to the study.",
     )
-    parser.allow_abbrev = False  # every other flag belongs to fit
     parser.add_argument(
         "--search", type=Path, required=True, metavar="FILE", help="the search-space YAML file"
     )
