@@ -102,7 +102,18 @@ def test_console_script_lists_every_command_without_loading_lightning(installed)
     script = python.parent / package
     out = _run([str(script), "--help"], project).stdout
     listed = [line.split()[0] for line in out.splitlines() if line.startswith("  ")]
-    assert listed == ["fit", "validate", "test", "predict", "cv", "tune", "prepare", "sample-data"]
+    assert listed == [
+        "fit",
+        "validate",
+        "test",
+        "predict",
+        "cv",
+        "tune",
+        "package",
+        "report",
+        "prepare",
+        "sample-data",
+    ]
     probe = (
         f"import sys; from {package}.cli import main; main(['--help']);"
         " print('LOADED' if 'pytorch_lightning' in sys.modules or 'torch' in sys.modules else '')"
@@ -111,7 +122,8 @@ def test_console_script_lists_every_command_without_loading_lightning(installed)
 
 
 # Every baked suite runs under both precisions a CPU may pick: bf16-mixed (CPUs with native
-# bfloat16, like this machine) and 32-true (most CI runners); neither may decide a test.
+# bfloat16, like this machine) and 32-true (most CI runners); neither may decide a test. The
+# README's demo (tests/test_demo.py) trains under the machine's own choice.
 PRECISIONS = ["bf16-mixed", "32-true"]
 
 
@@ -119,10 +131,12 @@ PRECISIONS = ["bf16-mixed", "32-true"]
 def test_baked_pytest(installed, precision):
     project, python, package = installed
     command = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "--precision", precision]
-    if package != "challenge_xyz":
-        if precision != PRECISIONS[-1]:
-            pytest.skip("the renamed variant runs once, in float32")
-        command += ["-m", "not slow"]  # what a rename could break; the defaults run it all
+    if package != "challenge_xyz" and precision != PRECISIONS[-1]:
+        pytest.skip("the renamed variant runs once, in float32")
+    if package != "challenge_xyz" or precision != PRECISIONS[-1]:
+        # The whole suite runs once, for the defaults in float32; the other runs check what a
+        # rename or another precision could break, and leave out the slow multi-process tests.
+        command += ["-m", "not slow"]
     out = _run(command, project).stdout
     summary = out.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary

@@ -46,6 +46,11 @@ COMMANDS = {
         "crossval",
     ),
     "tune": Command("hyper-parameter search with Optuna; workers share one study", "tune"),
+    "package": Command(
+        "bundle a checkpoint or cv folder as Kaggle datasets + an offline notebook",
+        "kaggle_bundle",
+    ),
+    "report": Command("plots of a data folder and a run folder, written as PNG files", "report"),
     "prepare": Command("pre-resize the images once into a cache folder for fast epochs", "prepare"),
     "sample-data": Command(
         "write the synthetic sample set (Kaggle layout) into a new folder", "sample_data"
