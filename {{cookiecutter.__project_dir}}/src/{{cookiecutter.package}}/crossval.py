@@ -47,7 +47,7 @@ from .folds import (
 )
 from .hardware import default_precision
 from .inference import EnsembleClassifier, predict_probabilities
-from .labels import encode_labels, label_vocabulary, read_train_csv
+from .labels import Sample, encode_labels, label_vocabulary, read_train_csv
 from .layout import TRAIN_CSV, TRAIN_IMAGES
 from .fit_jobs import parse_fit_config, run_folder_flags
 from .lightning_cli import run_cli
@@ -55,10 +55,11 @@ from .metrics import decode, samples_f1
 from .thresholds import choose_thresholds
 
 
-def make_plan(config: Any, n_folds: int, out: Path, log: Callable[[str], None]) -> FoldPlan:
-    """The folds of this run: written on the first run, checked against the folder after that."""
+def make_plan(
+    config: Any, samples: list[Sample], n_folds: int, out: Path, log: Callable[[str], None]
+) -> FoldPlan:
+    """The folds of ``samples``: written on the first run, checked against the folder after that."""
     data_dir = Path(config.data.data_dir)
-    samples = read_train_csv(data_dir / TRAIN_CSV)
     images = [sample.image for sample in samples]
     classes = label_vocabulary(samples)
     targets = encode_labels(samples, classes)
@@ -177,8 +178,8 @@ def run_cv(
     """Train ``n_folds`` folds with ``fit_args``, then pool the OOF predictions; see the module."""
     out = Path(out)
     config = parse_fit_config(fit_args)
-    plan = make_plan(config, n_folds, out, log)
     samples = read_train_csv(Path(config.data.data_dir) / TRAIN_CSV)
+    plan = make_plan(config, samples, n_folds, out, log)
     classes = label_vocabulary(samples)
     log(
         f"cv: {n_folds} folds of {len(plan.images)} images into {out};"
