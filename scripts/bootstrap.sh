@@ -20,6 +20,21 @@ pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 # shellcheck disable=SC2086
 "${pip[@]}" install $TORCH_SPEC
 "${pip[@]}" install --group dev
+
+# PostgreSQL's initdb and pg_ctl, for the baked projects' PostgreSQL test of `tune` (slow tier;
+# skipped, with the reason, without them). Debian and Ubuntu keep them off PATH.
+postgres_found() {
+    command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+if ! postgres_found; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: installing PostgreSQL (apt-get) for the PostgreSQL test of tune"
+        export DEBIAN_FRONTEND=noninteractive
+        { apt-get -qq update && apt-get -qq install -y --no-install-recommends postgresql; } \
+            >/dev/null || echo "bootstrap: apt-get could not install postgresql"
+    fi
+    postgres_found || echo "bootstrap: no PostgreSQL initdb: its test of tune will be skipped"
+fi
 rm -f "$VENV"/.bootstrapped-*
 touch "$stamp"
 echo "bootstrap: $VENV ready"

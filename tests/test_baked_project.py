@@ -92,6 +92,7 @@ def test_make_help_lists_the_usual_jobs(installed):
         "demo",
         "fit",
         "predict",
+        "figures",
     ]
     dry = _run(["make", "-n", "demo", f"PACKAGE={python.parent / package}"], project).stdout
     assert "--config configs/baseline.yaml --config configs/cpu_debug.yaml" in dry

@@ -188,7 +188,7 @@ def test_ci_lints_with_the_pre_commit_hooks_and_their_pinned_versions(baked):
     # mypy runs from the project's own environment (it needs torch's types), at the version
     # `pip install -e .[dev]` chose: the lint job installs the project first
     (local,) = [repo for repo in config["repos"] if repo["repo"] == "local"]
-    assert [hook["id"] for hook in local["hooks"]] == ["mypy"]
+    assert [hook["id"] for hook in local["hooks"]] == ["mypy", "notebooks-without-outputs"]
     assert any('pip install -e ".[dev]"' in run for run in runs), runs
 
 

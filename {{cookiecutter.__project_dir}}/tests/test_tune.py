@@ -1,7 +1,10 @@
 """``tune``: the search file is checked before any trial; trials, resume and shared studies."""
 
+import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from conftest import CONFIG_DIR, SAMPLE_DIR, cli_args, only_error_line, read_csv
 
 optuna = pytest.importorskip("optuna", reason="tune needs the [tune] extra")
 
-from {{ cookiecutter.package }} import tune  # noqa: E402
+from {{ cookiecutter.package }} import tune, tune_study  # noqa: E402
 from {{ cookiecutter.package }}.tune import PruningCallback  # noqa: E402
 
 SHORT = [
@@ -95,7 +98,7 @@ def test_a_bad_search_file_stops_tune_before_any_trial(in_tmp, capsys):
     ],
 )
 def test_a_value_fit_would_refuse_stops_tune_before_any_trial(in_tmp, capsys, key, spec, problem):
-    assert main(tune_args(write_space(in_tmp, {key: spec}), "--n-trials", "1")) == 2
+    assert main(tune_args(write_space(in_tmp, {**SPACE, key: spec}), "--n-trials", "1")) == 2
     line = only_error_line(capsys)
     assert f"search.yaml: {key}: " in line and problem in line
     assert not (in_tmp / "runs").exists()
@@ -117,6 +120,22 @@ def test_a_trial_folder_left_from_a_deleted_study_is_one_clean_error(in_tmp, cap
     line = only_error_line(capsys)
     assert "trial_0: holds a trial of an earlier study named s" in line
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        ("sqlite:///no/such/folder/studies.db", "unable to open database file"),
+        ("postgresql+psycopg2://ann:s3cret@/db?host=/no/such/folder", "no/such/folder"),
+    ],
+)
+def test_a_storage_that_cannot_be_opened_is_one_clean_error(in_tmp, capsys, url, problem):
+    if url.startswith("postgresql"):
+        pytest.importorskip("psycopg2", reason="the [postgres] extra")
+    assert main(tune_args(write_space(in_tmp, SPACE), "--n-trials", "1", "--storage", url)) == 2
+    line = only_error_line(capsys)
+    assert "cannot open the database" in line and problem in line
+    assert "s3cret" not in line
 
 
 def test_the_shipped_search_file_fits_the_baseline():
@@ -239,7 +258,7 @@ def test_a_database_url_storage_with_heartbeats_holds_the_study(in_tmp):
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")
 def test_the_trial_of_a_dead_worker_is_failed_and_retried(in_tmp, monkeypatch):
-    monkeypatch.setattr(tune, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(tune_study, "HEARTBEAT_SECONDS", 1)
     url = f"sqlite:///{in_tmp / 'studies.db'}"
     storage = tune.make_storage(url, in_tmp / "unused.journal")
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
@@ -260,7 +279,11 @@ def test_two_workers_started_together_share_one_journal(in_tmp):
     args = tune_args(path, "--n-trials", "1", name="shared")
     workers = [
         subprocess.Popen(
-            [*command, *args], cwd=in_tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            [*command, *args],
+            cwd=in_tmp,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},  # share the cores, not one each per core
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         for _ in range(2)
     ]
@@ -269,3 +292,75 @@ def test_two_workers_started_together_share_one_journal(in_tmp):
     trials = load(in_tmp, "shared").trials
     assert len(trials) == 2
     assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
+    assert all(sorted(t.intermediate_values) == [0] for t in trials)
+
+
+# Python as a terminal starts it: Ctrl-C raises KeyboardInterrupt even if our parent ignores it.
+WORKER = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+    " from {{ cookiecutter.package }}.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def wait_for_an_epoch(work: Path, worker: subprocess.Popen) -> None:
+    """Wait until the worker's first trial has reported an epoch (it is training)."""
+    journal = work / "runs" / "tune" / "s.journal"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, worker.communicate()[0].decode(errors="replace")
+        if journal.exists():
+            trials = load(work).trials
+            if trials and trials[0].intermediate_values:
+                return
+        time.sleep(0.5)
+    pytest.fail("the first trial reported no epoch within 300 s")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_worker_fails_its_trial_and_queues_it_for_the_next(in_tmp, stop):
+    path = write_space(in_tmp, SPACE)
+    args = tune_args(path, "--n-trials", "1", "--trainer.max_epochs", "1000")
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, *args],
+        cwd=in_tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_an_epoch(in_tmp, worker)
+        worker.send_signal(stop)
+        output = worker.communicate(timeout=120)[0].decode(errors="replace")
+    finally:
+        worker.kill()
+    assert [t.state.name for t in load(in_tmp).trials] == ["FAIL", "WAITING"], output
+    assert worker.returncode == 1, output
+    assert "tune: stopped during trial 0" in output
+    assert main(tune_args(path, "--n-trials", "1")) == 0
+    stopped, rerun = load(in_tmp).trials
+    assert (stopped.state.name, rerun.state.name) == ("FAIL", "COMPLETE")
+    assert rerun.params == stopped.params and rerun.user_attrs["retry_of"] == 0
+
+
+@pytest.mark.slow
+def test_workers_starting_together_on_a_new_sqlite_database_all_join_one_study(in_tmp):
+    # Who wins the race to create the tables is chance: several fresh databases.
+    for round_ in range(4):
+        url = f"sqlite:///{in_tmp / f'race{round_}.db'}"
+        barrier = threading.Barrier(4)
+        got: list[str] = []
+
+        def join() -> None:
+            barrier.wait()
+            try:
+                storage = tune.make_storage(url, in_tmp / "unused.journal")
+                got.append(tune.open_study("s", storage, tune.make_pruner("median")).study_name)
+            except Exception as exc:  # any failure is the answer
+                got.append(repr(exc))
+
+        threads = [threading.Thread(target=join) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert got == ["s"] * 4

@@ -12,21 +12,62 @@ from __future__ import annotations
 
 import functools
 import inspect
+import operator
 import types
 import typing
 from collections.abc import Callable
 from typing import Any, ParamSpec
 
-from jsonargparse.typing import (
-    ClosedUnitInterval,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    restricted_number_type,
-)
-
 from .errors import DataError
+
+RULES: dict[str, Callable[[Any, Any], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+def plain_restricted_number_type(
+    name: str | None,
+    base_type: type,
+    restrictions: tuple[Any, ...] | list[tuple[Any, ...]],
+    join: str = "and",
+    docstring: str | None = None,
+) -> Any:
+    """A ``base_type`` subclass whose constructor refuses values outside ``restrictions``.
+
+    The stand-in for jsonargparse's ``restricted_number_type`` where jsonargparse is missing
+    (the offline inference path, e.g. a Kaggle notebook): Python callers get the same rules.
+    """
+    rule = f" {join} ".join(f"v{op}{bound}" for op, bound in restrictions)
+    combine = all if join == "and" else any
+
+    def new(cls: type, value: Any) -> Any:
+        number = base_type.__new__(cls, value)
+        if not combine(RULES[op](number, bound) for op, bound in restrictions):
+            raise ValueError(f"{value!r} does not conform to restriction {rule}")
+        return number
+
+    return type(name or base_type.__name__, (base_type,), {"__new__": new, "__doc__": docstring})
+
+
+try:
+    from jsonargparse.typing import (
+        ClosedUnitInterval,
+        NonNegativeFloat,
+        NonNegativeInt,
+        PositiveFloat,
+        PositiveInt,
+        restricted_number_type,
+    )
+except ImportError:  # only training and the command line need jsonargparse
+    restricted_number_type = plain_restricted_number_type
+    PositiveInt = restricted_number_type("PositiveInt", int, [(">", 0)])
+    NonNegativeInt = restricted_number_type("NonNegativeInt", int, [(">=", 0)])
+    PositiveFloat = restricted_number_type("PositiveFloat", float, [(">", 0)])
+    NonNegativeFloat = restricted_number_type("NonNegativeFloat", float, [(">=", 0)])
+    ClosedUnitInterval = restricted_number_type("ClosedUnitInterval", float, [(">=", 0), ("<=", 1)])
 
 __all__ = [
     "ClosedUnitInterval",

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
 from .atomic import atomic_write
 from .errors import DataError
 from .hardware import available_cores
+from .labels import multilabel_kfold
 
 FOLDS_CSV = "folds.csv"
 PLAN = "plan.json"
@@ -88,7 +88,7 @@ def assign_folds(
     rows_of_key = np.array([position[key] for key in keys])
     group_targets = np.zeros((len(unique_keys), targets.shape[1]), dtype=targets.dtype)
     np.maximum.at(group_targets, rows_of_key, targets)
-    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    splitter = multilabel_kfold(n_folds, seed)
     fold_of_key = np.empty(len(unique_keys), dtype=np.int64)
     for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(unique_keys)), group_targets)):
         fold_of_key[held_out] = fold

@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 import PIL
 from PIL import Image, ImageOps
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from .errors import DataError
 from .hardware import available_cores
@@ -195,6 +194,9 @@ def find_unreadable(folder: Path, names: Sequence[str], label: str = "") -> dict
     verified = _read_stamp(folder) if remember else {}
     todo = [name for name in names if stats[name] is None or verified.get(name) != stats[name]]
     failures: dict[str, str] = {}
+    # Here, not at the top: the offline inference path (a Kaggle notebook) imports this module.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with (
         Progress(*columns, disable=len(todo) < PROGRESS_MIN_FILES) as bar,

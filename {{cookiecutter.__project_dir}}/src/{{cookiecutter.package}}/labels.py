@@ -13,9 +13,9 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
 from .errors import DataError
 from .layout import TRAIN_CSV
@@ -124,8 +124,19 @@ def stratified_split(
         raise DataError(f"fold={fold} must be in 0..{n_folds - 1} for val_fraction={val_fraction}")
     if len(targets) < n_folds:
         raise DataError(f"{len(targets)} images are too few for {n_folds} folds")
-    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    splitter = multilabel_kfold(n_folds, seed)
     for index, (train_idx, val_idx) in enumerate(splitter.split(np.zeros(len(targets)), targets)):
         if index == fold:
             return np.sort(train_idx), np.sort(val_idx)
     raise AssertionError("unreachable: fold was range-checked")
+
+
+def multilabel_kfold(n_folds: int, seed: int) -> Any:
+    """A shuffled, seeded ``MultilabelStratifiedKFold`` with ``n_folds`` splits.
+
+    ``iterstrat`` is imported here, not at module level: only splitting needs it, and the
+    offline inference path (a Kaggle notebook, which lacks it) imports this module.
+    """
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    return MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
@@ -31,6 +32,7 @@ from .constraints import PositiveInt
 from .data import PlantDataModule
 from .folds import THRESHOLDS, fold_checkpoints, is_cv_folder
 from .inference import predict_with_ensemble
+from .loggers import check_logger_packages
 from .models import PlantClassifier
 from .submission import SubmissionWriter
 from .thresholds import ThresholdReport
@@ -52,6 +54,8 @@ class NoAdverts(logging.Filter):
 
 
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(NoAdverts())
+# `cv` and `tune` run fits with their own arguments while sys.argv holds theirs: on purpose.
+warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
 
 
 class OneLineErrorParser(LightningArgumentParser):
@@ -67,10 +71,14 @@ class OneLineErrorParser(LightningArgumentParser):
 
 
 class FitConfigSaver(SaveConfigCallback):
-    """Save the resolved config beside the logs of a training run only (not for predict)."""
+    """Save the resolved config beside the logs of a training run only (not for predict).
+
+    A logger without a local folder (MLflow with a database or server store) has no log_dir:
+    nothing is saved there, and the run goes on.
+    """
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if stage == "fit":
+        if stage == "fit" and trainer.log_dir is not None:
             super().setup(trainer, pl_module, stage)
 
 
@@ -176,6 +184,7 @@ class PlantCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
         check_trainer_settings(trainer)
+        check_logger_packages(trainer.get("logger"))
         if trainer.get("precision") is None:
             trainer.precision = default_precision(trainer.get("accelerator", "auto"))
         if trainer.get("enable_progress_bar") is False:

@@ -9,17 +9,18 @@ the best ``val/f1`` of the run. Into ``OUT/STUDY/`` (``OUT`` default ``runs/tune
 - ``best.yaml``: the complete ``fit`` config of the best trial (``fit --config best.yaml``);
 - ``trials.csv``: every trial of the study (number, state, value, parameters).
 
-The study lives in a storage: by default the journal file ``OUT/STUDY.journal`` (no server;
-processes on one machine, or machines sharing a filesystem, can use it at once), or any Optuna
-storage URL (``postgresql://...``; RDB storages also get heartbeats, so a dead worker's trial is
-failed and retried). Starting the same command again, anywhere, joins and resumes the study.
+The study lives in a storage (``tune_study``): by default the journal file ``OUT/STUDY.journal``
+(no server; processes on one machine, or machines sharing a filesystem, can use it at once), or
+any Optuna storage URL (``postgresql+psycopg2://...``; database storages also get heartbeats, so
+a dead worker's trial is failed and retried). Starting the same command again, anywhere, joins
+and resumes the study.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import warnings
+import sys
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,35 +36,41 @@ from .fit_jobs import config_only_cli, parse_fit_config, run_folder_flags
 from .lightning_cli import run_cli
 from .search_space import Param, load_search_space, trial_flags
 from .trainer_checks import one_line_parse_error
+from .tune_study import import_optuna, make_pruner, make_storage, open_study
 
 if TYPE_CHECKING:
     import optuna
 
 MONITOR = "val/f1"
-HEARTBEAT_SECONDS = 60
-MAX_RETRY = 3
-INSTALL_HINT = 'tune needs Optuna: pip install -e ".[tune]"'
 
 
-def import_optuna() -> Any:
-    """The ``optuna`` module, or a ``DataError`` saying which extra to install."""
-    try:
-        import optuna
-    except ImportError:
-        raise DataError(INSTALL_HINT) from None
-    return optuna
+class TrialStopped(KeyboardInterrupt):
+    """The worker was stopped (Ctrl-C, SIGTERM) during trial ``number``."""
+
+    def __init__(self, number: int, study: str) -> None:
+        super().__init__(
+            f"stopped during trial {number} (marked FAIL; its parameters are queued for the"
+            f" next worker of study {study})"
+        )
 
 
 class PruningCallback(Callback):
     """Report ``val/f1`` to an Optuna trial after each validation; stop the run if it is pruned.
 
     ``optuna_integration``'s callback is built on the ``lightning`` package, not
-    ``pytorch_lightning``, so the trainer here would refuse it.
+    ``pytorch_lightning``, so the trainer here would refuse it. ``stopped`` tells whether the
+    run ended on Ctrl-C or SIGTERM, which Lightning turns into ``SystemExit``.
     """
 
     def __init__(self, trial: optuna.Trial, monitor: str = MONITOR) -> None:
         self.trial = trial
         self.monitor = monitor
+        self.stopped = False
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        self.stopped = isinstance(exception, (KeyboardInterrupt, SystemExit))
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
@@ -78,17 +85,32 @@ class PruningCallback(Callback):
 
 
 def check_values(fit_args: list[str], search: str | Path, params: list[Param]) -> None:
-    """Refuse a bound or choice of the search file that ``fit`` would refuse, before any trial."""
+    """Refuse a bound or choice of the search file that ``fit`` would refuse, before any trial.
+
+    Each parse of the ``fit`` flags costs a good part of a second, so the extremes are tried
+    together (the k-th bound or choice of every parameter at once); only when such a set is
+    refused is each of its values tried alone, to name the one at fault.
+    """
     cli = config_only_cli(fit_args, exit_on_error=False)
-    for param in params:
-        for value in param.extremes():
-            try:
-                cli.parser.parse_args(["fit", *fit_args, *trial_flags({param.name: value})])
-            except ArgumentError as exc:
-                reason = one_line_parse_error(str(exc))
-                raise DataError(
-                    f"{search}: {param.name}: fit refuses {value!r}: {reason}"
-                ) from None
+
+    def refusal(values: dict[str, Any]) -> str | None:
+        try:
+            cli.parser.parse_args(["fit", *fit_args, *trial_flags(values)])
+        except ArgumentError as exc:
+            return one_line_parse_error(str(exc))
+        return None
+
+    extremes = {param.name: param.extremes() for param in params}
+    for k in range(max(map(len, extremes.values()), default=0)):
+        together = {name: values[min(k, len(values) - 1)] for name, values in extremes.items()}
+        if refusal(together) is None:
+            continue
+        for name, value in together.items():
+            reason = refusal({name: value})
+            if reason is not None:
+                raise DataError(f"{search}: {name}: fit refuses {value!r}: {reason}")
+        reason = refusal(together)
+        raise DataError(f"{search}: fit refuses the combination {together}: {reason}")
 
 
 def check_backbones(search: str | Path, params: list[Param]) -> None:
@@ -102,66 +124,14 @@ def check_backbones(search: str | Path, params: list[Param]) -> None:
                     raise DataError(f"{search}: model.backbone: {exc}") from None
 
 
-def make_storage(storage: str | None, default_journal: Path) -> Any:
-    """The study's storage: the journal file ``default_journal``, or the Optuna URL ``storage``."""
-    optuna = import_optuna()
-    if storage is None:
-        from optuna.storages.journal import JournalFileBackend
-
-        default_journal.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(default_journal)))
-    if "://" not in storage:
-        raise DataError(f"--storage {storage}: expected an Optuna storage URL (sqlite:///f.db)")
-    with warnings.catch_warnings():
-        # Heartbeats are "experimental" since Optuna 2.8; the warning says nothing to a user.
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-        if retry is not None:  # Optuna >= 4.9 renamed the callback and its argument
-            callbacks = {"heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}
-        else:
-            retry = optuna.storages.RetryFailedTrialCallback
-            callbacks = {"failed_trial_callback": retry(max_retry=MAX_RETRY)}
-        try:
-            return optuna.storages.RDBStorage(
-                storage,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=2 * HEARTBEAT_SECONDS,
-                **callbacks,
-            )
-        except ImportError as exc:
-            raise DataError(f"--storage {storage}: a driver is missing ({exc})") from None
-
-
-def make_pruner(name: str) -> Any:
-    """``median`` (stop trials below the median of earlier ones at the same epoch) or ``none``."""
-    optuna = import_optuna()
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-
-
-def open_study(name: str, storage: Any, pruner: Any) -> optuna.Study:
-    """Create the study, or load it when it exists (several workers may start at once)."""
-    optuna = import_optuna()
-    try:
-        return optuna.create_study(
-            study_name=name,
-            storage=storage,
-            direction="maximize",
-            pruner=pruner,
-            load_if_exists=True,
-        )
-    except optuna.exceptions.DuplicatedStudyError:
-        return optuna.load_study(study_name=name, storage=storage, pruner=pruner)
-
-
 def make_objective(
-    fit_args: list[str], params: list[Param], config: Any, out: Path, errors: list[UserError]
+    fit_args: list[str], params: list[Param], config: Any, out: Path, errors: list[BaseException]
 ) -> Callable[[optuna.Trial], float]:
     """The function Optuna calls per trial: train with the trial's values, return best val/f1.
 
-    A user error (bad data, a leftover folder) stops the study: it lands in ``errors`` for the
-    caller to raise, and the trial fails quietly instead of Optuna logging a traceback.
+    A user error (bad data, a leftover folder) or a stopped worker ends the study's loop: the
+    error lands in ``errors`` for the caller to raise, and the trial fails quietly instead of
+    Optuna logging a traceback. A stopped trial is queued again, so no trial is lost.
     """
 
     def objective(trial: optuna.Trial) -> float:
@@ -169,8 +139,11 @@ def make_objective(
             return run_trial(trial, fit_args, params, config, out)
         except UserError as exc:
             errors.append(exc)
-            trial.study.stop()
-            return math.nan
+        except TrialStopped as stop:
+            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            errors.append(stop)
+        trial.study.stop()
+        return math.nan
 
     return objective
 
@@ -189,10 +162,17 @@ def run_trial(
     flags = trial_flags(chosen)
     trial.set_user_attr("dir", str(run))
     trial.set_user_attr("flags", flags)
-    cli = run_cli(
-        ["fit", *fit_args, *flags, *run_folder_flags(config, run)],
-        callbacks=[PruningCallback(trial)],
-    )
+    watcher = PruningCallback(trial)
+    try:
+        cli = run_cli(
+            ["fit", *fit_args, *flags, *run_folder_flags(config, run)], callbacks=[watcher]
+        )
+    except SystemExit:
+        if not watcher.stopped:
+            raise
+        raise TrialStopped(trial.number, out.name) from None
+    except KeyboardInterrupt:
+        raise TrialStopped(trial.number, out.name) from None
     best = getattr(cli.trainer.checkpoint_callback, "best_model_score", None)
     if best is None or math.isnan(float(best)):
         raise DataError(f"{run}: the run recorded no {MONITOR} (is validation switched off?)")
@@ -260,7 +240,7 @@ def run_tune(
     )
     study_dir.mkdir(parents=True, exist_ok=True)
     log(f"tune: study {study_name} ({len(study.trials)} trials so far) into {study_dir}")
-    errors: list[UserError] = []
+    errors: list[BaseException] = []
     study.optimize(
         make_objective(fit_args, params, config, study_dir, errors),
         n_trials=n_trials,
@@ -319,14 +299,18 @@ def run_command(argv: Sequence[str]) -> int:
     known, fit_args = parser.parse_known_args(argv)
     if known.n_trials is None and known.timeout is None:
         parser.error("give --n-trials N or --timeout S (or both)")
-    run_tune(
-        fit_args,
-        known.search,
-        known.study,
-        storage=known.storage,
-        n_trials=known.n_trials,
-        timeout=known.timeout,
-        pruner=known.pruner,
-        out=known.out,
-    )
+    try:
+        run_tune(
+            fit_args,
+            known.search,
+            known.study,
+            storage=known.storage,
+            n_trials=known.n_trials,
+            timeout=known.timeout,
+            pruner=known.pruner,
+            out=known.out,
+        )
+    except TrialStopped as stop:
+        print(f"tune: {stop}", file=sys.stderr)
+        return 1
     return 0

@@ -1,0 +1,431 @@
+"""``package``: the Kaggle bundle (two datasets + an offline notebook), its checks and ``--push``.
+
+The slow tests run the produced ``inference.ipynb`` in a real Jupyter kernel whose Python does
+not have the project installed, cannot reach a package index and cannot import ``jsonargparse``
+or ``iterstrat``, against a temporary folder laid out like ``/kaggle/input``; the submission it
+writes must equal what ``predict`` writes for the same checkpoint(s).
+"""
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from {{ cookiecutter.package }}.bundle_manifest import read_manifest
+from {{ cookiecutter.package }}.cli import main
+from {{ cookiecutter.package }}.errors import UserError
+from {{ cookiecutter.package }}.inference import load_classifier
+from {{ cookiecutter.package }}.kaggle_metadata import COMPETITION, Ids
+from {{ cookiecutter.package }}.kaggle_push import push_bundle
+from {{ cookiecutter.package }}.models import PlantClassifier
+
+from conftest import CONFIG_DIR, cli_args, only_error_line, read_csv_rows
+
+PACKAGE = "{{ cookiecutter.package }}"
+CLASSES = ["healthy", "rust", "scab"]
+BASE = Ids("tester", COMPETITION).base  # the project name as a Kaggle slug
+
+
+def fake_checkpoint(path: Path, classes: list[str] | None = CLASSES, image_size: int = 32) -> Path:
+    """A checkpoint shaped like a training one (optimizer and loop state too), without training."""
+    model = PlantClassifier("resnet18", classes=classes or ["a"])
+    hparams = dict(model.hparams)
+    if classes is None:
+        hparams.pop("classes")
+    weights = model.state_dict()
+    optimizer = {"state": {name: {"exp_avg": value.clone()} for name, value in weights.items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "state_dict": weights,
+            "hyper_parameters": hparams,
+            "datamodule_hyper_parameters": {"image_size": image_size, "batch_size": 4},
+            "optimizer_states": [optimizer],
+            "loops": {"fit_loop": {"epoch_progress": {"current": 3}}},
+            "epoch": 3,
+            "pytorch-lightning_version": "2.6.0",
+        },
+        path,
+    )
+    return path
+
+
+def fake_cv_folder(folder: Path, vocabularies: list[list[str]]) -> Path:
+    """A ``cv`` output folder with one ``fold{k}/best.ckpt`` per vocabulary."""
+    folder.mkdir(parents=True)
+    (folder / "folds.csv").write_text("image,fold\n", encoding="utf-8")
+    (folder / "plan.json").write_text(json.dumps({"folds": len(vocabularies)}), encoding="utf-8")
+    for k, classes in enumerate(vocabularies):
+        fake_checkpoint(folder / f"fold{k}" / "best.ckpt", classes)
+    return folder
+
+
+def package(*args: str) -> tuple[int, str]:
+    """Run ``package`` with ``args``; its exit code and printed output."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["package", *args])
+    return code, out.getvalue()
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> tuple[Path, str]:
+    """A bundle of one (untrained) checkpoint; the folder and what ``package`` printed."""
+    work = tmp_path_factory.mktemp("bundle")
+    ckpt = fake_checkpoint(work / "run" / "last.ckpt")
+    code, printed = package(str(ckpt), str(work / "out"), "--user", "tester")
+    assert code == 0
+    return work / "out", printed
+
+
+def test_metadata_has_the_required_fields_and_consistent_ids(bundle):
+    out, _ = bundle
+    code = read_json(out / "code" / "dataset-metadata.json")
+    weights = read_json(out / "weights" / "dataset-metadata.json")
+    kernel = read_json(out / "kernel" / "kernel-metadata.json")
+    for meta, suffix in ((code, "code"), (weights, "weights")):
+        assert meta["id"] == f"tester/{BASE}-{suffix}"
+        assert meta["title"] and meta["licenses"] and all("name" in lic for lic in meta["licenses"])
+    assert kernel["id"] == f"tester/{BASE}-submission"
+    assert kernel["kernel_type"] == "notebook" and kernel["language"] == "python"
+    assert kernel["enable_internet"] is False and kernel["enable_gpu"] is True
+    assert kernel["competition_sources"] == [COMPETITION]
+    assert kernel["dataset_sources"] == [code["id"], weights["id"]]
+    assert (out / "kernel" / kernel["code_file"]).is_file()
+    assert len(list((out / "code").glob("*.whl"))) == 1
+
+
+def test_the_notebook_is_valid_and_names_the_files_of_the_bundle(bundle):
+    nbformat = pytest.importorskip("nbformat")
+    out, _ = bundle
+    notebook = nbformat.read(out / "kernel" / "inference.ipynb", as_version=4)
+    nbformat.validate(notebook)
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    wheel = next((out / "code").glob("*.whl")).name
+    assert f"WHEEL = {wheel!r}" in code
+    assert f"CODE_DATASET = 'tester/{BASE}-code'" in code
+    assert f"WEIGHTS_DATASET = 'tester/{BASE}-weights'" in code
+    assert f"COMPETITION = {COMPETITION!r}" in code
+    assert '"--no-index", "--no-deps"' in code
+    assert f"from {PACKAGE}.offline_predict import predict_with_manifest" in code
+
+
+def test_weights_are_stripped_to_what_inference_reads(bundle):
+    out, printed = bundle
+    stripped = out / "weights" / "model.ckpt"
+    kept = torch.load(stripped, weights_only=True)
+    assert "optimizer_states" not in kept and "loops" not in kept
+    model, data = load_classifier(stripped)
+    assert model.classes == CLASSES and data["image_size"] == 32
+    assert "-> weights/model.ckpt" in printed and " MB" in printed
+    original = out.parent / "run" / "last.ckpt"
+    assert stripped.stat().st_size < original.stat().st_size * 0.6
+    manifest = read_manifest(out / "weights" / "manifest.json")
+    assert manifest.classes == CLASSES and manifest.image_size == 32
+    assert manifest.checkpoints == [stripped] and manifest.tta == "none"
+    assert manifest.threshold == 0.5 and manifest.batch_size == 4
+    assert "kaggle datasets create -p" in printed and "kaggle kernels push -p" in printed
+
+
+def notebook_finder(notebook: Path, kaggle_input: Path, monkeypatch) -> dict:
+    """The namespace of the notebook's settings cell run with ``KAGGLE_INPUT=kaggle_input``."""
+    monkeypatch.setenv("KAGGLE_INPUT", str(kaggle_input))
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    namespace: dict = {}
+    exec("".join(cells[1]["source"]), namespace)
+    return namespace
+
+
+def test_the_notebook_finds_its_inputs_in_nested_layouts_or_says_what_to_add(
+    bundle, tmp_path, monkeypatch
+):
+    out, _ = bundle
+    weights = tmp_path / "datasets" / "tester" / f"{BASE}-weights" / "versions" / "2"
+    weights.mkdir(parents=True)
+    (weights / "manifest.json").write_text("{}")
+    (tmp_path / "other-dataset").mkdir()
+    (tmp_path / "other-dataset" / "manifest.json").write_text("{}")
+    (tmp_path / "competitions" / COMPETITION / "test_images").mkdir(parents=True)
+    finder = notebook_finder(out / "kernel" / "inference.ipynb", tmp_path, monkeypatch)
+    assert finder["find_input"]("manifest.json", finder["WEIGHTS_DATASET"]) == (
+        weights / "manifest.json"
+    )
+    found = finder["find_input"]("test_images", finder["COMPETITION"])
+    assert found == tmp_path / "competitions" / COMPETITION / "test_images"
+    with pytest.raises(FileNotFoundError, match=f"add tester/{BASE}-code"):
+        finder["find_input"](finder["WHEEL"], finder["CODE_DATASET"])
+
+
+def test_force_replaces_a_non_empty_out_dir(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    ckpt = fake_checkpoint(tmp_path / "m.ckpt")
+    code, _ = package(str(ckpt), str(out), "--user", "u", "--force", "--tta", "flips")
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["code", "kernel", "weights"]
+    assert read_manifest(out / "weights" / "manifest.json").tta == "flips"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt", "out"]
+
+
+def test_the_inference_path_imports_no_training_only_dependency(tmp_path):
+    blocked = tmp_path / "blocked"
+    for name in ("jsonargparse", "iterstrat"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked')\n")
+    script = (
+        f"import sys; import {PACKAGE}.offline_predict, {PACKAGE}.models as m\n"
+        "try:\n    m.PlantClassifier('resnet18', classes=['a'], threshold=2.0)\n"
+        "except ValueError as exc:\n    print('refused:', exc)\n"
+        "print(sorted(k for k in sys.modules if k.startswith(('jsonargparse', 'iterstrat'))))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(blocked)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refused: threshold=2.0" in done.stdout  # the ranges still hold without jsonargparse
+    assert done.stdout.strip().endswith("[]")
+
+
+def assert_refused(capsys, out: Path, *args: str, expected: str) -> None:
+    assert main(["package", *args]) == 2
+    assert expected in only_error_line(capsys)
+    leftovers = [p.name for p in out.parent.iterdir() if ".partial-" in p.name or ".old" in p.name]
+    assert not leftovers
+
+
+def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    good = fake_checkpoint(tmp_path / "good.ckpt")
+    no_vocab = fake_checkpoint(tmp_path / "novocab.ckpt", classes=None)
+    assert_refused(capsys, out, str(no_vocab), str(out), "--user", "u", expected="no backbone or")
+    mixed = fake_cv_folder(tmp_path / "cv", [CLASSES, ["healthy", "rust", "other"]])
+    assert_refused(capsys, out, str(mixed), str(out), "--user", "u", expected="one label vocab")
+    empty = tmp_path / "emptycv"
+    empty.mkdir()
+    (empty / "folds.csv").write_text("image,fold\n")
+    (empty / "plan.json").write_text('{"folds": 2}')
+    assert_refused(capsys, out, str(empty), str(out), "--user", "u", expected="have no best.ckpt")
+    assert_refused(capsys, out, str(good), str(out), "--user", "a b", expected="--user 'a b'")
+    bad_slug = ["--user", "u", "--competition", "Bad_Slug"]
+    assert_refused(capsys, out, str(good), str(out), *bad_slug, expected="--competition")
+    assert_refused(capsys, out, str(tmp_path), str(out), "--user", "u", expected="output of cv")
+    assert not out.exists()
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert_refused(capsys, out, str(good), str(out), "--user", "u", expected="--force")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+@pytest.fixture
+def fake_kaggle(tmp_path, monkeypatch) -> Path:
+    """A stand-in ``kaggle`` on PATH that records its arguments; ``*-code`` datasets are new."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "kaggle-calls.txt"
+    script = bin_dir / "kaggle"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        f"with open({str(log)!r}, 'a') as log:\n"
+        "    log.write(' '.join(sys.argv[1:]) + '\\n')\n"
+        "missing = sys.argv[1:3] == ['datasets', 'status'] and sys.argv[3].endswith('-code')\n"
+        "failing = 'fail' in ' '.join(sys.argv)\n"
+        "sys.exit(1 if missing or failing else 0)\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("KAGGLE_CONFIG_DIR", "KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    return log
+
+
+def test_push_creates_a_new_dataset_versions_an_existing_one_then_pushes_the_kernel(
+    bundle, fake_kaggle, monkeypatch, capsys
+):
+    out, _ = bundle
+    monkeypatch.setenv("KAGGLE_USERNAME", "tester")
+    monkeypatch.setenv("KAGGLE_KEY", "secret-key-123")
+    code_id, weights_id = f"tester/{BASE}-code", f"tester/{BASE}-weights"
+    push_bundle({code_id: out / "code", weights_id: out / "weights"}, out / "kernel", "v2")
+    assert fake_kaggle.read_text().splitlines() == [
+        f"datasets status {code_id}",
+        f"datasets create -p {out / 'code'}",
+        f"datasets status {weights_id}",
+        f"datasets version -p {out / 'weights'} -m v2",
+        f"kernels push -p {out / 'kernel'}",
+    ]
+    printed = capsys.readouterr().out
+    assert printed.count("$ kaggle ") == 5 and "secret-key-123" not in printed
+
+
+def test_push_refuses_early_without_the_cli_or_credentials(
+    tmp_path, fake_kaggle, monkeypatch, capsys
+):
+    ckpt, out = fake_checkpoint(tmp_path / "m.ckpt"), tmp_path / "out"
+    args = [str(ckpt), str(out), "--user", "u", "--push"]
+    assert_refused(capsys, out, *args, expected="no Kaggle credentials found")
+    assert not fake_kaggle.exists() and not out.exists()
+    monkeypatch.setenv("PATH", os.environ["PATH"].split(os.pathsep, 1)[1])
+    if shutil.which("kaggle") is None:
+        assert_refused(capsys, out, *args, expected="pip install kaggle")
+
+
+def test_a_failing_kaggle_command_stops_the_push_with_one_error(bundle, fake_kaggle, tmp_path):
+    out, _ = bundle
+    (tmp_path / "home" / ".kaggle").mkdir(parents=True)
+    (tmp_path / "home" / ".kaggle" / "kaggle.json").write_text("{}")
+    with pytest.raises(UserError, match=r"kaggle datasets create -p .* failed \(exit 1\)"):
+        push_bundle({"tester/x-fail-weights": out / "weights"}, out / "kernel", "v2")
+    assert "kernels push" not in fake_kaggle.read_text()
+
+
+# --- the notebook, offline, in a real kernel (slow) -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def offline_kernel(tmp_path_factory) -> dict:
+    """A fresh venv without this project, for a Jupyter kernel; its folder and python.
+
+    The venv sees this interpreter's site-packages as plain paths (PyTorch is not installed
+    again, and the ``.pth`` file of an editable install of the project is not run).
+    """
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    import venv
+
+    root = tmp_path_factory.mktemp("kernel")
+    venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(root / "venv")
+    python = root / "venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    own = subprocess.run([str(python), "-c", purelib], capture_output=True, text=True, check=True)
+    torch_site = str(Path(torch.__file__).parents[1])
+    sites = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    shared = [p for p in sites if p == torch_site or not list(Path(p).glob("__editable__*"))]
+    pth = Path(own.stdout.strip()) / "_shared_packages.pth"
+    pth.write_text("\n".join(shared) + "\n", encoding="utf-8")
+    probe = f"import importlib.util as u; print(u.find_spec({PACKAGE!r}) is None)"
+    seen = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True)
+    assert seen.stdout.strip() == "True", "the kernel's Python must not have the project yet"
+    blocked = root / "blocked"
+    for name in ("jsonargparse", "iterstrat"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name}: not on Kaggle')\n")
+    return {"root": root, "python": str(python), "blocked": str(blocked)}
+
+
+def kaggle_input(root: Path, bundle_dir: Path, test_images: Path) -> Path:
+    """A folder laid out like ``/kaggle/input``: the competition and the two datasets."""
+    tree = root / "input"
+    shutil.copytree(test_images, tree / COMPETITION / "test_images")
+    for name in ("code", "weights"):
+        dataset_id = read_json(bundle_dir / name / "dataset-metadata.json")["id"]
+        files = shutil.ignore_patterns("dataset-metadata.json")
+        shutil.copytree(bundle_dir / name, tree / dataset_id.split("/")[1], ignore=files)
+    return tree
+
+
+def run_notebook(kernel: dict, notebook: Path, tree: Path, working: Path) -> str:
+    """Execute ``notebook`` offline in the kernel; the text it printed."""
+    import nbclient
+    import nbformat
+
+    spec_dir = kernel["root"] / "jupyter" / "kernels" / "kaggle-offline"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "argv": [kernel["python"], "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "offline",
+        "language": "python",
+        "env": {
+            "KAGGLE_INPUT": str(tree),
+            "KAGGLE_WORKING": str(working),
+            "PYTHONPATH": kernel["blocked"],
+            "PIP_NO_INDEX": "1",
+            "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        },
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
+    document = nbformat.read(notebook, as_version=4)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JUPYTER_PATH", str(kernel["root"] / "jupyter"))
+        client = nbclient.NotebookClient(
+            document,
+            kernel_name="kaggle-offline",
+            timeout=900,
+            resources={"metadata": {"path": str(working)}},
+        )
+        client.execute()
+    streams = [
+        output.get("text", "")
+        for cell in document.cells
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream"
+    ]
+    return "".join(streams)
+
+
+def predict_cli(sample_dir: Path, ckpt: Path, image_size: int, tta: str) -> Path:
+    """``predict`` as a user runs it, in the current folder; the submission it wrote."""
+    args = ["--config", str(CONFIG_DIR / "baseline.yaml")]
+    args += ["--config", str(CONFIG_DIR / "cpu_debug.yaml"), "--data.data_dir", str(sample_dir)]
+    args += ["--data.image_size", str(image_size), "--ckpt_path", str(ckpt), "--tta", tta]
+    assert main(["predict", *args, "--trainer.enable_progress_bar", "false"]) == 0
+    return Path("submission.csv")
+
+
+def check_offline_notebook(kernel: dict, source: Path, image_size: int, tta: str, work: Path):
+    """Package ``source``, run the notebook offline, compare with ``predict``."""
+    sample_dir = Path(__file__).parent / "data"
+    code, printed = package(str(source), str(work / "bundle"), "--user", "tester", "--tta", tta)
+    assert code == 0
+    tree = kaggle_input(work, work / "bundle", sample_dir / "test_images")
+    working = work / "working"
+    working.mkdir()
+    text = run_notebook(kernel, work / "bundle" / "kernel" / "inference.ipynb", tree, working)
+    print(printed, text, sep="\n", file=sys.__stdout__)  # sizes, speed, wall time (pytest -s)
+    assert "img/s" in text and "5,000 hidden test images: about" in text
+    expected = predict_cli(sample_dir, source, image_size, tta)
+    rows = read_csv_rows(working / "submission.csv")
+    assert len(rows) == len(list((sample_dir / "test_images").iterdir()))
+    assert rows == read_csv_rows(expected)
+
+
+@pytest.mark.slow
+def test_the_offline_notebook_matches_predict_for_a_checkpoint(offline_kernel, trained, in_tmp):
+    check_offline_notebook(offline_kernel, trained, 64, "hflip", in_tmp)
+
+
+@pytest.fixture(scope="module")
+def small_cv(tmp_path_factory) -> Path:
+    """A 2-fold cv run on the sample set (one short epoch per fold), with its thresholds.json."""
+    work = tmp_path_factory.mktemp("cv")
+    flags = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2"]
+    flags += ["--data.image_size", "32", "--trainer.enable_progress_bar", "false"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(work)
+        data = Path(__file__).parent / "data"
+        assert main(["cv", "--folds", "2", "--out", "cv", *cli_args(data, *flags)]) == 0
+    assert (work / "cv" / "thresholds.json").is_file()
+    return work / "cv"
+
+
+@pytest.mark.slow
+def test_the_offline_notebook_matches_predict_for_a_cv_folder(offline_kernel, small_cv, in_tmp):
+    check_offline_notebook(offline_kernel, small_cv, 32, "flips", in_tmp)
+    manifest = read_json(in_tmp / "bundle" / "weights" / "manifest.json")
+    assert manifest["checkpoints"] == ["fold0.ckpt", "fold1.ckpt"]
+    assert manifest["threshold_from"].startswith("thresholds.json")

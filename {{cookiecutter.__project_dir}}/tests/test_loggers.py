@@ -1,0 +1,77 @@
+"""The logger overlays of ``configs/logger/``: each run's ``val/f1`` read back by the tool itself.
+
+One short fit per overlay, then the metric is read through that tool's own reader
+(TensorBoard's event reader, MLflow's client), not by parsing its files by hand.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package }} import loggers
+from {{ cookiecutter.package }}.fit_jobs import parse_fit_config
+
+from conftest import CONFIG_DIR, assert_nothing_written, cli_args, fit, logged, only_error_line
+
+LOGGER_CONFIGS = CONFIG_DIR / "logger"
+
+
+def _overlay(name: str) -> list[str]:
+    return ["--config", str(LOGGER_CONFIGS / f"{name}.yaml")]
+
+
+def _tensorboard_f1(folder: Path) -> list[float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = folder.rglob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events.parent))
+    accumulator.Reload()
+    return [event.value for event in accumulator.Scalars("val/f1")]
+
+
+def _mlflow_f1(work: Path) -> list[float]:
+    from mlflow.tracking import MlflowClient
+
+    assert (work / "mlflow.db").is_file()
+    client = MlflowClient(tracking_uri="sqlite:///mlflow.db")
+    experiment = client.get_experiment_by_name("{{ cookiecutter.package }}")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    return [metric.value for metric in client.get_metric_history(run.info.run_id, "val/f1")]
+
+
+@pytest.mark.parametrize("name", ["csv", "tensorboard", "mlflow", "wandb"])
+def test_every_logger_overlay_parses(name):
+    config = parse_fit_config(cli_args(Path("tests/data"), *_overlay(name)))
+    class_path = config.trainer.logger.class_path
+    assert class_path.rsplit(".", 1)[-1].lower().startswith(name[:5])
+
+
+@pytest.mark.parametrize("name, module", [("tensorboard", "tensorboard"), ("wandb", "wandb")])
+def test_a_missing_logger_package_is_one_line_naming_the_extra(
+    sample_dir, in_tmp, capsys, monkeypatch, name, module
+):
+    if loggers.is_importable(module):
+        real = loggers.is_importable
+        monkeypatch.setattr(
+            loggers, "is_importable", lambda m: not m.startswith(module) and real(m)
+        )
+    assert fit(sample_dir, *_overlay(name)) == 2
+    line = only_error_line(capsys)
+    assert f'pip install -e ".[{name}]"' in line and module in line
+    assert_nothing_written(in_tmp)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["csv", "tensorboard", "mlflow"])
+def test_a_fit_with_the_logger_overlay_logs_val_f1(sample_dir, in_tmp, name):
+    if name != "csv":
+        pytest.importorskip(name, reason=f'the extra: pip install -e ".[{name}]"')
+    assert fit(sample_dir, *_overlay(name), "--trainer.max_epochs", "2") == 0
+    readers = {
+        "csv": lambda: logged(in_tmp / "logs", "val/f1"),
+        "tensorboard": lambda: _tensorboard_f1(in_tmp / "logs"),
+        "mlflow": lambda: _mlflow_f1(in_tmp),
+    }
+    values = readers[name]()
+    assert len(values) == 2 and all(0.0 <= value <= 1.0 for value in values)
