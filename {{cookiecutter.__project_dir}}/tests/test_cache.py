@@ -267,6 +267,7 @@ def _checkpoint(datamodule: PlantDataModule, path: Path, trainer_kwargs: dict) -
     return str(path)
 
 
+@pytest.mark.slow
 def test_fit_and_predict_from_cache_read_the_cache(
     data_copy, tmp_path, in_tmp, monkeypatch, cheap_trainer_kwargs
 ):
@@ -394,6 +395,7 @@ def test_a_killed_prepare_leaves_no_workers_behind(tmp_path, signal_number):
         assert "KeyboardInterrupt" in process.stderr.read()
 
 
+@pytest.mark.slow
 def test_a_worker_killed_from_outside_is_replaced(tmp_path):
     count = 100
     data = _many_slow_sources(tmp_path / "data", count)

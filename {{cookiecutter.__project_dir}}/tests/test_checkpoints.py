@@ -46,6 +46,7 @@ def started_epochs(folder: Path) -> list[int]:
     return [int(line) for line in log.read_text().split()] if log.is_file() else []
 
 
+@pytest.mark.slow
 def test_last_checkpoint_is_rewritten_every_epoch_on_a_plateau(sample_dir, in_tmp):
     assert fit(sample_dir, "--trainer.max_epochs", "3", *PLATEAU) == 0
     last = torch.load(in_tmp / "checkpoints" / "last.ckpt", weights_only=True)
@@ -94,6 +95,7 @@ def test_a_killed_run_resumes_from_its_last_finished_epoch(sample_dir, in_tmp):
     assert final["global_step"] == resumed_to * STEPS_PER_EPOCH
 
 
+@pytest.mark.slow
 def test_a_second_run_in_the_same_folder_is_refused(sample_dir, in_tmp, capsys):
     assert fit(sample_dir) == 0
     before = sorted(p.name for p in (in_tmp / "checkpoints").iterdir())
@@ -130,6 +132,7 @@ def _edited_checkpoint(source: Path, target: Path, **hyper_parameters) -> Path:
     return target
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change",
     [
@@ -148,6 +151,7 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_one_line(
     assert_nothing_written(in_tmp)
 
 
+@pytest.mark.slow
 def test_checkpoint_writes_are_whole_even_across_filesystems(sample_dir, in_tmp, monkeypatch):
     """A crash while a checkpoint is written never leaves a truncated file at its path.
 
@@ -212,6 +216,7 @@ class PlantedCode:
         return (Path.mkdir, (self.marker,))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_would_run_code_is_refused(trained, sample_dir, in_tmp, capsys):
     state = torch.load(trained, weights_only=True)
     marker = in_tmp.parent / "pwned"

@@ -60,6 +60,7 @@ def test_predict_threshold_flag_decides_the_labels(sample_dir, in_tmp, trained, 
             assert row["labels"] == max(values, key=values.get)
 
 
+@pytest.mark.slow
 def test_the_threshold_saved_in_the_checkpoint_applies_by_default(sample_dir, in_tmp, trained):
     state = torch.load(trained, weights_only=True)
     state["hyper_parameters"]["threshold"] = 0.0
@@ -71,6 +72,7 @@ def test_the_threshold_saved_in_the_checkpoint_applies_by_default(sample_dir, in
     assert all(len(row["labels"].split()) == 6 for row in rows)
 
 
+@pytest.mark.slow
 def test_resume_from_last_continues_the_step_count(sample_dir, in_tmp):
     assert fit(sample_dir) == 0
     first = torch.load(in_tmp / "checkpoints" / "last.ckpt", weights_only=True)
@@ -83,6 +85,7 @@ def test_resume_from_last_continues_the_step_count(sample_dir, in_tmp):
     assert sorted({int(e) for e in logged(in_tmp / "logs", "epoch")}) == [0, 1]
 
 
+@pytest.mark.slow
 def test_validate_and_test_rescore_the_validation_fold_with_the_checkpoint(
     sample_dir, in_tmp, trained
 ):
@@ -98,6 +101,7 @@ def test_validate_and_test_rescore_the_validation_fold_with_the_checkpoint(
     assert all(len(values) == 1 for values in per_class)
 
 
+@pytest.mark.slow
 def test_auto_batch_size_changes_the_batch_size(sample_dir, in_tmp):
     extra = ["--data.batch_size", "2", "--auto_batch_size", "true"]
     extra += ["--auto_batch_size_max_trials", "2", "--trainer.limit_train_batches", "1.0"]
@@ -147,6 +151,7 @@ def test_fit_on_bad_data_prints_one_line_and_writes_nothing(
     assert_nothing_written(in_tmp)
 
 
+@pytest.mark.slow
 def test_predict_on_bad_input(trained, data_copy, in_tmp, capsys):
     args = cli_args(data_copy, "--ckpt_path", str(trained))
     # a data folder whose train.csv has another label set than the checkpoint
@@ -260,6 +265,7 @@ def test_a_few_cpu_epochs_beat_the_trivial_baseline(sample_dir, in_tmp):
     assert scores[-1] > trivial + 0.25
 
 
+@pytest.mark.slow
 def test_real_layout_with_full_size_jpegs_and_another_label_set(tmp_path, in_tmp):
     """Plant Pathology 2020's labels, big camera-sized JPEGs: the same commands just work."""
     data = tmp_path / "pp2020"

@@ -101,6 +101,7 @@ def test_tta_on_a_flip_invariant_model_changes_nothing_and_on_others_averages_vi
         )
 
 
+@pytest.mark.slow
 def test_an_ensemble_of_other_vocabularies_or_sizes_is_refused(trained, tmp_path):
     state = torch.load(trained, weights_only=True)
     other = dict(state, hyper_parameters={**state["hyper_parameters"], "classes": ["x", "y"]})

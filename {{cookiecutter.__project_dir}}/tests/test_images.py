@@ -288,6 +288,7 @@ def test_fit_stops_before_any_epoch_on_an_unreadable_image(data_copy, in_tmp, ca
     assert sorted(p.name for p in in_tmp.iterdir()) == []  # no logs/, no checkpoints/
 
 
+@pytest.mark.slow
 def test_predict_names_a_bomb_among_the_test_images(
     data_copy, tmp_path, in_tmp, capsys, cheap_trainer_kwargs
 ):

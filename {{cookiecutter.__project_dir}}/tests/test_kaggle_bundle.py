@@ -89,6 +89,7 @@ def bundle(tmp_path_factory) -> tuple[Path, str]:
     return work / "out", printed
 
 
+@pytest.mark.slow
 def test_metadata_has_the_required_fields_and_consistent_ids(bundle):
     out, _ = bundle
     code = read_json(out / "code" / "dataset-metadata.json")
@@ -179,6 +180,7 @@ def test_force_replaces_a_non_empty_out_dir(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt", "out"]
 
 
+@pytest.mark.slow
 def test_the_inference_path_imports_no_training_only_dependency(tmp_path):
     blocked = tmp_path / "blocked"
     for name in ("jsonargparse", "iterstrat"):

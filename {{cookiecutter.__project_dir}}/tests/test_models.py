@@ -234,6 +234,7 @@ def test_pos_weight_must_match_classes():
         PlantClassifier(backbone=TinyFeatures(), classes=CLASSES, pos_weight=[1.0, 2.0])
 
 
+@pytest.mark.slow
 def test_checkpoint_alone_restores_classes(sample_dir, tmp_path, cheap_trainer_kwargs):
     dm = PlantDataModule(str(sample_dir), image_size=32, batch_size=4, num_workers=0)
     model = PlantClassifier(backbone="resnet18")

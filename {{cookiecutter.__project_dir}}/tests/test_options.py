@@ -138,6 +138,7 @@ def test_asking_for_a_gpu_on_a_machine_without_one(sample_dir, in_tmp, capsys):
     assert "use --trainer.accelerator cpu" in line
 
 
+@pytest.mark.slow
 def test_the_progress_bar_can_be_switched_off(sample_dir, in_tmp, capsys):
     args = ["--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1"]
     args += ["--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1"]

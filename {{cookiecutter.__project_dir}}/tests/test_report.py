@@ -74,6 +74,7 @@ def test_report_writes_the_data_figures(sample_dir, in_tmp):
     assert all(width >= 300 and height >= 150 for width, height in sizes.values())
 
 
+@pytest.mark.slow
 def test_report_of_a_cv_folder_uses_the_pooled_oof_and_every_fold_log(sample_dir, in_tmp):
     cv = _fake_cv_folder(sample_dir, in_tmp / "cv")
     predictions = load_predictions(cv, sample_dir)
