@@ -400,6 +400,7 @@ def check_offline_notebook(kernel: dict, source: Path, image_size: int, tta: str
     text = run_notebook(kernel, work / "bundle" / "kernel" / "inference.ipynb", tree, working)
     print(printed, text, sep="\n", file=sys.__stdout__)  # sizes, speed, wall time (pytest -s)
     assert "img/s" in text and "5,000 hidden test images: about" in text
+    assert "litlogger" not in text  # Lightning's advert, dropped on this path too
     expected = predict_cli(sample_dir, source, image_size, tta)
     rows = read_csv_rows(working / "submission.csv")
     assert len(rows) == len(list((sample_dir / "test_images").iterdir()))

@@ -9,7 +9,6 @@ checkpoint (``checkpoints``) and the data (the data module's ``check``).
 from __future__ import annotations
 
 import inspect
-import logging
 import sys
 import warnings
 from pathlib import Path
@@ -34,6 +33,7 @@ from .folds import THRESHOLDS, fold_checkpoints, is_cv_folder
 from .inference import predict_with_ensemble
 from .loggers import check_logger_packages
 from .models import PlantClassifier
+from .quiet import drop_adverts
 from .submission import SubmissionWriter
 from .thresholds import ThresholdReport
 from .trainer_checks import (
@@ -46,14 +46,7 @@ from .trainer_checks import (
 DEFAULT_THRESHOLD = inspect.signature(PlantClassifier).parameters["threshold"].default
 
 
-class NoAdverts(logging.Filter):
-    """Drop Lightning's advert for its hosted logger, printed at the start of every run."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage().lower()
-
-
-logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(NoAdverts())
+drop_adverts()
 # `cv` and `tune` run fits with their own arguments while sys.argv holds theirs: on purpose.
 warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
 

@@ -22,7 +22,10 @@ from .folder_checks import list_images
 from .hardware import default_num_workers, default_precision
 from .inference import EnsembleClassifier, predict_probabilities, speed_line
 from .metrics import decode, labels_to_text
+from .quiet import drop_adverts
 from .submission import one_row_per_image, write_csv_atomically
+
+drop_adverts()
 
 
 def predict_folder(
