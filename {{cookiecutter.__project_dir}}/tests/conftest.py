@@ -91,23 +91,20 @@ def cli_args(data_dir: Path, *extra: str) -> list[str]:
     ]
 
 
+# Fit flags of one quick epoch: two training batches and one validation batch.
+QUICK_EPOCH = [
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_train_batches",
+    "2",
+    "--trainer.limit_val_batches",
+    "1",
+]
+
+
 def fit(data_dir: Path, *extra: str) -> int:
-    """One quick epoch of two training batches and one validation batch."""
-    return main(
-        [
-            "fit",
-            *cli_args(
-                data_dir,
-                "--trainer.max_epochs",
-                "1",
-                "--trainer.limit_train_batches",
-                "2",
-                "--trainer.limit_val_batches",
-                "1",
-                *extra,
-            ),
-        ]
-    )
+    """One quick epoch (``QUICK_EPOCH``), then ``extra``."""
+    return main(["fit", *cli_args(data_dir, *QUICK_EPOCH, *extra)])
 
 
 def read_csv_rows(path: Path) -> list[dict]:

@@ -16,7 +16,14 @@ from {{ cookiecutter.package }}.errors import DataError
 from {{ cookiecutter.package }}.fit_jobs import parse_fit_config
 from {{ cookiecutter.package }}.search_space import load_search_space, trial_flags
 
-from conftest import CONFIG_DIR, SAMPLE_DIR, cli_args, only_error_line, read_csv_rows
+from conftest import (
+    CONFIG_DIR,
+    QUICK_EPOCH,
+    SAMPLE_DIR,
+    cli_args,
+    only_error_line,
+    read_csv_rows,
+)
 
 optuna = pytest.importorskip("optuna", reason="tune needs the [tune] extra")
 
@@ -24,12 +31,7 @@ from {{ cookiecutter.package }} import tune, tune_study  # noqa: E402
 from {{ cookiecutter.package }}.tune import PruningCallback  # noqa: E402
 
 SHORT = [
-    "--trainer.max_epochs",
-    "1",
-    "--trainer.limit_train_batches",
-    "2",
-    "--trainer.limit_val_batches",
-    "1",
+    *QUICK_EPOCH,
     "--data.image_size",
     "32",
     "--trainer.enable_progress_bar",

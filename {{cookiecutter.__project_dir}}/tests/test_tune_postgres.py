@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import SAMPLE_DIR, cli_args
+from conftest import QUICK_EPOCH, SAMPLE_DIR, cli_args
 from postgres_server import new_database, throwaway_postgres, why_unavailable
 
 optuna = pytest.importorskip("optuna", reason="tune needs the [tune] extra")
@@ -32,10 +32,7 @@ SPACE = {
     "model.dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.1},
 }
 SHORT = [
-    "--trainer.limit_train_batches",
-    "2",
-    "--trainer.limit_val_batches",
-    "1",
+    *QUICK_EPOCH,  # each test gives its own --trainer.max_epochs after these
     "--data.image_size",
     "32",
     "--trainer.enable_progress_bar",

@@ -26,12 +26,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from torch.utils.data import DataLoader
 
 from .argtypes import fit_job_parser, positive_int
 from .atomic import atomic_write
 from .checkpoints import LAST, inspect_checkpoint
-from .data import ImageDataset, build_transforms
 from .errors import DataError
 from .folds import (
     BEST,
@@ -45,8 +43,7 @@ from .folds import (
     fold_dir,
     read_plan,
 )
-from .hardware import default_precision
-from .inference import EnsembleClassifier, predict_probabilities
+from .inference import EnsembleClassifier, predict_images
 from .labels import Sample, encode_labels, label_vocabulary, read_train_csv
 from .layout import TRAIN_CSV, TRAIN_IMAGES
 from .fit_jobs import parse_fit_config, run_folder_flags
@@ -112,22 +109,17 @@ def write_fold_oof(config: Any, out: Path, fold: int, plan: FoldPlan) -> Path:
     _link_or_copy(Path(info.best_model_path), run / BEST)
     data = config.data
     images = [name for name, f in zip(plan.images, plan.folds) if f == fold]
-    image_size = int(data.image_size)
     folder = Path(data.cache_dir or data.data_dir) / TRAIN_IMAGES
-    dataset = ImageDataset(
-        folder, images, build_transforms(image_size, train=False), decode_size=image_size
-    )
-    loader = DataLoader(
-        dataset, batch_size=int(data.batch_size), num_workers=int(data.num_workers or 0)
-    )
-    trainer = config.trainer
-    accelerator = trainer.get("accelerator") or "auto"
-    precision = trainer.get("precision") or default_precision(accelerator)
     module = EnsembleClassifier.from_checkpoints([run / BEST])
-    ids, probs = predict_probabilities(
+    ids, probs = predict_images(
         module,
-        loader,
-        {"accelerator": accelerator, "precision": precision, "enable_progress_bar": False},
+        folder,
+        images,
+        int(data.image_size),
+        int(data.batch_size),
+        int(data.num_workers or 0),
+        config.trainer.get("accelerator") or "auto",
+        config.trainer.get("precision"),
     )
     rows = [[name, fold, *np.round(p, 6).tolist()] for name, p in zip(ids, probs)]
     with atomic_write(run / OOF) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:

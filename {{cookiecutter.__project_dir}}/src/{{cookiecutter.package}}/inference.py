@@ -4,7 +4,8 @@
 and plain data only) into a ``PlantClassifier``; its ``predict_step`` returns, per image, the mean
 of the members' probabilities over the TTA views. It is a LightningModule, so ``Trainer.predict``
 runs it with the usual precision, devices and the ``SubmissionWriter``; ``predict_probabilities``
-runs it on a list of image files from Python (used for out-of-fold predictions).
+runs it over a loader from Python, and ``predict_images`` over a list of image files of a folder
+(out-of-fold predictions, the offline notebook).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .data import normalize_batch
+from .data import ImageDataset, build_transforms, normalize_batch
 from .errors import DataError
+from .hardware import default_precision
 from .models import PlantClassifier
 from .torchfiles import load_torch_file
 
@@ -149,6 +151,38 @@ def predict_probabilities(
     ids = [name for batch in outputs for name in batch["id"]]
     probs = torch.cat([batch["probs"] for batch in outputs]).float().cpu().numpy()
     return ids, probs
+
+
+def predict_images(
+    module: pl.LightningModule,
+    folder: Path,
+    names: Sequence[str],
+    image_size: int,
+    batch_size: int,
+    num_workers: int,
+    accelerator: str = "auto",
+    precision: str | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """``predict_probabilities`` over the images ``names`` of ``folder``, as evaluation sees them.
+
+    ``precision`` ``None``: the one ``predict`` picks for ``accelerator`` on this machine.
+    """
+    dataset = ImageDataset(
+        folder, list(names), build_transforms(image_size, train=False), decode_size=image_size
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+    )
+    trainer_kwargs = {
+        "accelerator": accelerator,
+        "precision": precision or default_precision(accelerator),
+        "enable_progress_bar": False,
+    }
+    return predict_probabilities(module, loader, trainer_kwargs)
 
 
 def predict_with_ensemble(

@@ -13,14 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader
-
 from .bundle_manifest import read_manifest
-from .data import ImageDataset, build_transforms
 from .folder_checks import list_images
-from .hardware import default_num_workers, default_precision
-from .inference import EnsembleClassifier, predict_probabilities, speed_line
+from .hardware import default_num_workers
+from .inference import EnsembleClassifier, predict_images, speed_line
 from .metrics import decode, labels_to_text
 from .quiet import drop_adverts
 from .submission import one_row_per_image, write_csv_atomically
@@ -49,23 +45,10 @@ def predict_folder(
     folder = Path(images)
     names = list_images(folder)
     ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta, threshold=threshold)
-    dataset = ImageDataset(
-        folder, names, build_transforms(image_size, train=False), decode_size=image_size
-    )
     workers = default_num_workers() if num_workers is None else num_workers
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        pin_memory=torch.cuda.is_available(),
+    ids, probs = predict_images(
+        ensemble, folder, names, image_size, batch_size, workers, accelerator, precision
     )
-    trainer_kwargs = {
-        "accelerator": accelerator,
-        "precision": precision or default_precision(accelerator),
-        "enable_progress_bar": False,
-    }
-    ids, probs = predict_probabilities(ensemble, loader, trainer_kwargs)
     ids, probs = one_row_per_image(ids, probs, names)
     labels = labels_to_text(decode(probs, ensemble.hparams["threshold"]), ensemble.classes)
     written = write_csv_atomically(out, ["image", "labels"], list(zip(ids, labels)))
