@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
-# Create .venv with PyTorch (CPU is enough) and the template's dev tools; later calls reuse it.
-# Override the interpreter with PYTHON=..., the PyTorch pair with TORCH_SPEC="torch==X torchvision==Y".
+# Create .venv with exactly what uv.lock pins (PyTorch, the template's dev tools, what a baked
+# project runs on), installed by pip with every file's hash checked; later calls reuse it.
+# A uv.lock that no longer matches pyproject.toml stops here, before anything is installed.
+# Refresh the lock with `bash scripts/lock.sh`. Override the interpreter with PYTHON=...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-TORCH_SPEC=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
 
-key=$(cat pyproject.toml scripts/bootstrap.sh | "$PYTHON" -c "import hashlib, sys; print(hashlib.sha1(sys.stdin.buffer.read() + sys.argv[1].encode()).hexdigest()[:12])" "$TORCH_SPEC")
+key=$(cat pyproject.toml uv.lock scripts/bootstrap.sh | "$PYTHON" -c "import hashlib, sys; print(hashlib.sha1(sys.stdin.buffer.read() + sys.version.encode()).hexdigest()[:12])")
 stamp="$VENV/.bootstrapped-$key"
 if [ -f "$stamp" ]; then
     exit 0
 fi
-echo "bootstrap: creating $VENV (PyTorch: $TORCH_SPEC)"
+uv=$(bash scripts/uv.sh)
+if ! "$uv" lock --check --offline --quiet 2>/dev/null; then
+    echo "bootstrap: error: uv.lock does not match pyproject.toml; refresh it with" \
+        "'bash scripts/lock.sh' and commit uv.lock (nothing was installed)" >&2
+    exit 1
+fi
+echo "bootstrap: creating $VENV from uv.lock"
+rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
+"$uv" export --frozen --all-groups --no-emit-project --quiet -o "$VENV/requirements.txt"
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-"${pip[@]}" install --upgrade "pip>=25.1"
-# PyTorch first, so the resolver keeps this exact pair for everything installed after it.
-# shellcheck disable=SC2086
-"${pip[@]}" install $TORCH_SPEC
-"${pip[@]}" install --group dev
+# --no-deps: the lock is the whole closure; --require-hashes: every file is the one locked.
+"${pip[@]}" install --require-hashes --no-deps -r "$VENV/requirements.txt"
+"${pip[@]}" check >/dev/null || { "${pip[@]}" check >&2; exit 1; }
 
 # PostgreSQL's initdb and pg_ctl, for the baked projects' PostgreSQL test of `tune` (slow tier;
 # skipped, with the reason, without them). Debian and Ubuntu keep them off PATH.
@@ -35,6 +42,5 @@ if ! postgres_found; then
     fi
     postgres_found || echo "bootstrap: no PostgreSQL initdb: its test of tune will be skipped"
 fi
-rm -f "$VENV"/.bootstrapped-*
 touch "$stamp"
 echo "bootstrap: $VENV ready"
