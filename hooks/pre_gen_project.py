@@ -199,6 +199,21 @@ DEPENDENCY_MODULES = {
     "pip",
     "wheel",
     "cookiecutter",
+    # the mlflow extra's HTTP stack and the typing tools, as the lock has them
+    "aiohappyeyeballs",
+    "aiohttp",
+    "aiosignal",
+    "frozenlist",
+    "lazy_importer",
+    "multidict",
+    "multipart",
+    "propcache",
+    "python_multipart",
+    "yarl",
+    "mypy",
+    "mypyc",
+    "librt",
+    "ast_serialize",
 }
 # Standard-library modules of Pythons newer or older than the one running the hook.
 STDLIB_EXTRA = {"tomllib", "annotationlib", "compression", "distutils", "imp", "asyncore"}
@@ -237,6 +252,10 @@ COMMANDS = {
     "wb",
     "torchfrtrace",
     "proton",
+    # mypy's
+    "dmypy",
+    "stubgen",
+    "stubtest",
 }
 # Folders of the generated project, or names its tooling gives a meaning to.
 PROJECT_FOLDERS = {

