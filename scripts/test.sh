@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite of the template: fast tier (bakes, hooks, tooling) and slow tier (installs
 # baked projects in a venv and runs their black, flake8, pre-commit config check and pytest).
-# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`. One pytest-xdist worker
+# per core: the baked suites run side by side (tests/conftest.py groups each baked project's tests
+# on one worker, and gives the longest run, the default project's whole suite, a worker of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest -n auto --dist loadgroup "$@"

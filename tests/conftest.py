@@ -28,6 +28,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.option.template = str(ROOT)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group the slow tier for pytest-xdist (``--dist loadgroup``): the tests of one baked and
+    installed project share a worker, so each worker installs a project at most once; the
+    longest run, the default project's whole suite, gets a group of its own."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "installed" not in params:
+            continue
+        group = params["installed"]
+        whole = group == "defaults" and params.get("precision") == "32-true"
+        if item.originalname == "test_baked_pytest" and whole:
+            group += "-whole-suite"
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def bake_files(project: Path) -> set[str]:
     """Every file of a baked project, as POSIX paths relative to it."""
     return {p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file()}

@@ -202,6 +202,8 @@ def test_bad_answer_fails_cleanly(tmp_path, answer, field, reason):
 
 def test_several_problems_are_all_reported(tmp_path):
     result = run_cookiecutter(tmp_path, "package=Bad", "email=x", "project=a/b")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
     fields = [line.split()[1] for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
     assert {"project", "package", "email"} <= set(fields)
     assert list(tmp_path.iterdir()) == []

@@ -21,7 +21,8 @@ LOCK = ROOT / "requirements.lock"
 # A pin: "name==version ; marker \" then its "--hash=sha256:..." lines.
 PIN = re.compile(
     r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)"
-    r"(?:\s*;\s*(?P<marker>[^\\\n]+?))?\s*\\\n(?P<hashes>(?:\s+--hash=sha256:[0-9a-f]{64}\s*\\?\n?)+)",
+    r"(?:\s*;\s*(?P<marker>[^\\\n]+?))?\s*\\\n"
+    r"(?P<hashes>(?:\s+--hash=sha256:[0-9a-f]{64}\s*\\?\n?)+)",
     re.M,
 )
 LOCKED_EXTRAS = ("dev",)
