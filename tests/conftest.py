@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,17 @@ import render_from_template as setup_script  # noqa: E402
 def pytest_configure(config: pytest.Config) -> None:
     # pytest-cookies bakes the template named by --template (default "."): pin it to this repo.
     config.option.template = str(ROOT)
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for a baked project's commands: this one, less pytest's and the venv's
+    variables; under pytest-xdist, each worker's share of the cores for PyTorch's threads (two
+    suites that each spin a thread per core slow both down)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VIRTUAL_ENV"))}
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
+    return env
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

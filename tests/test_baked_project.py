@@ -12,7 +12,6 @@ No subprocess here has a time limit: how busy the machine is must not decide a t
 from __future__ import annotations
 
 import glob
-import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cookiecutter
+from conftest import ROOT, run_cookiecutter, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +35,7 @@ VARIANTS = {
 
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VIRTUAL_ENV"))}
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=subprocess_env())
     assert (
         result.returncode == 0
     ), f"{' '.join(command)}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"

@@ -7,14 +7,15 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow
 
 
 def test_the_readme_main_command_trains_and_predicts():
     """Bake the defaults into demo/, train on the sample images, write submission.csv."""
-    result = subprocess.run(["bash", "scripts/demo.sh"], cwd=ROOT, capture_output=True, text=True)
+    command = ["bash", "scripts/demo.sh"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=subprocess_env())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     scores = re.search(r"validation samples-F1 ([\d.]+) .* vs ([\d.]+) for", result.stdout)
     assert scores, result.stdout[-2000:]
