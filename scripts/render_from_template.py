@@ -202,7 +202,7 @@ def check_collisions(repo: Path, tracked: set[str], new: list[str]) -> None:
 
 def remove_tracked(repo: Path, tracked: list[str]) -> None:
     """Delete the tracked files, then the folders this leaves empty (untracked files stay)."""
-    folders = set()
+    folders: set[Path] = set()
     for name in tracked:
         path = repo / name
         if os.path.lexists(path):

@@ -13,7 +13,7 @@ import pytest
 try:  # re-exported for the tests: tomllib is Python 3.11+, tomli its backport
     import tomllib  # noqa: F401
 except ModuleNotFoundError:
-    import tomli as tomllib  # noqa: F401
+    import tomli as tomllib  # type: ignore[no-redef]  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_DIR = ROOT / "{{cookiecutter.__project_dir}}"
