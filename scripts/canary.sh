@@ -21,11 +21,12 @@ from lockfile import normalise, template_versions  # noqa: E402
 
 locked = template_versions()
 installed = {normalise(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+installed.pop("pip", None)  # the installer, not a dependency
 new = sorted(f"{name} {version}" for name, version in installed.items() if name not in locked)
 moved = sorted(
     f"{name} {'/'.join(sorted(locked[name]))} -> {version}"
     for name, version in installed.items()
-    if name in locked and version not in locked[name] and name != "pip"
+    if name in locked and version not in locked[name]
 )
 print(f"canary: {len(moved)} versions differ from uv.lock: {', '.join(moved) or 'none'}")
 print(f"canary: {len(new)} distributions uv.lock does not have: {', '.join(new) or 'none'}")
