@@ -6,8 +6,6 @@ or ``iterstrat``, against a temporary folder laid out like ``/kaggle/input``; th
 writes must equal what ``predict`` writes for the same checkpoint(s).
 """
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -24,55 +22,12 @@ from {{ cookiecutter.package }}.errors import UserError
 from {{ cookiecutter.package }}.inference import load_classifier
 from {{ cookiecutter.package }}.kaggle_metadata import COMPETITION, Ids
 from {{ cookiecutter.package }}.kaggle_push import push_bundle
-from {{ cookiecutter.package }}.models import PlantClassifier
 
 from conftest import CONFIG_DIR, cli_args, only_error_line, read_csv_rows
+from fake_runs import CLASSES, fake_checkpoint, fake_cv_folder, package
 
 PACKAGE = "{{ cookiecutter.package }}"
-CLASSES = ["healthy", "rust", "scab"]
 BASE = Ids("tester", COMPETITION).base  # the project name as a Kaggle slug
-
-
-def fake_checkpoint(path: Path, classes: list[str] | None = CLASSES, image_size: int = 32) -> Path:
-    """A checkpoint shaped like a training one (optimizer and loop state too), without training."""
-    model = PlantClassifier("resnet18", classes=classes or ["a"])
-    hparams = dict(model.hparams)
-    if classes is None:
-        hparams.pop("classes")
-    weights = model.state_dict()
-    optimizer = {"state": {name: {"exp_avg": value.clone()} for name, value in weights.items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "state_dict": weights,
-            "hyper_parameters": hparams,
-            "datamodule_hyper_parameters": {"image_size": image_size, "batch_size": 4},
-            "optimizer_states": [optimizer],
-            "loops": {"fit_loop": {"epoch_progress": {"current": 3}}},
-            "epoch": 3,
-            "pytorch-lightning_version": "2.6.0",
-        },
-        path,
-    )
-    return path
-
-
-def fake_cv_folder(folder: Path, vocabularies: list[list[str]]) -> Path:
-    """A ``cv`` output folder with one ``fold{k}/best.ckpt`` per vocabulary."""
-    folder.mkdir(parents=True)
-    (folder / "folds.csv").write_text("image,fold\n", encoding="utf-8")
-    (folder / "plan.json").write_text(json.dumps({"folds": len(vocabularies)}), encoding="utf-8")
-    for k, classes in enumerate(vocabularies):
-        fake_checkpoint(folder / f"fold{k}" / "best.ckpt", classes)
-    return folder
-
-
-def package(*args: str) -> tuple[int, str]:
-    """Run ``package`` with ``args``; its exit code and printed output."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["package", *args])
-    return code, out.getvalue()
 
 
 def read_json(path: Path) -> dict:
@@ -168,10 +123,8 @@ def test_the_notebook_finds_its_inputs_in_nested_layouts_or_says_what_to_add(
         finder["find_input"](finder["WHEEL"], finder["CODE_DATASET"])
 
 
-def test_force_replaces_a_non_empty_out_dir(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+def test_force_replaces_an_earlier_bundle(bundle, tmp_path):
+    out = Path(shutil.copytree(bundle[0], tmp_path / "out"))
     ckpt = fake_checkpoint(tmp_path / "m.ckpt")
     code, _ = package(str(ckpt), str(out), "--user", "u", "--force", "--tta", "flips")
     assert code == 0

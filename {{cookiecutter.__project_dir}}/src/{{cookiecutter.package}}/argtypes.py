@@ -46,6 +46,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    """An ``argparse`` type: a finite number of seconds above 0."""
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
 def fit_job_parser(command: str, description: str) -> OneLineArgumentParser:
     """The parser of a command that runs fits (``cv``, ``tune``): its own flags, the rest fit's.
 

@@ -14,11 +14,13 @@ gets the arguments after the command's name and raises a ``UserError`` for bad i
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from .argtypes import program_name
+from .stop_signals import Stopped, StopSignals, stopped_message
 from .errors import UserError
 from .layout import TEST_IMAGES
 
@@ -94,18 +96,31 @@ def one_line(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code."""
+    """Entry point of the console script; returns the process exit code.
+
+    Ctrl-C (SIGINT) and SIGTERM end any command with one line and exit code 130 / 143, after
+    the command's own clean-up has run (partial files and folders are removed on the way out).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(overview())
         return 0 if args else 2
-    try:
-        return run(args, from_process=argv is None)
-    except UserError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # a parser's --help (0) or its refusal of an option (2)
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    code, detail = 0, ""
+    with StopSignals() as stop:
+        try:
+            code = run(args, from_process=argv is None)
+        except UserError as exc:
+            print(f"error: {one_line(exc)}", file=sys.stderr)
+            code = 2
+        except KeyboardInterrupt as exc:
+            detail = "" if isinstance(exc, Stopped) else one_line(exc)  # the command's own words
+            stop.received = stop.received or signal.SIGINT  # also one raised without a signal
+        except SystemExit as exc:  # a parser's --help (0) or its refusal of an option (2)
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if stop.received is not None:  # whatever the command made of the interrupt, it ends here
+        print(f"error: {stopped_message(stop.received, detail)}", file=sys.stderr)
+        return 128 + stop.received
+    return code
 
 
 if __name__ == "__main__":

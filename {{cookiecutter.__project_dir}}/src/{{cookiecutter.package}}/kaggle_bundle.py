@@ -5,7 +5,8 @@ wheel), ``OUT_DIR/weights/`` (the checkpoint(s) stripped to what inference needs
 ``manifest.json``) and ``OUT_DIR/kernel/`` (``inference.ipynb``, internet off), each with the
 Kaggle metadata file ``kaggle datasets create`` / ``kaggle kernels push`` read. Everything is
 built in a temporary folder next to ``OUT_DIR`` and moved into place at the end: a refused or
-failed run leaves nothing behind. ``--push`` uploads the result (``kaggle_push``).
+failed run leaves nothing behind, and ``--force`` replaces only an earlier bundle
+(``bundle_target``). ``--push`` uploads the result (``kaggle_push``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .argtypes import command_parser
+from .argtypes import command_parser, positive_seconds
 from .bundle_manifest import MANIFEST, manifest_dict
+from .bundle_target import check_target, move_into_place, staging_folder
 from .errors import DataError
 from .folds import THRESHOLDS, fold_checkpoints, is_cv_folder
 from .kaggle_metadata import (
@@ -33,21 +35,15 @@ from .kaggle_metadata import (
     kernel_metadata,
     write_json,
 )
+from .kaggle_push import TIMEOUT
 from .notebook import NotebookInputs, write_notebook
 
 TTA_CHOICES = ("none", "hflip", "flips")
+WHEEL_TIMEOUT = 600  # seconds; a pure-Python wheel builds in a few
 DESCRIPTION = (
     "Write a checkpoint or a cv folder as two Kaggle datasets (code, weights) and an"
     " internet-off submission notebook; --push uploads them with the Kaggle CLI."
 )
-
-
-def check_out_dir(out: Path, force: bool) -> None:
-    """Refuse an ``OUT_DIR`` that holds files (unless ``force``) or is not a folder."""
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise DataError(f"{out}: folder is not empty; choose a new OUT_DIR or pass --force")
 
 
 def source_checkpoints(source: Path) -> list[Path]:
@@ -118,12 +114,18 @@ def build_wheel(root: Path, dest: Path) -> Path:
             if (root / name).is_file():
                 shutil.copy2(root / name, copy / name)
         script = "import sys, setuptools.build_meta as b; print(b.build_wheel(sys.argv[1]))"
-        done = subprocess.run(
-            [sys.executable, "-c", script, str(dest.resolve())],
-            cwd=copy,
-            capture_output=True,
-            text=True,
-        )
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", script, str(dest.resolve())],
+                cwd=copy,
+                capture_output=True,
+                text=True,
+                timeout=WHEEL_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            raise DataError(
+                f"building the wheel of {root} did not finish within {WHEEL_TIMEOUT} s"
+            ) from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise DataError(f"building the wheel of {root} failed (is setuptools installed?): {last}")
@@ -157,13 +159,18 @@ def write_weights(
 
 
 def build_bundle(
-    staging: Path, ids: Ids, checkpoints: list[Path], settings: dict[str, Any], tta: str
+    staging: Path,
+    root: Path,
+    ids: Ids,
+    checkpoints: list[Path],
+    settings: dict[str, Any],
+    tta: str,
 ) -> None:
     """Write ``code/``, ``weights/`` and ``kernel/`` into ``staging``."""
     code, weights, kernel = (staging / name for name in ("code", "weights", "kernel"))
     for folder in (code, weights, kernel):
         folder.mkdir()
-    wheel = build_wheel(project_root(), code)
+    wheel = build_wheel(root, code)
     print(f"code/{wheel.name}: {wheel.stat().st_size / 1e3:.0f} kB")
     write_json(code / "dataset-metadata.json", dataset_metadata(ids.code, "the package wheel"))
     write_weights(weights, checkpoints, settings, tta)
@@ -175,30 +182,25 @@ def build_bundle(
     write_json(kernel / "kernel-metadata.json", kernel_metadata(ids))
 
 
-def move_into_place(staging: Path, out: Path) -> None:
-    """Replace ``out`` (absent, empty, or forced) by ``staging`` with renames."""
-    old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)  # left by an earlier run that was killed here
-    if out.exists():
-        out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def package(source: Path, out: Path, user: str, competition: str, tta: str, force: bool) -> Ids:
     """Check everything, build the bundle next to ``out``, then move it into place."""
     ids = check_ids(user, competition)
     if tta not in TTA_CHOICES:
         raise DataError(f"--tta {tta}: use one of {', '.join(TTA_CHOICES)}")
-    check_out_dir(out, force)
-    if not out.parent.is_dir():
-        raise DataError(f"{out.parent}: folder not found (the parent of OUT_DIR must exist)")
+    root = project_root()
+    protected = {
+        "the working directory": Path.cwd(),
+        "the project": root,
+        "your home folder": Path.home(),
+        "the checkpoint or cv folder being packaged": source,
+    }
+    target = check_target(out, protected, force)
     checkpoints = source_checkpoints(source)
     settings = inference_settings(source, checkpoints, tta)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    staging = staging_folder(target)
     try:
-        build_bundle(staging, ids, checkpoints, settings, tta)
-        move_into_place(staging, out)
+        build_bundle(staging, root, ids, checkpoints, settings, tta)
+        move_into_place(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ids
@@ -221,11 +223,19 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--tta", choices=TTA_CHOICES, default="none", help="test-time augmentation of the notebook"
     )
-    build.add_argument("--force", action="store_true", help="replace a non-empty OUT_DIR")
+    build.add_argument(
+        "--force", action="store_true", help="replace OUT_DIR if it holds an earlier bundle"
+    )
     build.add_argument(
         "--push",
         action="store_true",
         help="upload with the Kaggle CLI (create or version, then kernels push)",
+    )
+    build.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=TIMEOUT,
+        help=f"seconds each Kaggle CLI command may take before it is stopped (default {TIMEOUT:g})",
     )
     build.add_argument(
         "--message", default=f"{PROJECT} {__version__}", help="version note of a dataset update"
@@ -248,7 +258,7 @@ def run_command(argv: Sequence[str]) -> int:
         f"wrote {args.out}/: code/ ({ids.code}), weights/ ({ids.weights}), kernel/ ({ids.kernel})"
     )
     if args.push:
-        push_bundle(datasets, args.out / "kernel", args.message)
+        push_bundle(datasets, args.out / "kernel", args.message, args.timeout)
         return 0
     print("upload with --push, or run:")
     for line in manual_commands(list(datasets.values()), args.out / "kernel", args.message):

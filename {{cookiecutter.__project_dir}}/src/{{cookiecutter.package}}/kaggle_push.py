@@ -2,7 +2,8 @@
 
 ``push_bundle`` runs, printing each command first, ``kaggle datasets status ID`` for each dataset
 and then ``kaggle datasets version -p DIR -m MSG`` if it exists or ``kaggle datasets create -p
-DIR`` if not, and finally ``kaggle kernels push -p DIR``. ``manual_commands`` are the same
+DIR`` if not, and finally ``kaggle kernels push -p DIR``; a command that does not finish within
+its timeout is stopped. ``manual_commands`` are the same
 commands for a user who pushes by hand. Credentials are only checked for presence: a token is
 never read, printed or stored here.
 """
@@ -22,6 +23,7 @@ SETUP = (
     "create an API token on kaggle.com (Settings > API) and save it as ~/.kaggle/kaggle.json"
     " (chmod 600), or export KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN)"
 )
+TIMEOUT = 1800.0  # seconds per command: an upload of large weights on a slow line fits
 
 
 class KaggleCliError(UserError):
@@ -78,20 +80,30 @@ def manual_commands(datasets: Sequence[Path], kernel: Path, message: str) -> lis
     return [*lines, shlex.join(kernel_command(kernel))]
 
 
-def push_bundle(datasets: dict[str, Path], kernel: Path, message: str) -> None:
-    """Create or version each dataset (``{id: folder}``), then push the kernel."""
+def push_bundle(
+    datasets: dict[str, Path], kernel: Path, message: str, timeout: float = TIMEOUT
+) -> None:
+    """Create or version each dataset (``{id: folder}``), then push the kernel.
+
+    Each command is stopped after ``timeout`` seconds (``KaggleCliError`` naming it).
+    """
     executable = kaggle_executable()
     for dataset_id, folder in datasets.items():
         status = ["kaggle", "datasets", "status", dataset_id]
-        exists = _run(executable, status, check=False) == 0
-        _run(executable, dataset_command(folder, exists, message))
-    _run(executable, kernel_command(kernel))
+        exists = _run(executable, status, timeout, check=False) == 0
+        _run(executable, dataset_command(folder, exists, message), timeout)
+    _run(executable, kernel_command(kernel), timeout)
 
 
-def _run(executable: str, command: list[str], check: bool = True) -> int:
+def _run(executable: str, command: list[str], timeout: float, check: bool = True) -> int:
     print("$ " + shlex.join(command), flush=True)
     try:
-        code = subprocess.run([executable, *command[1:]], check=False).returncode
+        code = subprocess.run([executable, *command[1:]], check=False, timeout=timeout).returncode
+    except subprocess.TimeoutExpired:
+        raise KaggleCliError(
+            f"`{shlex.join(command)}` did not finish within {timeout:g} s and was stopped;"
+            " check the network, or allow more time with --timeout"
+        ) from None
     except OSError as exc:
         raise KaggleCliError(f"could not run {executable}: {exc}") from None
     if check and code != 0:

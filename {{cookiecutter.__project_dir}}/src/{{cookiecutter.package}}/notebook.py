@@ -65,7 +65,7 @@ def find_input(name, source):
 
 INSTALL = """wheel = find_input(WHEEL, CODE_DATASET)
 pip = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--force-reinstall"]
-subprocess.run([*pip, "--quiet", str(wheel)], check=True)
+subprocess.run([*pip, "--quiet", str(wheel)], check=True, timeout=600)
 importlib.invalidate_caches()"""
 
 PREDICT = """from $package.offline_predict import predict_with_manifest

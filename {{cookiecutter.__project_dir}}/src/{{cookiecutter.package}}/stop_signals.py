@@ -1,0 +1,71 @@
+"""Ctrl-C and SIGTERM as an exception that every command's clean-up sees.
+
+``StopSignals`` turns the first SIGINT or SIGTERM into ``Stopped`` (a ``KeyboardInterrupt``, so
+Lightning's graceful shutdown, ``subprocess.run`` killing its child and every ``finally`` block
+run as for Ctrl-C), records which signal came, and ignores repeats so that a second Ctrl-C cannot
+cut the clean-up short. The command line then ends with one line and exit code ``128 + signal``;
+a command that has more to say (what it kept, how to resume) raises ``KeyboardInterrupt`` with
+that text.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType, TracebackType
+from typing import Any
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal arrived; ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def stopped_message(signum: int, detail: str = "") -> str:
+    """The last line a stopped command prints; ``detail``: what the command says it kept."""
+    name = signal.Signals(signum).name
+    how = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else name
+    if detail:
+        return f"stopped by {how}: {detail}"
+    return (
+        f"stopped by {how}; what was already written is complete, partial files were removed"
+        " (run the command again to resume where it can)"
+    )
+
+
+class StopSignals:
+    """Context manager: SIGINT/SIGTERM raise ``Stopped`` once; handlers restored on exit.
+
+    Outside the main thread (where Python cannot install handlers) it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            return  # a repeat: let the clean-up of the first one finish
+        self.received = signum
+        raise Stopped(signum)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()

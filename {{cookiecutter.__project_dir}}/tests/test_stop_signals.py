@@ -1,0 +1,40 @@
+"""Ctrl-C and SIGTERM while training: the clean-up runs, then one line and exit code 130 / 143."""
+
+import os
+import signal
+
+import pytest
+
+from {{ cookiecutter.package }}.cli import main
+from {{ cookiecutter.package }}.models import PlantClassifier
+
+from conftest import cli_args, only_error_line
+
+
+@pytest.mark.parametrize(
+    "signum, code",
+    [pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow), (signal.SIGTERM, 143)],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_signal_during_fit_ends_in_one_line_and_keeps_finished_epochs_whole(
+    sample_dir, in_tmp, capsys, monkeypatch, signum, code
+):
+    train = PlantClassifier.training_step
+    steps = []
+
+    def step_then_signal(self, *args, **kwargs):
+        steps.append(self.current_epoch)
+        if self.current_epoch == 1:
+            os.kill(os.getpid(), signum)
+        return train(self, *args, **kwargs)
+
+    monkeypatch.setattr(PlantClassifier, "training_step", step_then_signal)
+    before = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
+    args = ["--trainer.max_epochs", "3", "--trainer.limit_train_batches", "2"]
+    assert main(["fit", *cli_args(sample_dir, *args, "--trainer.limit_val_batches", "1")]) == code
+    how = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else "SIGTERM"
+    assert only_error_line(capsys).startswith(f"error: stopped by {how}")
+    assert steps.count(1) == 1  # stopped at the first step of epoch 1
+    names = sorted(p.name for p in (in_tmp / "checkpoints").iterdir())
+    assert "last.ckpt" in names and not [n for n in names if n.startswith(".")]
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == before
