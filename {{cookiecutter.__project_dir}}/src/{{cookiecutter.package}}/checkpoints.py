@@ -1,7 +1,7 @@
 """Checkpoints you can trust: the newest model in ``last.ckpt``, whole files only, one run a folder.
 
 - ``EpochCheckpoint`` rewrites ``last.ckpt`` at the end of every epoch, whether or not the
-  monitored metric improved (Lightning's ``ModelCheckpoint`` rewrites it only in epochs that
+  monitored metric improved or validation ran in that epoch (Lightning's ``ModelCheckpoint`` rewrites it only in epochs that
   saved a top-k file, so after a plateau ``last.ckpt`` held an old epoch). A run killed at any
   moment resumes from its last finished epoch with ``--ckpt_path last``.
 - ``AtomicCheckpointIO`` writes each checkpoint to a temporary file in the target folder and
@@ -82,8 +82,9 @@ class EpochCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_if_stale(trainer)
+        # Also when validation saves instead: it does not run in every epoch
+        # (check_val_every_n_epoch > 1), and a mid-epoch one saved an earlier step.
+        self._save_last_if_stale(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning would write last.ckpt here even under fast_dev_run, which saves nothing else.
