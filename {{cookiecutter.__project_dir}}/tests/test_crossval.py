@@ -172,7 +172,7 @@ def test_the_pooled_oof_f1_can_be_recomputed_from_the_files(cv_run, sample_dir):
 
 
 def copy_cv_run(cv_run: Path, target: Path) -> Path:
-    """A private copy of the cv fixture; its checkpoints hard links (cv replaces, never edits them)."""
+    """A private copy of the cv fixture, checkpoints hard-linked (cv replaces, never edits them)."""
 
     def link_checkpoints(source: str, copy: str) -> None:
         try:
@@ -271,16 +271,32 @@ def test_cv_restart_trains_again_and_keeps_the_users_files(cv_run, tmp_path, in_
         assert len(list((copy / f"fold{k}" / "logs").rglob("metrics.csv"))) == 1
 
 
-def test_restart_clears_only_a_cv_folder_and_only_what_cv_wrote(tmp_path):
-    folder = tmp_path / "mine"
+def test_cv_restart_deletes_nothing_in_a_folder_cv_did_not_write(data_copy, in_tmp, capsys):
+    folder = in_tmp / "mine"
     (folder / "fold0" / "checkpoints").mkdir(parents=True)
-    for name in ("oof.csv", "fold0/oof.csv", "fold0/checkpoints/last.ckpt", "fold0/x.txt"):
+    for name in ("oof.csv", "cv.json", "fold0/oof.csv", "fold0/checkpoints/last.ckpt"):
         (folder / name).write_text("mine")
-    assert clear_cv_folder(folder) == ["fold0", "oof.csv"]  # no folds.csv / plan.json: not cv's
-    assert (folder / "fold0" / "checkpoints" / "last.ckpt").is_file()
-    (folder / "plan.json").write_text("{}")
-    (folder / ".oof.csv.abc.partial").write_text("half")
-    assert clear_cv_folder(folder) == ["fold0"]
+    before = snapshot(folder)
+    (data_copy / "train.csv").write_text("image,labels\nmissing.jpg,scab\n")  # stops the run
+    args = ["cv", "--folds", "2", "--out", str(folder), "--restart", *cli_args(data_copy)]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert "no folds.csv), nothing removed" in captured.out
+    assert captured.err.strip().splitlines() == [
+        f"error: {data_copy}/train_images/missing.jpg: cannot be read to look for identical"
+        " images (No such file or directory)"
+    ]
+    assert snapshot(folder) == before
+
+
+def test_clear_cv_folder_removes_only_what_cv_wrote(tmp_path):
+    folder = tmp_path / "cv"
+    (folder / "fold0" / "checkpoints").mkdir(parents=True)
+    for name in ("folds.csv", "oof.csv", ".oof.csv.abc.partial", "notes.txt", "fold0/oof.csv"):
+        (folder / name).write_text("cv's, or mine")
+    (folder / "fold0" / "checkpoints" / "last.ckpt").write_text("")
+    (folder / "fold0" / "x.txt").write_text("mine")
+    assert clear_cv_folder(folder) == ["fold0", "notes.txt"]
     assert sorted(p.name for p in (folder / "fold0").iterdir()) == ["x.txt"]
 
 

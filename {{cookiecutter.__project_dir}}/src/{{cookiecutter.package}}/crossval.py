@@ -49,6 +49,7 @@ from .folds import (
     duplicate_groups,
     fold_dir,
     fold_leftovers,
+    is_cv_folder,
     read_plan,
 )
 from .inference import EnsembleClassifier, predict_images
@@ -77,7 +78,8 @@ SETTINGS_IGNORED = (
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
     "checkpoint.verbose",
-    # a property of the machine: loader processes read the same images in the same batches
+    # a property of the machine: the loader processes read the same images in the same batches
+    # (random augmentations then come from other random streams, as on another machine)
     "data.num_workers",
 )
 
@@ -122,6 +124,9 @@ def record_settings(out: Path, settings: str) -> None:
 
 def restart(out: Path, log: Callable[[str], None]) -> None:
     """``--restart``: remove what cv wrote into ``out``, keeping every other file."""
+    if not is_cv_folder(out):
+        log(f"cv: --restart: {out} holds no cv run (no {FOLDS_CSV}), nothing removed")
+        return
     kept = clear_cv_folder(out)
     also = f" (kept what cv did not write: {', '.join(kept)})" if kept else ""
     log(f"cv: --restart: removed the earlier cv run from {out}{also}")

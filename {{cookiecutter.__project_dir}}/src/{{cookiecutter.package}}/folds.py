@@ -53,10 +53,21 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def readable_digest(path: Path) -> str:
+    """``file_digest``, with ``DataError`` naming the file if it cannot be read."""
+    try:
+        return file_digest(path)
+    except OSError as exc:
+        raise DataError(
+            f"{path}: cannot be read to look for identical images"
+            f" ({exc.strerror or type(exc).__name__})"
+        ) from None
+
+
 def duplicate_groups(folder: Path, names: Sequence[str]) -> list[list[str]]:
     """Groups (two files or more) of ``names`` in ``folder`` whose bytes are identical."""
     with ThreadPoolExecutor(max_workers=max(1, available_cores())) as pool:
-        digests = list(pool.map(file_digest, (folder / name for name in names)))
+        digests = list(pool.map(readable_digest, (folder / name for name in names)))
     by_digest: dict[str, list[str]] = {}
     for name, digest in zip(names, digests):
         by_digest.setdefault(digest, []).append(name)
@@ -172,13 +183,11 @@ def clear_fold(run: Path) -> None:
 
 
 def clear_cv_folder(out: Path) -> list[str]:
-    """Remove every file ``cv`` wrote into ``out``; return the names of the entries it kept.
+    """Remove every file ``cv`` wrote into the ``cv`` folder ``out``; return what is left there.
 
-    Only a ``cv`` folder is cleared (one holding ``folds.csv`` or ``plan.json``): the names cv
-    writes are common ones, and in another folder they are not cv's to delete.
+    Call it only on a ``cv`` folder (``is_cv_folder``): the names cv writes are common ones, and
+    in another folder they are not cv's to delete.
     """
-    if not ((out / FOLDS_CSV).is_file() or (out / PLAN).is_file()):
-        return sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     for run in out.iterdir():
         if run.is_dir() and FOLD_NAME.fullmatch(run.name):
             clear_fold(run)
