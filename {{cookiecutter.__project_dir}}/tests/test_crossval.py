@@ -215,6 +215,27 @@ def test_a_second_cv_run_skips_finished_folds_and_redoes_a_missing_one(
 
 
 @pytest.mark.slow
+def test_a_moved_cv_folder_resumes_with_the_best_checkpoint_of_its_new_place(
+    cv_run, tmp_path, in_tmp, capsys
+):
+    copy = copy_cv_run(cv_run, tmp_path / "cv")
+    fold = copy / "fold2"
+    (fold / "oof.csv").unlink()
+    (fold / "best.ckpt").unlink()
+    last = torch.load(fold / "checkpoints" / "last.ckpt", weights_only=True)
+    for name, state in last["callbacks"].items():  # the paths it had in its old place
+        if name.startswith("EpochCheckpoint"):
+            best = Path(state["best_model_path"])
+            state["dirpath"] = "/moved/from/here"
+            state["best_model_path"] = f"/moved/from/here/{best.name}"
+    (fold / "checkpoints" / "last.ckpt").unlink()
+    torch.save(last, fold / "checkpoints" / "last.ckpt")
+    assert run_cv_again(copy) == 0
+    assert (fold / "best.ckpt").read_bytes() == (fold / "checkpoints" / best.name).read_bytes()
+    assert (fold / "oof.csv").is_file()
+
+
+@pytest.mark.slow
 def test_a_cv_rerun_with_other_settings_is_refused_naming_them(cv_run, tmp_path, in_tmp, capsys):
     copy = copy_cv_run(cv_run, tmp_path / "cv")
     before = snapshot(copy)

@@ -209,9 +209,12 @@ def write_fold_oof(config: Any, out: Path, fold: int, plan: FoldPlan) -> Path:
     """Predict the fold's validation images with its best checkpoint, into ``fold{k}/oof.csv``."""
     run = fold_dir(out, fold)
     info = inspect_checkpoint(run / "checkpoints" / LAST)
-    if not info.best_model_path or not Path(info.best_model_path).is_file():
+    # The recorded path is where the folder was when that checkpoint was saved: a cv folder that
+    # was moved or copied since still holds the file, under the same name.
+    best = run / "checkpoints" / Path(info.best_model_path or "").name
+    if not info.best_model_path or not best.is_file():
         raise DataError(f"{run}: the fold's run recorded no best checkpoint (is val/f1 logged?)")
-    _link_or_copy(Path(info.best_model_path), run / BEST)
+    _link_or_copy(best, run / BEST)
     data = config.data
     images = [name for name, f in zip(plan.images, plan.folds) if f == fold]
     folder = Path(data.cache_dir or data.data_dir) / TRAIN_IMAGES
