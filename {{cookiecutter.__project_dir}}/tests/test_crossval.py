@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,13 @@ import torch
 from torch import nn
 
 from {{ cookiecutter.package }}.cli import main
-from {{ cookiecutter.package }}.folds import assign_folds, duplicate_groups, read_folds
+from {{ cookiecutter.package }}.folds import (
+    assign_folds,
+    clear_cv_folder,
+    duplicate_groups,
+    read_folds,
+    read_plan,
+)
 from {{ cookiecutter.package }}.inference import EnsembleClassifier, load_classifier
 from {{ cookiecutter.package }}.labels import encode_labels, label_vocabulary, read_train_csv
 from {{ cookiecutter.package }}.metrics import decode, samples_f1
@@ -164,19 +171,177 @@ def test_the_pooled_oof_f1_can_be_recomputed_from_the_files(cv_run, sample_dir):
     assert classes == summary["classes"]
 
 
+def copy_cv_run(cv_run: Path, target: Path) -> Path:
+    """A private copy of the cv fixture, checkpoints hard-linked (cv replaces, never edits them)."""
+
+    def link_checkpoints(source: str, copy: str) -> None:
+        try:
+            if source.endswith(".ckpt"):
+                os.link(source, copy)
+                return
+        except OSError:
+            pass
+        shutil.copy2(source, copy)
+
+    return Path(shutil.copytree(cv_run, target, copy_function=link_checkpoints))
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under ``folder`` with its size and modification time."""
+    return {
+        str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in folder.rglob("*")
+    }
+
+
+def run_cv_again(out: Path, *extra: str, folds: int = 3, data: Path | None = None) -> int:
+    """``cv`` into ``out`` with the fixture's flags, then ``extra``."""
+    data = data or Path(__file__).parent / "data"
+    return main(["cv", "--folds", str(folds), "--out", str(out), *cli_args(data, *CV, *extra)])
+
+
 @pytest.mark.slow
-def test_a_second_cv_run_skips_finished_folds_and_redoes_a_missing_one(cv_run, capsys):
-    work = cv_run.parents[1]
-    stamps = {k: (cv_run / f"fold{k}" / "best.ckpt").stat().st_mtime_ns for k in range(3)}
-    (cv_run / "fold2" / "oof.csv").unlink()  # as if the run was killed before fold 2's OOF
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(work)
-        data = Path(__file__).parent / "data"
-        assert main(["cv", "--folds", "3", "--out", "runs/cv", *cli_args(data, *CV)]) == 0
+def test_a_second_cv_run_skips_finished_folds_and_redoes_a_missing_one(
+    cv_run, tmp_path, in_tmp, capsys
+):
+    copy = copy_cv_run(cv_run, tmp_path / "cv")
+    stamps = {k: (copy / f"fold{k}" / "best.ckpt").stat().st_mtime_ns for k in range(3)}
+    (copy / "fold2" / "oof.csv").unlink()  # as if the run was killed before fold 2's OOF
+    assert run_cv_again(copy) == 0
     out = capsys.readouterr().out
     assert out.count("is done, skipped") == 2
-    assert (cv_run / "fold2" / "oof.csv").is_file()
-    assert all((cv_run / f"fold{k}" / "best.ckpt").stat().st_mtime_ns == stamps[k] for k in (0, 1))
+    assert (copy / "fold2" / "oof.csv").is_file()
+    assert all((copy / f"fold{k}" / "best.ckpt").stat().st_mtime_ns == stamps[k] for k in (0, 1))
+
+
+@pytest.mark.slow
+def test_a_moved_cv_folder_resumes_with_the_best_checkpoint_of_its_new_place(
+    cv_run, tmp_path, in_tmp, capsys
+):
+    copy = copy_cv_run(cv_run, tmp_path / "cv")
+    fold = copy / "fold2"
+    (fold / "oof.csv").unlink()
+    (fold / "best.ckpt").unlink()
+    last = torch.load(fold / "checkpoints" / "last.ckpt", weights_only=True)
+    for name, state in last["callbacks"].items():  # the paths it had in its old place
+        if name.startswith("EpochCheckpoint"):
+            best = Path(state["best_model_path"])
+            state["dirpath"] = "/moved/from/here"
+            state["best_model_path"] = f"/moved/from/here/{best.name}"
+    (fold / "checkpoints" / "last.ckpt").unlink()
+    torch.save(last, fold / "checkpoints" / "last.ckpt")
+    assert run_cv_again(copy) == 0
+    assert (fold / "best.ckpt").read_bytes() == (fold / "checkpoints" / best.name).read_bytes()
+    assert (fold / "oof.csv").is_file()
+
+
+@pytest.mark.slow
+def test_a_cv_rerun_with_other_settings_is_refused_naming_them(cv_run, tmp_path, in_tmp, capsys):
+    copy = copy_cv_run(cv_run, tmp_path / "cv")
+    before = snapshot(copy)
+    assert run_cv_again(copy, "--model.backbone", "resnet34", "--data.image_size", "48") == 2
+    assert only_error_line(capsys) == (
+        f"error: {copy}: holds a cv run with other settings: data.image_size (32 -> 48),"
+        " model.backbone (resnet18 -> resnet34); use another --out, or --restart to train it again"
+    )
+    assert snapshot(copy) == before
+
+
+@pytest.mark.slow
+def test_a_cv_rerun_may_read_the_data_elsewhere_with_other_loader_workers(
+    cv_run, tmp_path, in_tmp, data_copy, capsys
+):
+    copy = copy_cv_run(cv_run, tmp_path / "cv")
+    stamps = {k: (copy / f"fold{k}" / "best.ckpt").stat().st_mtime_ns for k in range(3)}
+    assert run_cv_again(copy, "--data.num_workers", "1", data=data_copy) == 0
+    assert capsys.readouterr().out.count("is done, skipped") == 3
+    assert all((copy / f"fold{k}" / "best.ckpt").stat().st_mtime_ns == stamps[k] for k in range(3))
+
+
+@pytest.mark.slow
+def test_a_cv_folder_of_an_older_version_records_the_settings_of_its_next_run(
+    cv_run, tmp_path, in_tmp, capsys
+):
+    copy = copy_cv_run(cv_run, tmp_path / "cv")
+    (copy / "fit_config.yaml").unlink()
+    assert run_cv_again(copy) == 0
+    out = capsys.readouterr().out
+    assert "does not record the settings it was trained with" in out
+    assert out.count("is done, skipped") == 3
+    assert "image_size: 32" in (copy / "fit_config.yaml").read_text()
+    assert run_cv_again(copy, "--data.image_size", "48") == 2
+    assert "data.image_size (32 -> 48)" in only_error_line(capsys)
+
+
+@pytest.mark.slow
+def test_cv_restart_trains_again_and_keeps_the_users_files(cv_run, tmp_path, in_tmp, capsys):
+    copy = copy_cv_run(cv_run, tmp_path / "cv")
+    (copy / "notes.txt").write_text("mine")
+    (copy / "fold0" / "notes.txt").write_text("mine too")
+    assert run_cv_again(copy, "--data.image_size", "48", "--restart", folds=2) == 0
+    out = capsys.readouterr().out
+    assert "is done, skipped" not in out and "kept what cv did not write: fold0, notes.txt" in out
+    assert (copy / "notes.txt").read_text() == "mine"
+    assert (copy / "fold0" / "notes.txt").read_text() == "mine too"
+    assert not (copy / "fold2").exists()  # the earlier run's third fold
+    assert read_plan(copy)["folds"] == 2
+    assert "image_size: 48" in (copy / "fit_config.yaml").read_text()
+    for k in range(2):
+        checkpoint = torch.load(copy / f"fold{k}" / "best.ckpt", weights_only=True)
+        assert checkpoint["datamodule_hyper_parameters"]["image_size"] == 48
+        assert len(list((copy / f"fold{k}" / "logs").rglob("metrics.csv"))) == 1
+
+
+def test_cv_restart_deletes_nothing_in_a_folder_cv_did_not_write(data_copy, in_tmp, capsys):
+    folder = in_tmp / "mine"
+    (folder / "fold0" / "checkpoints").mkdir(parents=True)
+    for name in ("oof.csv", "cv.json", "fold0/oof.csv", "fold0/checkpoints/last.ckpt"):
+        (folder / name).write_text("mine")
+    before = snapshot(folder)
+    (data_copy / "train.csv").write_text("image,labels\nmissing.jpg,scab\n")  # stops the run
+    args = ["cv", "--folds", "2", "--out", str(folder), "--restart", *cli_args(data_copy)]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert "no folds.csv), nothing removed" in captured.out
+    assert captured.err.strip().splitlines() == [
+        f"error: {data_copy}/train_images/missing.jpg: cannot be read to look for identical"
+        " images (No such file or directory)"
+    ]
+    assert snapshot(folder) == before
+
+
+def test_clear_cv_folder_removes_only_what_cv_wrote(tmp_path):
+    folder = tmp_path / "cv"
+    (folder / "fold0" / "checkpoints").mkdir(parents=True)
+    for name in ("folds.csv", "oof.csv", ".oof.csv.abc.partial", "notes.txt", "fold0/oof.csv"):
+        (folder / name).write_text("cv's, or mine")
+    (folder / "fold0" / "checkpoints" / "last.ckpt").write_text("")
+    (folder / "fold0" / "x.txt").write_text("mine")
+    assert clear_cv_folder(folder) == ["fold0", "notes.txt"]
+    assert sorted(p.name for p in (folder / "fold0").iterdir()) == ["x.txt"]
+
+
+@pytest.mark.slow
+def test_a_fold_killed_between_its_best_checkpoint_and_last_ckpt_trains_again(
+    cv_run, tmp_path, in_tmp, capsys
+):
+    copy = copy_cv_run(cv_run, tmp_path / "cv")
+    fold = copy / "fold2"
+    for name in ("checkpoints/last.ckpt", "best.ckpt", "oof.csv"):
+        (fold / name).unlink()
+    (copy / "cv.json").unlink()
+    assert [p.name for p in (fold / "checkpoints").iterdir()] == ["best-epoch00.ckpt"]
+    assert run_cv_again(copy) == 0
+    out = capsys.readouterr().out
+    assert out.count("is done, skipped") == 2
+    assert "fold 3/3: " in out and "training it from scratch" in out
+    assert sorted(p.name for p in (fold / "checkpoints").iterdir()) == [
+        "best-epoch00.ckpt",
+        "last.ckpt",
+    ]
+    assert len(list((fold / "logs").rglob("metrics.csv"))) == 1
+    assert (fold / "best.ckpt").is_file() and (fold / "oof.csv").is_file()
+    assert json.loads((copy / "cv.json").read_text())["folds"] == 3
 
 
 @pytest.mark.slow

@@ -9,8 +9,11 @@ fold index varying, and writes into ``out``:
 - ``oof.csv`` (``image,fold,<class>...``: every ``train.csv`` row once, predicted by the model
   that did not train on it), ``thresholds.json`` (see ``thresholds``) and ``cv.json``.
 
-Re-running with the same ``out`` skips finished folds and resumes an interrupted one from its
-``last.ckpt``. ``predict --ckpt_path OUT`` then averages the folds' models.
+It records the run's resolved fit configuration in ``fit_config.yaml``. Re-running with the
+same ``out`` and settings skips finished folds, resumes an interrupted one from its ``last.ckpt``
+and trains again from scratch one killed before its first ``last.ckpt``; other settings are
+refused (``--restart`` removes what cv wrote there first). ``predict --ckpt_path OUT`` then
+averages the folds' models.
 """
 
 from __future__ import annotations
@@ -33,23 +36,100 @@ from .checkpoints import LAST, inspect_checkpoint
 from .errors import DataError
 from .folds import (
     BEST,
+    FIT_CONFIG,
     FOLDS_CSV,
     OOF,
     PLAN,
+    SUMMARY,
     THRESHOLDS,
     FoldPlan,
     assign_folds,
+    clear_cv_folder,
+    clear_fold,
     duplicate_groups,
     fold_dir,
+    fold_leftovers,
+    is_cv_folder,
     read_plan,
 )
 from .inference import EnsembleClassifier, predict_images
 from .labels import Sample, encode_labels, label_vocabulary, read_train_csv
 from .layout import TRAIN_CSV, TRAIN_IMAGES
-from .fit_jobs import parse_fit_config, run_folder_flags
+from .fit_jobs import config_changes, config_only_cli, fit_config_yaml, run_folder_flags, yaml
 from .lightning_cli import run_cli
 from .metrics import decode, samples_f1
 from .thresholds import choose_thresholds
+
+# Settings a rerun may change and still continue the same cv run (compared: everything else).
+SETTINGS_IGNORED = (
+    # set by cv for each fold
+    "data.split_file",
+    "data.fold",
+    "checkpoint.dirpath",
+    "trainer.default_root_dir",
+    "ckpt_path",
+    # where the data is read from, not what it is: plan.json and folds.csv pin the images and
+    # their labels, and a prepare cache is checked against its data folder and image size
+    "data.data_dir",
+    "data.cache_dir",
+    # how the run is watched, not what it learns
+    "trainer.logger",
+    "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "checkpoint.verbose",
+    # a property of the machine: the loader processes read the same images in the same batches
+    # (random augmentations then come from other random streams, as on another machine)
+    "data.num_workers",
+)
+
+
+RERUN_ADVICE = "use another --out, or --restart to train it again"
+
+
+def check_settings(out: Path, settings: str, log: Callable[[str], None]) -> None:
+    """``DataError`` naming the differences if ``out`` records other fit settings than these."""
+    recorded = out / FIT_CONFIG
+    if not recorded.is_file():
+        if (out / PLAN).is_file():
+            log(
+                f"cv: {out} does not record the settings it was trained with (an older version"
+                f" wrote it): recording this run's in {FIT_CONFIG}"
+            )
+        return
+    try:
+        before = yaml.safe_load(recorded.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise DataError(f"{recorded}: unreadable ({type(exc).__name__}); {RERUN_ADVICE}") from None
+    if not isinstance(before, dict):
+        raise DataError(f"{recorded}: not a fit configuration; {RERUN_ADVICE}")
+    changes = config_changes(before, yaml.safe_load(settings), SETTINGS_IGNORED)
+    if changes:
+        raise DataError(
+            f"{out}: holds a cv run with other settings: {', '.join(changes)}; {RERUN_ADVICE}"
+        )
+
+
+def record_settings(out: Path, settings: str) -> None:
+    """Write ``fit_config.yaml`` (once: later runs were checked against it)."""
+    if not (out / FIT_CONFIG).is_file():
+        with atomic_write(out / FIT_CONFIG) as tmp:
+            tmp.write_text(
+                "# The fit settings of this cv run (cv sets the split file, fold and folders of"
+                " each fold).\n# A rerun with other settings is refused; `fit --config` reads"
+                " this file.\n" + settings,
+                encoding="utf-8",
+            )
+
+
+def restart(out: Path, log: Callable[[str], None]) -> None:
+    """``--restart``: remove what cv wrote into ``out``, keeping every other file."""
+    if not is_cv_folder(out):
+        log(f"cv: --restart: {out} holds no cv run (no {FOLDS_CSV}), nothing removed")
+        return
+    kept = clear_cv_folder(out)
+    also = f" (kept what cv did not write: {', '.join(kept)})" if kept else ""
+    log(f"cv: --restart: removed the earlier cv run from {out}{also}")
 
 
 def make_plan(
@@ -80,7 +160,7 @@ def make_plan(
             raise DataError(
                 f"{out}: holds a cv run with other {', '.join(changed)} ("
                 + ", ".join(f"{key}={found.get(key)}" for key in changed)
-                + "); use another --out or delete it"
+                + f"); {RERUN_ADVICE}"
             )
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -100,13 +180,41 @@ def fold_flags(config: Any, out: Path, fold: int) -> list[str]:
     return flags
 
 
+def train_fold(
+    fit_args: list[str],
+    config: Any,
+    out: Path,
+    fold: int,
+    plan: FoldPlan,
+    log: Callable[[str], None],
+) -> None:
+    """Train one fold (resumed from its ``last.ckpt`` if it has one), then predict its OOF.
+
+    A fold killed before its first ``last.ckpt`` (after its first best checkpoint, say) has
+    nothing to resume from: its outputs are removed and it trains from scratch.
+    """
+    run = fold_dir(out, fold)
+    name = f"fold {fold + 1}/{int(plan.folds.max()) + 1}"
+    if not (run / "checkpoints" / LAST).is_file() and fold_leftovers(run):
+        log(f"cv: {name}: {run} holds an unfinished start with no {LAST}: training it from scratch")
+        clear_fold(run)
+    log(f"cv: {name}: training ({run})")
+    started = time.monotonic()
+    run_cli(["fit", *fit_args, *fold_flags(config, out, fold)])
+    write_fold_oof(config, out, fold, plan)
+    log(f"cv: {name} done in {time.monotonic() - started:.0f} s")
+
+
 def write_fold_oof(config: Any, out: Path, fold: int, plan: FoldPlan) -> Path:
     """Predict the fold's validation images with its best checkpoint, into ``fold{k}/oof.csv``."""
     run = fold_dir(out, fold)
     info = inspect_checkpoint(run / "checkpoints" / LAST)
-    if not info.best_model_path or not Path(info.best_model_path).is_file():
+    # The recorded path is where the folder was when that checkpoint was saved: a cv folder that
+    # was moved or copied since still holds the file, under the same name.
+    best = run / "checkpoints" / Path(info.best_model_path or "").name
+    if not info.best_model_path or not best.is_file():
         raise DataError(f"{run}: the fold's run recorded no best checkpoint (is val/f1 logged?)")
-    _link_or_copy(Path(info.best_model_path), run / BEST)
+    _link_or_copy(best, run / BEST)
     data = config.data
     images = [name for name, f in zip(plan.images, plan.folds) if f == fold]
     folder = Path(data.cache_dir or data.data_dir) / TRAIN_IMAGES
@@ -165,13 +273,25 @@ def pooled_oof(out: Path, plan: FoldPlan, classes: list[str]) -> np.ndarray:
 
 
 def run_cv(
-    fit_args: list[str], n_folds: int, out: str | Path, log: Callable[[str], None] = print
+    fit_args: list[str],
+    n_folds: int,
+    out: str | Path,
+    log: Callable[[str], None] = print,
+    restart_run: bool = False,
 ) -> dict[str, Any]:
-    """Train ``n_folds`` folds with ``fit_args``, then pool the OOF predictions; see the module."""
+    """Train ``n_folds`` folds with ``fit_args``, then pool the OOF predictions; see the module.
+
+    ``restart_run``: first remove what an earlier cv run wrote into ``out``.
+    """
     out = Path(out)
-    config = parse_fit_config(fit_args)
+    cli = config_only_cli(fit_args)
+    config, settings = cli.config.fit, fit_config_yaml(cli)
     samples = read_train_csv(Path(config.data.data_dir) / TRAIN_CSV)
+    if restart_run:
+        restart(out, log)
+    check_settings(out, settings, log)
     plan = make_plan(config, samples, n_folds, out, log)
+    record_settings(out, settings)
     classes = label_vocabulary(samples)
     log(
         f"cv: {n_folds} folds of {len(plan.images)} images into {out};"
@@ -184,11 +304,7 @@ def run_cv(
         if (run / BEST).is_file() and (run / OOF).is_file():
             log(f"cv: fold {fold + 1}/{n_folds} is done, skipped")
         else:
-            log(f"cv: fold {fold + 1}/{n_folds}: training ({run})")
-            started = time.monotonic()
-            run_cli(["fit", *fit_args, *fold_flags(config, out, fold)])
-            write_fold_oof(config, out, fold, plan)
-            log(f"cv: fold {fold + 1}/{n_folds} done in {time.monotonic() - started:.0f} s")
+            train_fold(fit_args, config, out, fold, plan, log)
         fold_scores.append(inspect_checkpoint(run / BEST).best_model_score)
     probs = pooled_oof(out, plan, classes)
     targets = encode_labels(samples, classes).astype(np.int64)
@@ -214,7 +330,7 @@ def run_cv(
         "thresholds": report.thresholds_for_predict(),
         "thresholds_used": report.use,
     }
-    with atomic_write(out / "cv.json") as tmp:
+    with atomic_write(out / SUMMARY) as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     log(summary_table(summary))
     return summary
@@ -240,12 +356,19 @@ def run_command(argv: Sequence[str]) -> int:
         "cv",
         "Train K folds with the same fit flags (any flag of `fit`, e.g. --config"
         " configs/baseline.yaml), write out-of-fold predictions, tuned thresholds and cv.json"
-        " into --out; run it again to resume. `fit --help` lists the fit flags.",
+        " into --out; run it again to resume (with the same settings: others are refused)."
+        " `fit --help` lists the fit flags.",
     )
     parser.add_argument("--folds", type=at_least_two, default=5, help="K (default 5)")
     parser.add_argument("--out", type=Path, default=Path("runs/cv"), help="default runs/cv")
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="remove what an earlier cv run wrote into --out (its folds, oof.csv, thresholds,"
+        " cv.json, plan, folds and fit_config.yaml; nothing else) and train again",
+    )
     known, fit_args = parser.parse_known_args(argv)
-    run_cv(fit_args, known.folds, known.out)
+    run_cv(fit_args, known.folds, known.out, restart_run=known.restart)
     return 0
 
 

@@ -4,6 +4,9 @@ The 2021 training set holds exact duplicates (some with conflicting labels); a p
 folds leaks the label of a validation image into training and inflates the CV score. Files with
 identical content form a group; groups, not rows, are assigned to folds by the seeded multi-label
 iterative stratification (a group counts with the union of its rows' labels).
+
+A ``cv`` folder holds ``CV_FILES`` and one ``fold{k}/`` run folder per fold holding
+``FOLD_OUTPUTS``: ``clear_fold`` and ``clear_cv_folder`` remove those and nothing else.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
+import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +34,13 @@ PLAN = "plan.json"
 BEST = "best.ckpt"
 OOF = "oof.csv"
 THRESHOLDS = "thresholds.json"
+SUMMARY = "cv.json"
+FIT_CONFIG = "fit_config.yaml"
+CV_FILES = (FOLDS_CSV, PLAN, OOF, THRESHOLDS, SUMMARY, FIT_CONFIG)
+# What a fold's fit and cv write into fold{k}/: checkpoints, logs (a logger's save_dir, or
+# Lightning's default logger), the config Lightning saves there when no logger has a folder.
+FOLD_OUTPUTS = ("checkpoints", "logs", "lightning_logs", "config.yaml", BEST, OOF)
+FOLD_NAME = re.compile(r"fold\d+")
 CHUNK = 1 << 20
 
 
@@ -41,10 +53,21 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def readable_digest(path: Path) -> str:
+    """``file_digest``, with ``DataError`` naming the file if it cannot be read."""
+    try:
+        return file_digest(path)
+    except OSError as exc:
+        raise DataError(
+            f"{path}: cannot be read to look for identical images"
+            f" ({exc.strerror or type(exc).__name__})"
+        ) from None
+
+
 def duplicate_groups(folder: Path, names: Sequence[str]) -> list[list[str]]:
     """Groups (two files or more) of ``names`` in ``folder`` whose bytes are identical."""
     with ThreadPoolExecutor(max_workers=max(1, available_cores())) as pool:
-        digests = list(pool.map(file_digest, (folder / name for name in names)))
+        digests = list(pool.map(readable_digest, (folder / name for name in names)))
     by_digest: dict[str, list[str]] = {}
     for name, digest in zip(names, digests):
         by_digest.setdefault(digest, []).append(name)
@@ -130,6 +153,48 @@ def fold_dir(out: Path, fold: int) -> Path:
     return out / f"fold{fold}"
 
 
+def written_by_cv(folder: Path, names: Sequence[str]) -> list[Path]:
+    """The entries of ``names`` in ``folder``, and the temporary files ``atomic_write`` left."""
+    found = [folder / name for name in names if (folder / name).exists()]
+    for name in names:
+        found += sorted(folder.glob(f".{name}.*.partial"))
+    return found
+
+
+def remove(paths: Sequence[Path]) -> None:
+    """Delete files and whole folders."""
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def fold_leftovers(run: Path) -> list[Path]:
+    """What an earlier start of this fold wrote into its run folder (``FOLD_OUTPUTS``)."""
+    return written_by_cv(run, FOLD_OUTPUTS) if run.is_dir() else []
+
+
+def clear_fold(run: Path) -> None:
+    """Remove the fold's own outputs; the folder too when nothing else is left in it."""
+    remove(fold_leftovers(run))
+    if run.is_dir() and not any(run.iterdir()):
+        run.rmdir()
+
+
+def clear_cv_folder(out: Path) -> list[str]:
+    """Remove every file ``cv`` wrote into the ``cv`` folder ``out``; return what is left there.
+
+    Call it only on a ``cv`` folder (``is_cv_folder``): the names cv writes are common ones, and
+    in another folder they are not cv's to delete.
+    """
+    for run in out.iterdir():
+        if run.is_dir() and FOLD_NAME.fullmatch(run.name):
+            clear_fold(run)
+    remove(written_by_cv(out, CV_FILES))
+    return sorted(p.name for p in out.iterdir())
+
+
 def is_cv_folder(path: str | Path) -> bool:
     """Whether ``path`` is a folder written by ``cv`` (it holds ``folds.csv`` and fold models)."""
     folder = Path(path)
@@ -150,6 +215,7 @@ def fold_checkpoints(out: str | Path) -> list[Path]:
 
 
 def read_plan(out: Path) -> dict[str, Any]:
+    """The ``plan.json`` of a ``cv`` folder; ``DataError`` if it is missing or damaged."""
     try:
         plan = json.loads((out / PLAN).read_text())
         int(plan["folds"])
