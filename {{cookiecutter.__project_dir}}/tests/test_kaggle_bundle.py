@@ -333,17 +333,37 @@ def run_notebook(kernel: dict, notebook: Path, tree: Path, working: Path) -> str
     return "".join(streams)
 
 
-def predict_cli(sample_dir: Path, ckpt: Path, image_size: int, tta: str) -> Path:
-    """``predict`` as a user runs it, in the current folder; the submission it wrote."""
+def predict_cli(sample_dir: Path, ckpt: Path, image_size: int, tta: str) -> tuple[Path, Path]:
+    """``predict`` as a user runs it, in the current folder; its submission and probabilities."""
     args = ["--config", str(CONFIG_DIR / "baseline.yaml")]
     args += ["--config", str(CONFIG_DIR / "cpu_debug.yaml"), "--data.data_dir", str(sample_dir)]
     args += ["--data.image_size", str(image_size), "--ckpt_path", str(ckpt), "--tta", tta]
+    args += ["--submission.path", f"submission-{tta}.csv"]
+    args += ["--submission.probabilities_path", f"probabilities-{tta}.csv"]
     assert main(["predict", *args, "--trainer.enable_progress_bar", "false"]) == 0
-    return Path("submission.csv")
+    return Path(f"submission-{tta}.csv"), Path(f"probabilities-{tta}.csv")
 
 
-def check_offline_notebook(kernel: dict, source: Path, image_size: int, tta: str, work: Path):
-    """Package ``source``, run the notebook offline, compare with ``predict``."""
+def probabilities(path: Path) -> dict[str, list[float]]:
+    """``image -> [probability per class]`` of a probabilities CSV."""
+    return {row.pop("image"): [float(v) for v in row.values()] for row in read_csv_rows(path)}
+
+
+def largest_difference(found: Path, expected: Path) -> float:
+    """The largest absolute difference between two probabilities CSVs of the same images."""
+    got, want = probabilities(found), probabilities(expected)
+    assert got.keys() == want.keys()
+    return max(abs(a - b) for name in want for a, b in zip(got[name], want[name], strict=True))
+
+
+def check_offline_notebook(
+    kernel: dict, source: Path, image_size: int, tta: str, passes: int, work: Path
+) -> None:
+    """Package ``source``, run the notebook offline, compare with ``predict`` (same ``tta``).
+
+    Probabilities, not only labels: a notebook that dropped the bundle's TTA, or a ``predict``
+    that ignored ``--tta``, still writes the same labels for a barely trained model.
+    """
     sample_dir = Path(__file__).parent / "data"
     code, printed = package(str(source), str(work / "bundle"), "--user", "tester", "--tta", tta)
     assert code == 0
@@ -353,16 +373,20 @@ def check_offline_notebook(kernel: dict, source: Path, image_size: int, tta: str
     text = run_notebook(kernel, work / "bundle" / "kernel" / "inference.ipynb", tree, working)
     print(printed, text, sep="\n", file=sys.__stdout__)  # sizes, speed, wall time (pytest -s)
     assert "img/s" in text and "5,000 hidden test images: about" in text
+    assert f"{passes} forward passes each" in text
     assert "litlogger" not in text  # Lightning's advert, dropped on this path too
-    expected = predict_cli(sample_dir, source, image_size, tta)
+    submission, probs = predict_cli(sample_dir, source, image_size, tta)
     rows = read_csv_rows(working / "submission.csv")
     assert len(rows) == len(list((sample_dir / "test_images").iterdir()))
-    assert rows == read_csv_rows(expected)
+    assert rows == read_csv_rows(submission)
+    assert largest_difference(working / "probabilities.csv", probs) <= 2e-6
+    _, plain = predict_cli(sample_dir, source, image_size, "none")
+    assert largest_difference(plain, probs) > 1e-5  # the views changed the probabilities
 
 
 @pytest.mark.slow
 def test_the_offline_notebook_matches_predict_for_a_checkpoint(offline_kernel, trained, in_tmp):
-    check_offline_notebook(offline_kernel, trained, 64, "hflip", in_tmp)
+    check_offline_notebook(offline_kernel, trained, 64, "hflip", 2, in_tmp)
 
 
 @pytest.fixture(scope="module")
@@ -381,7 +405,7 @@ def small_cv(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_the_offline_notebook_matches_predict_for_a_cv_folder(offline_kernel, small_cv, in_tmp):
-    check_offline_notebook(offline_kernel, small_cv, 32, "flips", in_tmp)
+    check_offline_notebook(offline_kernel, small_cv, 32, "flips", 2 * 4, in_tmp)
     manifest = read_json(in_tmp / "bundle" / "weights" / "manifest.json")
     assert manifest["checkpoints"] == ["fold0.ckpt", "fold1.ckpt"]
     assert manifest["threshold_from"].startswith("thresholds.json")

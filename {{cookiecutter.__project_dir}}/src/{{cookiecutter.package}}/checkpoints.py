@@ -1,9 +1,10 @@
 """Checkpoints you can trust: the newest model in ``last.ckpt``, whole files only, one run a folder.
 
 - ``EpochCheckpoint`` rewrites ``last.ckpt`` at the end of every epoch, whether or not the
-  monitored metric improved or validation ran in that epoch (Lightning's ``ModelCheckpoint`` rewrites it only in epochs that
-  saved a top-k file, so after a plateau ``last.ckpt`` held an old epoch). A run killed at any
-  moment resumes from its last finished epoch with ``--ckpt_path last``.
+  monitored metric improved or validation ran in that epoch (Lightning's ``ModelCheckpoint``
+  rewrites it only in epochs that saved a top-k file, so after a plateau ``last.ckpt`` held an
+  old epoch). A run killed at any moment resumes from its last finished epoch with
+  ``--ckpt_path last``.
 - ``AtomicCheckpointIO`` writes each checkpoint to a temporary file in the target folder and
   renames it into place: a reader, or a run killed mid-write, sees the old file or the new one,
   never a truncated one (Lightning's default stages in the system temp folder, and when that is

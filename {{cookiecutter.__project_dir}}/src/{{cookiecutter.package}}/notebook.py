@@ -74,7 +74,12 @@ manifest = find_input("manifest.json", WEIGHTS_DATASET)
 test_images = find_input(TEST_FOLDER, COMPETITION)
 KAGGLE_WORKING.mkdir(parents=True, exist_ok=True)
 started = time.monotonic()
-submission = predict_with_manifest(manifest, test_images, KAGGLE_WORKING / "submission.csv")
+submission = predict_with_manifest(
+    manifest,
+    test_images,
+    KAGGLE_WORKING / "submission.csv",
+    probabilities=KAGGLE_WORKING / "probabilities.csv",  # per class, for blending notebooks
+)
 with submission.open(encoding="utf-8") as handle:
     rows = sum(1 for _ in handle) - 1
 print(f"{submission}: {rows} rows; predict {time.monotonic() - started:.1f} s,"

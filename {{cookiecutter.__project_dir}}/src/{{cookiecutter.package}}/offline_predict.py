@@ -19,7 +19,7 @@ from .hardware import default_num_workers
 from .inference import EnsembleClassifier, predict_images, speed_line
 from .metrics import decode, labels_to_text
 from .quiet import drop_adverts
-from .submission import one_row_per_image, write_csv_atomically
+from .submission import one_row_per_image, write_csv_atomically, write_probabilities
 
 drop_adverts()
 
@@ -35,12 +35,15 @@ def predict_folder(
     num_workers: int | None = None,
     accelerator: str = "auto",
     precision: str | None = None,
+    probabilities: str | Path | None = None,
 ) -> Path:
     """Write the submission (``image,labels``) for every image of ``images`` to ``out``.
 
     The mean probability of ``checkpoints`` over the ``tta`` views, decoded at ``threshold``
     (``None``: the first checkpoint's). ``precision`` defaults to the one ``predict`` picks for
-    this machine. Prints the speed and the estimate for the hidden test set.
+    this machine. ``probabilities``: also write those per class there (as ``predict
+    --submission.probabilities_path`` does). Prints the speed and the estimate for the hidden
+    test set.
     """
     folder = Path(images)
     names = list_images(folder)
@@ -51,6 +54,8 @@ def predict_folder(
     )
     ids, probs = one_row_per_image(ids, probs, names)
     labels = labels_to_text(decode(probs, ensemble.hparams["threshold"]), ensemble.classes)
+    if probabilities is not None:
+        write_probabilities(probabilities, ids, probs, ensemble.classes)
     written = write_csv_atomically(out, ["image", "labels"], list(zip(ids, labels)))
     print(speed_line(ensemble.timer, ensemble))
     return written
@@ -62,6 +67,7 @@ def predict_with_manifest(
     out: str | Path,
     num_workers: int | None = None,
     accelerator: str = "auto",
+    probabilities: str | Path | None = None,
 ) -> Path:
     """``predict_folder`` with the checkpoints and settings of a bundle's ``manifest.json``."""
     settings = read_manifest(manifest)
@@ -75,4 +81,5 @@ def predict_with_manifest(
         batch_size=settings.batch_size,
         num_workers=num_workers,
         accelerator=accelerator,
+        probabilities=probabilities,
     )

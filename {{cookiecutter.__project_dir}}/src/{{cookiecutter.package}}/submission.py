@@ -32,6 +32,14 @@ def write_csv_atomically(
     return Path(path)
 
 
+def write_probabilities(
+    path: str | Path, ids: Sequence[str], probs: np.ndarray, classes: Sequence[str]
+) -> Path:
+    """``image,<class>...`` per image, rounded to 6 decimals (for ensembling), atomically."""
+    rows = [[name, *np.round(row, 6).tolist()] for name, row in zip(ids, probs)]
+    return write_csv_atomically(path, ["image", *classes], rows)
+
+
 class SubmissionWriter(BasePredictionWriter):
     """Collects ``predict_step`` outputs and writes the submission CSV at the end of predict.
 
@@ -66,8 +74,7 @@ class SubmissionWriter(BasePredictionWriter):
         labels = labels_to_text(decode(probs, pl_module.hparams["threshold"]), classes)
         write_csv_atomically(self.path, ["image", "labels"], list(zip(ids, labels)))
         if self.probabilities_path:
-            rows = [[name, *np.round(row, 6).tolist()] for name, row in zip(ids, probs)]
-            write_csv_atomically(self.probabilities_path, ["image", *classes], rows)
+            write_probabilities(self.probabilities_path, ids, probs, classes)
 
 
 def gather_predictions(
