@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from .argtypes import program_name
-from .errors import UserError
+from .errors import UserError, disk_full_error
 from .layout import TEST_IMAGES
 
 LIGHTNING = "lightning_cli"
@@ -106,6 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # a parser's --help (0) or its refusal of an option (2)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except OSError as exc:  # a full disk, met outside the package's own writes too
+        full = disk_full_error(exc)
+        if full is None:
+            raise
+        print(f"error: {one_line(full)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
