@@ -144,9 +144,7 @@ def _plant_bomb(data_copy: Path, width: int, height: int) -> str:
 
 
 @pytest.mark.parametrize("width, height", BOMBS)
-def test_report_refuses_a_decompression_bomb_in_one_line(
-    data_copy, in_tmp, capsys, width, height
-):
+def test_report_refuses_a_decompression_bomb_in_one_line(data_copy, in_tmp, capsys, width, height):
     name = _plant_bomb(data_copy, width, height)
     assert main(["report", str(data_copy), "--out", "figures"]) == 2
     line = only_error_line(capsys)

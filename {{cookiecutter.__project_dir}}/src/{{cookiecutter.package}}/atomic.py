@@ -3,8 +3,9 @@
 ``atomic_write(path)`` yields a temporary path in the same folder (so the final rename never
 crosses filesystems); on success the file gets the permissions an ordinary new file would have
 (``0666`` less the umask, not ``mkstemp``'s private ``0600``), is flushed to disk and renamed over
-``path``. On any error, or an interrupt, the temporary file is removed and ``path`` is untouched. A full disk, met while creating or writing the temporary file, is a
-one-line ``DiskFullError`` naming ``path``.
+``path``. On any error, or an interrupt, the temporary file is removed and ``path`` is untouched;
+a full disk, met while creating or writing the temporary file, is a one-line ``DiskFullError``
+naming ``path``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """The exception types for bad user input: the CLI prints them as one line, no traceback.
 
 Every module raises a subclass of ``UserError`` for a mistake the user can fix (a file, a row, an
-option value, a full disk); the command line catches that one type. This module imports nothing heavy, so
-importing it never loads torch.
+option value, a full disk); the command line catches that one type. This module imports nothing
+heavy, so importing it never loads torch.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+from typing import TypeGuard
 
 # What the kernel reports for a write that found no room: the disk itself, or the user's quota.
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -30,7 +31,7 @@ class DiskFullError(UserError):
     """A file could not be written because its disk (or the user's quota) is full."""
 
 
-def is_disk_full(exc: BaseException) -> bool:
+def is_disk_full(exc: BaseException) -> TypeGuard[OSError]:
     """Whether ``exc`` is the kernel's refusal of a write for lack of space."""
     return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
@@ -52,6 +53,6 @@ def disk_full_error(exc: BaseException) -> DiskFullError | None:
         if isinstance(seen, DiskFullError):
             return seen
         seen = seen.__cause__ or seen.__context__
-    if isinstance(exc, OSError) and is_disk_full(exc):
+    if is_disk_full(exc):
         return disk_full(exc.filename, exc)
     return None

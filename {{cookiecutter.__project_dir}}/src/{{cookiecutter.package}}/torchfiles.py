@@ -9,6 +9,7 @@ file cannot run code); its refusal is turned into one line without torch's advic
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from .atomic import atomic_write
 from .errors import DataError, UserError
 
 
-def save_torch_file(obj: Any, path: str | Path) -> None:
+def save_torch_file(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` ``obj`` to ``path``, whole or not at all; ``DiskFullError`` naming ``path``
     when the disk is full."""
     with atomic_write(path) as tmp, tmp.open("wb") as handle:
