@@ -207,6 +207,14 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_no_partial_file(
     assert_nothing_written(in_tmp / "checkpoints")
 
 
+def test_a_full_disk_for_lightnings_own_files_is_one_line_too(
+    sample_dir, in_tmp, capsys, monkeypatch
+):
+    fill_disk(monkeypatch, in_tmp)  # the first write is Lightning's config.yaml of the run
+    assert fit(sample_dir) == 2
+    assert "the disk is full (No space left on device)" in only_error_line(capsys)
+
+
 def test_written_files_get_the_usual_permissions(trained, sample_dir, in_tmp):
     """Checkpoints and submissions are readable like any new file (mkstemp's 0600 is private)."""
     expected = 0o666 & ~current_umask()

@@ -13,6 +13,8 @@ import nbformat
 import pytest
 import yaml
 
+from forged_images import jpeg_claiming
+
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 PRE_COMMIT = Path(__file__).parents[1] / ".pre-commit-config.yaml"
 NAMES = ["01-explore.ipynb", "02-results.ipynb"]
@@ -82,6 +84,18 @@ def test_explore_notebook_draws_every_figure_of_the_sample_set(monkeypatch):
     notebook, seconds = _execute("01-explore.ipynb")
     _check_outputs(notebook)
     print(f"01-explore.ipynb ran in {seconds:.1f} s")
+
+
+@pytest.mark.slow
+def test_explore_notebook_shows_a_decompression_bomb_as_one_line_naming_it(data_copy, monkeypatch):
+    name = (data_copy / "train.csv").read_text().splitlines()[-1].split(",")[0]
+    jpeg_claiming(data_copy / "train_images" / name, 60_000, 60_000)
+    monkeypatch.setenv("DATA_DIR", os.fspath(data_copy))
+    notebook, _ = _execute("01-explore.ipynb")
+    (cell,) = [cell for cell in notebook.cells if cell.source.startswith("plots.image_sizes")]
+    (error,) = [out for out in cell.outputs if out.output_type == "error"]
+    assert error.ename == "DataError" and f"train_images/{name}: " in error.evalue
+    assert len(error.traceback) == 1, error.traceback
 
 
 @pytest.mark.slow
