@@ -4,6 +4,7 @@ The slow tests run each notebook in a real Jupyter kernel (nbclient), from the n
 folder, the way a user opens it and runs all cells.
 """
 
+import base64
 import os
 import re
 import time
@@ -13,6 +14,7 @@ import nbformat
 import pytest
 import yaml
 
+from figure_checks import assert_drawn
 from forged_images import jpeg_claiming
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
@@ -47,7 +49,7 @@ def _execute(name: str) -> tuple[nbformat.NotebookNode, float]:
 
 
 def _check_outputs(notebook: nbformat.NotebookNode) -> None:
-    """No error output, and an image from every cell that draws a figure."""
+    """No error output, and a drawn (not blank) image from every cell that draws a figure."""
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
@@ -56,6 +58,7 @@ def _check_outputs(notebook: nbformat.NotebookNode) -> None:
         if cell.source.startswith("plots."):
             images = [out for out in cell.outputs if "image/png" in out.get("data", {})]
             assert len(images) == 1, f"{cell.source!r} showed no figure"
+            assert_drawn(base64.b64decode(images[0].data["image/png"]), cell.source)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -19,17 +19,20 @@ from {{ cookiecutter.package }}.run_logs import load_predictions, metric_logs
 from {{ cookiecutter.package }}.thresholds import choose_thresholds
 
 from conftest import only_error_line
+from figure_checks import assert_drawn
 from forged_images import jpeg_claiming
 from full_disk import fill_disk
 
 
 def _pngs(folder: Path) -> dict[str, tuple[int, int]]:
-    """``stem -> (width, height)`` of every PNG in ``folder``, each checked to decode."""
+    """``stem -> (width, height)`` of every PNG in ``folder``, each checked to decode and to
+    show its data (not a blank figure)."""
     sizes = {}
     for path in sorted(folder.glob("*.png")):
         with Image.open(path) as image:
             image.load()
             assert image.format == "PNG"
+            assert_drawn(image, path.name)
             sizes[path.stem] = image.size
     return sizes
 
