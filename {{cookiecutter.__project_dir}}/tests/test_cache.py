@@ -33,8 +33,9 @@ from {{ cookiecutter.package }}.models import PlantClassifier
 from {{ cookiecutter.package }}.prepare import CacheReport, prepare_cache
 
 import conftest
-from conftest import cli_args
+from conftest import cli_args, only_error_line
 from forged_images import jpeg_claiming
+from full_disk import fill_disk
 
 N_IMAGES = 172  # 160 train + 12 test in tests/data
 
@@ -488,3 +489,24 @@ def test_loader_defaults_fit_the_machine(sample_dir):
     loader = dm.train_dataloader()
     assert loader.persistent_workers is True
     assert loader.pin_memory is torch.cuda.is_available()
+
+
+@pytest.mark.parametrize(
+    "full, named, workers",
+    [
+        ("cache", r"cache/cache\.json", "1"),
+        ("cache/train_images", r"cache/train_images/train_0000\.jpg", "1"),
+        ("cache/train_images", r"cache/train_images/train_\d+\.jpg", "2"),  # whichever is first
+    ],
+    ids=["whole-cache", "images-only", "images-only-in-workers"],
+)
+def test_prepare_on_a_full_disk_stops_in_one_line_with_no_partial_file(
+    sample_dir, in_tmp, capsys, monkeypatch, full, named, workers
+):
+    if workers != "1" and multiprocessing.get_start_method() != "fork":
+        pytest.skip("the simulated full disk reaches worker processes only when they are forked")
+    fill_disk(monkeypatch, in_tmp / full)
+    assert main(["prepare", str(sample_dir), "cache", "--size", "32", "--workers", workers]) == 2
+    assert re.search(f"{named}: cannot write it, the disk is full", only_error_line(capsys))
+    written = [p.relative_to(in_tmp) for p in (in_tmp / "cache").rglob("*") if p.is_file()]
+    assert all(p.name == cache_module.MANIFEST for p in written), written

@@ -17,6 +17,7 @@ from {{ cookiecutter.package }}.checkpoints import AtomicCheckpointIO
 from {{ cookiecutter.package }}.cli import main
 
 from conftest import assert_nothing_written, cli_args, fit, only_error_line
+from full_disk import fill_disk
 
 # ``epoch`` is 0 after the first epoch and only grows: monitored with mode "min", the metric never
 # improves again. That is a plateau whatever the precision or the data do.
@@ -186,8 +187,7 @@ def test_an_interrupted_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
 
     def save_half_then_die(obj, file, *args, **kwargs):
         real_save(obj, file, *args, **kwargs)
-        with open(file, "r+b") as handle:
-            handle.truncate(Path(file).stat().st_size // 2)
+        file.truncate(file.tell() // 2)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", save_half_then_die)
@@ -195,6 +195,24 @@ def test_an_interrupted_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
         io.save_checkpoint({"epoch": 2, "weights": torch.zeros(4)}, target)
     assert torch.load(target, weights_only=True)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_no_partial_file(
+    sample_dir, in_tmp, capsys, monkeypatch
+):
+    fill_disk(monkeypatch, in_tmp / "checkpoints")
+    assert fit(sample_dir) == 2
+    line = only_error_line(capsys)
+    assert "checkpoints/" in line and ".ckpt: cannot write it, the disk is full" in line
+    assert_nothing_written(in_tmp / "checkpoints")
+
+
+def test_a_full_disk_for_lightnings_own_files_is_one_line_too(
+    sample_dir, in_tmp, capsys, monkeypatch
+):
+    fill_disk(monkeypatch, in_tmp)  # the first write is Lightning's config.yaml of the run
+    assert fit(sample_dir) == 2
+    assert "the disk is full (No space left on device)" in only_error_line(capsys)
 
 
 def test_written_files_get_the_usual_permissions(trained, sample_dir, in_tmp):

@@ -4,6 +4,9 @@ One short fit per overlay, then the metric is read through that tool's own reade
 (TensorBoard's event reader, MLflow's client), not by parsing its files by hand.
 """
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +78,32 @@ def test_a_fit_with_the_logger_overlay_logs_val_f1(sample_dir, in_tmp, name):
     }
     values = readers[name]()
     assert len(values) == 2 and all(0.0 <= value <= 1.0 for value in values)
+
+
+@pytest.mark.slow
+def test_the_mlflow_overlay_turns_telemetry_off(sample_dir, tmp_path):
+    """No installation id under the user's config folder, outside tests as well.
+
+    MLflow skips telemetry by itself under pytest or CI (it reads their environment variables),
+    so the fit runs in a fresh process with a minimal environment: a fake home, and proxies that
+    refuse at once whatever a telemetry thread would send.
+    """
+    pytest.importorskip("mlflow", reason='the extra: pip install -e ".[mlflow]"')
+    home = tmp_path / "home"
+    home.mkdir()
+    refused = "http://127.0.0.1:9"
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "LANG": "C.UTF-8"}
+    env |= {"HTTP_PROXY": refused, "HTTPS_PROXY": refused, "NO_PROXY": ""}
+    args = cli_args(sample_dir, *_overlay("mlflow"), "--trainer.fast_dev_run", "true")
+    script = "import sys; from {{ cookiecutter.package }}.cli import main; sys.exit(main())"
+    done = subprocess.run(
+        [sys.executable, "-c", script, "fit", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "mlflow.db").is_file()  # the logger was created, mlflow imported
+    assert not (home / ".config" / "mlflow").exists()

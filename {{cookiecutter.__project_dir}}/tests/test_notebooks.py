@@ -4,6 +4,7 @@ The slow tests run each notebook in a real Jupyter kernel (nbclient), from the n
 folder, the way a user opens it and runs all cells.
 """
 
+import base64
 import os
 import re
 import time
@@ -12,6 +13,9 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+
+from figure_checks import assert_drawn
+from forged_images import jpeg_claiming
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 PRE_COMMIT = Path(__file__).parents[1] / ".pre-commit-config.yaml"
@@ -45,7 +49,7 @@ def _execute(name: str) -> tuple[nbformat.NotebookNode, float]:
 
 
 def _check_outputs(notebook: nbformat.NotebookNode) -> None:
-    """No error output, and an image from every cell that draws a figure."""
+    """No error output, and a drawn (not blank) image from every cell that draws a figure."""
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
@@ -54,6 +58,7 @@ def _check_outputs(notebook: nbformat.NotebookNode) -> None:
         if cell.source.startswith("plots."):
             images = [out for out in cell.outputs if "image/png" in out.get("data", {})]
             assert len(images) == 1, f"{cell.source!r} showed no figure"
+            assert_drawn(base64.b64decode(images[0].data["image/png"]), cell.source)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -82,6 +87,18 @@ def test_explore_notebook_draws_every_figure_of_the_sample_set(monkeypatch):
     notebook, seconds = _execute("01-explore.ipynb")
     _check_outputs(notebook)
     print(f"01-explore.ipynb ran in {seconds:.1f} s")
+
+
+@pytest.mark.slow
+def test_explore_notebook_shows_a_decompression_bomb_as_one_line_naming_it(data_copy, monkeypatch):
+    name = (data_copy / "train.csv").read_text().splitlines()[-1].split(",")[0]
+    jpeg_claiming(data_copy / "train_images" / name, 60_000, 60_000)
+    monkeypatch.setenv("DATA_DIR", os.fspath(data_copy))
+    notebook, _ = _execute("01-explore.ipynb")
+    (cell,) = [cell for cell in notebook.cells if cell.source.startswith("plots.image_sizes")]
+    (error,) = [out for out in cell.outputs if out.output_type == "error"]
+    assert error.ename == "DataError" and f"train_images/{name}: " in error.evalue
+    assert len(error.traceback) == 1, error.traceback
 
 
 @pytest.mark.slow

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from {{ cookiecutter.package }} import plots
 from {{ cookiecutter.package }}.cli import main
+from {{ cookiecutter.package }}.errors import DataError
 from {{ cookiecutter.package }}.folds import FOLDS_CSV, OOF, PLAN, THRESHOLDS
 from {{ cookiecutter.package }}.labels import encode_labels, label_vocabulary, read_train_csv
 from {{ cookiecutter.package }}.report import DATA_FIGURES, RUN_FIGURES
@@ -17,15 +19,20 @@ from {{ cookiecutter.package }}.run_logs import load_predictions, metric_logs
 from {{ cookiecutter.package }}.thresholds import choose_thresholds
 
 from conftest import only_error_line
+from figure_checks import assert_drawn
+from forged_images import jpeg_claiming
+from full_disk import fill_disk
 
 
 def _pngs(folder: Path) -> dict[str, tuple[int, int]]:
-    """``stem -> (width, height)`` of every PNG in ``folder``, each checked to decode."""
+    """``stem -> (width, height)`` of every PNG in ``folder``, each checked to decode and to
+    show its data (not a blank figure)."""
     sizes = {}
     for path in sorted(folder.glob("*.png")):
         with Image.open(path) as image:
             image.load()
             assert image.format == "PNG"
+            assert_drawn(image, path.name)
             sizes[path.stem] = image.size
     return sizes
 
@@ -126,6 +133,44 @@ def test_report_refuses_bad_input_in_one_line_and_writes_nothing(
         assert (in_tmp / "figures").read_text() == "mine"
     else:
         assert not (in_tmp / "figures").exists()
+
+
+# A decompression bomb Pillow itself refuses, and one just over the pixels training accepts.
+BOMBS = [(60_000, 60_000), (8_100, 8_000)]
+
+
+def _plant_bomb(data_copy: Path, width: int, height: int) -> str:
+    """Turn the last training image of ``data_copy`` into a small file declaring a huge image."""
+    name = read_train_csv(data_copy / "train.csv")[-1].image
+    jpeg_claiming(data_copy / "train_images" / name, width, height)
+    return name
+
+
+@pytest.mark.parametrize("width, height", BOMBS)
+def test_report_refuses_a_decompression_bomb_in_one_line(data_copy, in_tmp, capsys, width, height):
+    name = _plant_bomb(data_copy, width, height)
+    assert main(["report", str(data_copy), "--out", "figures"]) == 2
+    line = only_error_line(capsys)
+    assert f"train_images/{name}: " in line and re.search("more than|exceeds limit", line)
+    assert not (in_tmp / "figures").exists()
+
+
+@pytest.mark.parametrize("width, height", BOMBS)
+def test_the_explore_notebooks_image_sizes_refuses_a_bomb_naming_it(data_copy, width, height):
+    name = _plant_bomb(data_copy, width, height)
+    samples = read_train_csv(data_copy / "train.csv")
+    with pytest.raises(DataError, match=f"train_images/{name}: "):
+        plots.image_sizes(data_copy, samples)  # the notebook's cell
+
+
+def test_a_full_disk_is_one_line_naming_the_figure_and_leaves_no_partial_file(
+    sample_dir, in_tmp, capsys, monkeypatch
+):
+    fill_disk(monkeypatch, in_tmp / "figures")
+    assert main(["report", str(sample_dir), "--out", "figures"]) == 2
+    line = only_error_line(capsys)
+    assert "figures/label_counts.png: cannot write it, the disk is full" in line
+    assert list((in_tmp / "figures").iterdir()) == []
 
 
 @pytest.mark.slow

@@ -3,9 +3,14 @@
 import csv
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.sample_data import CLASSES, LABEL_SETS, generate
+
+from conftest import assert_nothing_written, only_error_line
+from full_disk import fill_disk
 
 
 def _rows(path):
@@ -51,3 +56,27 @@ def test_same_seed_same_data_other_seed_other_data(tmp_path):
 def test_sample_set_is_small(sample_dir):
     total = sum(p.stat().st_size for p in sample_dir.rglob("*") if p.is_file())
     assert total < 600_000
+
+
+@pytest.mark.parametrize(
+    "width, height, expected",
+    [
+        ("100000", "100000", "--width 100000: a JPEG side holds at most 65,500 pixels"),
+        ("64", "70000", "--height 70000: a JPEG side holds at most 65,500 pixels"),
+        ("9000", "9000", "--width 9000 --height 9000: 81,000,000 pixels an image is more than"),
+    ],
+)
+def test_sample_data_refuses_images_too_large_to_use_in_one_line(
+    in_tmp, capsys, width, height, expected
+):
+    args = ["sample-data", "big", "--n-train", "1", "--n-test", "0"]
+    assert main([*args, "--width", width, "--height", height]) == 2
+    assert expected in only_error_line(capsys)
+    assert_nothing_written(in_tmp)
+
+
+def test_sample_data_on_a_full_disk_is_one_line_and_leaves_nothing(in_tmp, capsys, monkeypatch):
+    fill_disk(monkeypatch, in_tmp)
+    assert main(["sample-data", "fresh", "--n-train", "2", "--n-test", "1"]) == 2
+    assert "fresh: cannot write it, the disk is full" in only_error_line(capsys)
+    assert_nothing_written(in_tmp)

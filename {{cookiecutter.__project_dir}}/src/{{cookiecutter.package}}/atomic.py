@@ -3,7 +3,9 @@
 ``atomic_write(path)`` yields a temporary path in the same folder (so the final rename never
 crosses filesystems); on success the file gets the permissions an ordinary new file would have
 (``0666`` less the umask, not ``mkstemp``'s private ``0600``), is flushed to disk and renamed over
-``path``. On any error, or an interrupt, the temporary file is removed and ``path`` is untouched.
+``path``. On any error, or an interrupt, the temporary file is removed and ``path`` is untouched;
+a full disk, met while creating or writing the temporary file, is a one-line ``DiskFullError``
+naming ``path``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import disk_full, is_disk_full
 
 
 def current_umask() -> int:
@@ -27,9 +31,14 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; rename it over ``path`` when the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".partial", dir=target.parent
-    )
+    try:
+        handle, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".partial", dir=target.parent
+        )
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(target, exc) from None
+        raise
     os.close(handle)
     tmp = Path(tmp_name)
     try:
@@ -38,8 +47,10 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as written:
             os.fsync(written.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(target, exc) from None
         raise
     _fsync_folder(target.parent)
 

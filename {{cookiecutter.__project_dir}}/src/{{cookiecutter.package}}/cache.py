@@ -24,7 +24,8 @@ from typing import Any, NamedTuple
 
 from PIL import Image
 
-from .errors import DataError
+from .atomic import atomic_write
+from .errors import DataError, disk_full, is_disk_full
 from .images import load_image
 from .layout import IMAGE_FOLDERS
 
@@ -103,9 +104,8 @@ def write_manifest(cache_dir: Path, manifest: Manifest) -> None:
     """Replace ``cache.json`` atomically."""
     data = {"format": MANIFEST_FORMAT, "size": manifest.size, "source": manifest.source}
     text = json.dumps({**data, "files": manifest.files}, indent=0)
-    partial = cache_dir / f"{MANIFEST}.{os.getpid()}{PARTIAL_SUFFIX}"
-    partial.write_text(text + "\n", encoding="utf-8")
-    os.replace(partial, cache_dir / MANIFEST)
+    with atomic_write(cache_dir / MANIFEST) as tmp:  # its temporary name ends in PARTIAL_SUFFIX
+        tmp.write_text(text + "\n", encoding="utf-8")
 
 
 def create_or_read_manifest(cache_dir: Path, data_dir: Path, size: int) -> Manifest:
@@ -227,7 +227,11 @@ def is_up_to_date(source: Path, target: Path, record: dict[str, Any] | None) -> 
 
 
 def convert_one(task: Task) -> Outcome:
-    """Write the cached copy of one image (or confirm it by content); never raises."""
+    """Write the cached copy of one image (or confirm it by content).
+
+    Raises only ``DiskFullError`` (naming the cached copy): a full disk fails every image after
+    this one, so it stops the run instead of being one more unreadable file.
+    """
     source, target = Path(task.source), Path(task.target)
     try:
         fingerprint = source_fingerprint(source)
@@ -255,6 +259,8 @@ def convert_one(task: Task) -> Outcome:
         return Outcome(task.rel, None, f"{source}: out of memory while converting it", False)
     except OSError as exc:
         partial.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(target, exc) from None
         return Outcome(task.rel, None, f"{source}: cannot write {target} ({exc})", False)
     record = {**fingerprint, "digest": digest, "cached_size": cached_size}
     return Outcome(task.rel, record, None, True)

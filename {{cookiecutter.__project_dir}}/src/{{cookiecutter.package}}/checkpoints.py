@@ -8,7 +8,8 @@
 - ``AtomicCheckpointIO`` writes each checkpoint to a temporary file in the target folder and
   renames it into place: a reader, or a run killed mid-write, sees the old file or the new one,
   never a truncated one (Lightning's default stages in the system temp folder, and when that is
-  another filesystem the final move is a plain copy onto the target).
+  another filesystem the final move is a plain copy onto the target). A full disk is one line
+  naming the checkpoint (``torchfiles.save_torch_file``).
 - ``refuse_earlier_run`` stops a second ``fit`` from mixing its checkpoints with an earlier run's.
 - ``resolve_ckpt_path`` turns ``last`` / ``best`` into files, with one-line errors.
 """
@@ -21,13 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from .atomic import atomic_write
 from .errors import DataError
-from .torchfiles import load_torch_file
+from .torchfiles import load_torch_file, save_torch_file
 
 LAST = "last.ckpt"
 
@@ -40,8 +39,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        with atomic_write(path) as tmp:
-            torch.save(checkpoint, tmp)
+        save_torch_file(checkpoint, path)
 
     def load_checkpoint(
         self, path: str | Path, map_location: Any = None, weights_only: bool | None = None

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from .argtypes import program_name
+from .errors import UserError, disk_full_error
 from .stop_signals import Stopped, StopSignals, stopped_message
-from .errors import UserError
 from .layout import TEST_IMAGES
 
 LIGHTNING = "lightning_cli"
@@ -117,6 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop.received = stop.received or signal.SIGINT  # also one raised without a signal
         except SystemExit as exc:  # a parser's --help (0) or its refusal of an option (2)
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        except OSError as exc:  # a full disk, met outside the package's own writes too
+            full = disk_full_error(exc)
+            if full is None:
+                raise
+            print(f"error: {one_line(full)}", file=sys.stderr)
+            code = 2
     if stop.received is not None:  # whatever the command made of the interrupt, it ends here
         print(f"error: {stopped_message(stop.received, detail)}", file=sys.stderr)
         return 128 + stop.received

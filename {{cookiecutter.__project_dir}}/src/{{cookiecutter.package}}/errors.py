@@ -1,11 +1,18 @@
 """The exception types for bad user input: the CLI prints them as one line, no traceback.
 
 Every module raises a subclass of ``UserError`` for a mistake the user can fix (a file, a row, an
-option value); the command line catches that one type. This module imports nothing heavy, so
-importing it never loads torch.
+option value, a full disk); the command line catches that one type. This module imports nothing
+heavy, so importing it never loads torch.
 """
 
 from __future__ import annotations
+
+import errno
+import os
+from typing import TypeGuard
+
+# What the kernel reports for a write that found no room: the disk itself, or the user's quota.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 class UserError(Exception):
@@ -18,3 +25,34 @@ class DataError(UserError, ValueError):
 
 class BackboneError(UserError, ValueError):
     """The backbone name, module or weights cannot be used; the message says what to do."""
+
+
+class DiskFullError(UserError):
+    """A file could not be written because its disk (or the user's quota) is full."""
+
+
+def is_disk_full(exc: BaseException) -> TypeGuard[OSError]:
+    """Whether ``exc`` is the kernel's refusal of a write for lack of space."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+
+
+def disk_full(path: str | os.PathLike | None, exc: OSError) -> DiskFullError:
+    """The one-line error for ``exc``, a full disk met while writing ``path``."""
+    where = f"{os.fspath(path)}: cannot write it" if path is not None else "cannot write a file"
+    return DiskFullError(
+        f"{where}, the disk is full ({exc.strerror}); free some space and run the command again"
+    )
+
+
+def disk_full_error(exc: BaseException) -> DiskFullError | None:
+    """The full-disk error behind ``exc``, if any: a ``DiskFullError`` it is or was raised while
+    handling (a second write failing during clean-up), else ``exc`` itself when it is a raw
+    full-disk ``OSError``."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DiskFullError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    if is_disk_full(exc):
+        return disk_full(exc.filename, exc)
+    return None

@@ -157,14 +157,16 @@ def _draft_request(size: tuple[int, int], min_size: int) -> tuple[int, int]:
     return (max(1, int(width * scale)), max(1, int(height * scale)))
 
 
-def check_image_header(path: Path) -> None:
-    """Cheaply confirm that ``path`` exists, starts like an image and is not too large."""
+def check_image_header(path: Path) -> tuple[int, int]:
+    """Cheaply confirm that ``path`` exists, starts like an image and is not too large; return
+    the ``(width, height)`` its header declares."""
     with (
         _errors_named(path, "not a readable image"),
         bomb_warnings_ignored(),
         Image.open(path) as image,
     ):
         check_pixel_count(path, image.size)
+        return image.size
 
 
 def verify_image(path: Path) -> str | None:

@@ -4,15 +4,24 @@ The CSV logger needs nothing beyond Lightning; TensorBoard, MLflow and Weights &
 optional extras of this project. A logger whose package is missing is refused before anything is
 written, with one line naming the extra to install (Lightning's own message is a long union
 error from the config parser).
+
+``MLFlowLoggerNoTelemetry`` (the MLflow overlay's logger) turns MLflow's telemetry off: MLflow 3
+otherwise writes an installation id under ``~/.config/mlflow/`` and reports usage to its makers.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from pytorch_lightning.loggers import MLFlowLogger
+
 from .errors import DataError
+
+# MLflow's documented switch; read once, when ``mlflow`` is first imported.
+MLFLOW_TELEMETRY_SWITCH = "MLFLOW_DISABLE_TELEMETRY"
 
 
 class LoggerPackage(NamedTuple):
@@ -22,11 +31,26 @@ class LoggerPackage(NamedTuple):
     extra: str
 
 
+MLFLOW_PACKAGE = LoggerPackage(("mlflow",), "mlflow")
 LOGGER_PACKAGES = {
     "TensorBoardLogger": LoggerPackage(("tensorboard", "tensorboardX"), "tensorboard"),
-    "MLFlowLogger": LoggerPackage(("mlflow",), "mlflow"),
+    "MLFlowLogger": MLFLOW_PACKAGE,
+    "MLFlowLoggerNoTelemetry": MLFLOW_PACKAGE,
     "WandbLogger": LoggerPackage(("wandb",), "wandb"),
 }
+
+
+class MLFlowLoggerNoTelemetry(MLFlowLogger):
+    """Lightning's ``MLFlowLogger`` with MLflow's telemetry off (no installation id written, no
+    usage reports sent), unless ``MLFLOW_DISABLE_TELEMETRY`` is set otherwise already.
+
+    The switch is set before ``MLFlowLogger.__init__`` imports ``mlflow``, which is when MLflow
+    reads it. Takes the same arguments as ``MLFlowLogger``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        os.environ.setdefault(MLFLOW_TELEMETRY_SWITCH, "true")
+        super().__init__(*args, **kwargs)
 
 
 def logger_class_names(logger: Any) -> list[str]:

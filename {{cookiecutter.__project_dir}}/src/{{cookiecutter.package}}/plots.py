@@ -17,10 +17,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from PIL import Image
 
 from .atomic import atomic_write
-from .errors import DataError
 from .labels import Sample, label_vocabulary
 from .layout import TRAIN_IMAGES
 from .metrics import decode, per_class_f1, samples_f1
@@ -109,8 +107,13 @@ def image_grid(
 
 
 def image_sizes(data_dir: str | Path, samples: Sequence[Sample]) -> Figure:
-    """Width against height of the training images, read from the file headers only."""
-    sizes = Counter(_image_size(Path(data_dir) / TRAIN_IMAGES / s.image) for s in samples)
+    """Width against height of the training images, read from the file headers only.
+
+    ``DataError`` naming the first image that is unreadable or larger than training accepts.
+    """
+    from .images import check_image_header
+
+    sizes = Counter(check_image_header(Path(data_dir) / TRAIN_IMAGES / s.image) for s in samples)
     figure, axes = _figure(5.5, 4.5)
     widths, heights = zip(*sizes) if sizes else ((), ())
     counts = np.array(list(sizes.values()))
@@ -127,16 +130,6 @@ def image_sizes(data_dir: str | Path, samples: Sequence[Sample]) -> Figure:
     axes.set_ylabel("height (px)")
     axes.set_title(f"Image sizes ({len(sizes)} distinct)")
     return figure
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` from the image header; ``DataError`` naming the file if unreadable."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read the image header ({exc})") from None
-    return width, height
 
 
 def training_curves(logs: Sequence[MetricLog]) -> Figure:

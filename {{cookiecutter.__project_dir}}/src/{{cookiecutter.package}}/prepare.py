@@ -5,7 +5,8 @@
 ``test_images/`` to the same relative path under ``CACHE_DIR`` (``cache.convert_one``: shorter
 side ``size``, smaller images kept at their size), on all cores (``worker_pool``). It is
 idempotent and resumable: up-to-date files are skipped, and files that cannot be read, or whose
-worker process died (killed for memory, say), are listed at the end instead of stopping the run.
+worker process died (killed for memory, say), are listed at the end instead of stopping the run;
+a full disk stops it with one line (the images cached so far are kept).
 
 A re-run redoes an image when its cached copy is missing or has another size, when its source's
 size or head/tail digest changed, or when its modification time changed and its whole-file digest
@@ -36,7 +37,7 @@ from .cache import (
     is_up_to_date,
     write_manifest,
 )
-from .errors import DataError
+from .errors import DataError, DiskFullError
 from .hardware import available_cores
 from .layout import IMAGE_FOLDERS, TEST_IMAGES, TRAIN_IMAGES, has_image_suffix
 from .worker_pool import WorkerDied, run_in_worker_processes
@@ -142,6 +143,8 @@ def _failure(handle: Callable[[Outcome], None]) -> Callable[[Task, BaseException
     """What the worker pool calls for an image whose conversion raised or killed its worker."""
 
     def fail(task: Task, exc: BaseException) -> None:
+        if isinstance(exc, DiskFullError):  # every image after it would fail too
+            raise exc
         if isinstance(exc, WorkerDied):
             error = f"{task.source}: the worker process converting it died (out of memory?)"
         else:

@@ -7,7 +7,10 @@ competition's twelve combinations and their rough frequencies, and ``healthy`` n
 with a disease. The output uses the Kaggle layout, so every command runs on it unchanged.
 
 ``sample-data DIR`` (``run_command``) writes the set into a new folder that appears complete or
-not at all.
+not at all. Image sizes are bounded by what the project can use: at most ``images.MAX_PIXELS``
+pixels (the reader refuses larger images; a competition photo, 4000x2672, is a sixth of it) and
+``MAX_SIDE`` pixels a side (the most a JPEG holds). Drawing takes about 60 bytes of memory per
+pixel, so 3.6 GB at the limit rather than the 75 GiB that 100000x100000 would ask for.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .argtypes import command_parser, non_negative_int, positive_int
-from .errors import DataError
+from .errors import DataError, disk_full, is_disk_full
+from .images import MAX_PIXELS
 from .layout import SAMPLE_SUBMISSION, TEST_IMAGES, TRAIN_CSV, TRAIN_IMAGES
 
 # The twelve label combinations of Plant Pathology 2021, with rough relative frequencies.
@@ -43,6 +47,7 @@ LABEL_SETS: tuple[tuple[tuple[str, ...], float], ...] = (
     (("complex", "powdery_mildew"), 0.5),
 )
 CLASSES = sorted({label for labels, _ in LABEL_SETS for label in labels})
+MAX_SIDE = 65_500  # the longest side a JPEG file can hold
 # Draw the rare combinations more often than in the real data, so a small sample holds each.
 SAMPLING_FLOOR = 3.0
 
@@ -215,6 +220,7 @@ def generate_into_new_folder(
         raise DataError(f"{out_dir}: already exists and is not an empty folder")
     if min(n_train, *size) < 1 or n_test < 0:
         raise DataError("--n-train, --width and --height must be positive, --n-test >= 0")
+    check_image_size(size)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -222,9 +228,26 @@ def generate_into_new_folder(
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(staging, out_dir)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(out_dir, exc) from None
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def check_image_size(size: tuple[int, int]) -> None:
+    """``DataError`` naming the option if ``size`` is more than a JPEG or the reader takes."""
+    for option, side in zip(("--width", "--height"), size):
+        if side > MAX_SIDE:
+            raise DataError(f"{option} {side}: a JPEG side holds at most {MAX_SIDE:,} pixels")
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise DataError(
+            f"--width {width} --height {height}: {width * height:,} pixels an image is more than"
+            f" the {MAX_PIXELS:,} this project reads (MAX_PIXELS in images.py)"
+        )
 
 
 def run_command(argv: Sequence[str]) -> int:

@@ -1,18 +1,30 @@
-"""Load files written by ``torch.save`` safely: tensors and plain data only, never code.
+"""Write ``torch.save`` files whole, and load them safely: tensors and plain data only, never code.
 
+``save_torch_file`` writes atomically (``atomic_write``) through a Python file object: on a full
+disk torch's own file writer only says "unexpected pos N vs M", a Python file raises the kernel's
+``ENOSPC``, which ``atomic_write`` turns into one line naming the file.
 ``torch.load(weights_only=True)`` refuses pickles that would build arbitrary objects (a planted
 file cannot run code); its refusal is turned into one line without torch's advice to load unsafely.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_write
 from .errors import DataError, UserError
+
+
+def save_torch_file(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` ``obj`` to ``path``, whole or not at all; ``DiskFullError`` naming ``path``
+    when the disk is full."""
+    with atomic_write(path) as tmp, tmp.open("wb") as handle:
+        torch.save(obj, handle)
 
 
 def load_torch_file(
