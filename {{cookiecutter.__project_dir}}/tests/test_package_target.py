@@ -22,6 +22,7 @@ from {{ cookiecutter.package }}.errors import UserError
 from {{ cookiecutter.package }}.kaggle_push import push_bundle
 
 from conftest import only_error_line
+from full_disk import fill_disk
 from fake_runs import CLASSES, fake_checkpoint, fake_cv_folder, package
 
 
@@ -153,6 +154,15 @@ def test_a_signal_during_the_build_removes_the_partial_bundle(project, capsys, m
     assert not (project / "bundle").exists()
     assert not list(project.glob(".bundle*"))
     assert signal.getsignal(signal.SIGTERM) is handler
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(project, capsys, monkeypatch):
+    out = project / "bundles" / "bundle"
+    out.parent.mkdir()
+    fill_disk(monkeypatch, out.parent)
+    message = refused(capsys, "checkpoints/last.ckpt", str(out))
+    assert "the disk is full" in message and str(out.parent) in message
+    assert list(out.parent.iterdir()) == []
 
 
 def hanging_kaggle(folder: Path) -> Path:

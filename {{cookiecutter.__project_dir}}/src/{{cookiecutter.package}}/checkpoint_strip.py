@@ -12,12 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 
-from .atomic import atomic_write
 from .errors import DataError
 from .inference import load_classifier
-from .torchfiles import load_torch_file
+from .torchfiles import load_torch_file, save_torch_file
 
 KEPT = (
     "state_dict",
@@ -37,8 +35,7 @@ def stripped(checkpoint: Any, source: str | Path) -> dict[str, Any]:
 def strip_checkpoint(source: str | Path, target: str | Path) -> tuple[int, int]:
     """Write the stripped copy of ``source`` to ``target``; the sizes before and after, in bytes."""
     kept = stripped(load_torch_file(source, "checkpoint"), source)
-    with atomic_write(target) as tmp:
-        torch.save(kept, tmp)
+    save_torch_file(kept, target)
     load_classifier(target)
     return Path(source).stat().st_size, Path(target).stat().st_size
 

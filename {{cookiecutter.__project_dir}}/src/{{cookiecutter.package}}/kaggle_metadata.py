@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write
 from .errors import DataError
 from .notebook import NOTEBOOK
 
@@ -60,7 +61,9 @@ def check_ids(user: str, competition: str) -> Ids:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    """Write ``data`` as indented JSON, whole or not at all (a full disk names ``path``)."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def dataset_metadata(dataset_id: str, what: str) -> dict[str, Any]:
