@@ -166,9 +166,7 @@ def test_an_explicit_psycopg2_url_without_psycopg2_says_what_to_install(
         ("ann@host/db?PassWord=s3cret", "expected an Optuna storage URL"),
     ],
 )
-def test_a_storage_url_mistake_is_one_line_that_shows_no_password(
-    in_tmp, capsys, url, problem
-):
+def test_a_storage_url_mistake_is_one_line_that_shows_no_password(in_tmp, capsys, url, problem):
     assert main(tune_args(write_space(in_tmp, SPACE), "--n-trials", "1", "--storage", url)) == 2
     line = only_error_line(capsys)
     assert line.startswith("error: --storage ") and problem in line
@@ -290,11 +288,22 @@ def test_a_full_disk_under_the_journal_is_one_line_and_leaves_no_partial_entry(
 def test_a_full_disk_when_writing_trials_csv_is_one_line_and_writes_nothing(
     in_tmp, capsys, monkeypatch
 ):
+    real_writer = tune.csv.writer
+
     class FullDiskWriter:
+        """The writer of trials.csv finds the disk full after a few bytes (the trial's logs
+        are written as usual)."""
+
         def __init__(self, handle, *args, **kwargs):
             self.handle = handle
+            self.real = real_writer(handle, *args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
 
         def writerows(self, rows):
+            if ".trials.csv." not in self.handle.name:
+                return self.real.writerows(rows)
             self.handle.write("trial,st")
             raise OSError(errno.ENOSPC, "No space left on device")
 

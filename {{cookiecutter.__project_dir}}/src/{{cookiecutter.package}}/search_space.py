@@ -40,7 +40,7 @@ class KeyGivenTwice(Exception):
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
+class UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, except that a mapping giving a key twice raises ``KeyGivenTwice``
     (PyYAML keeps the last value and drops the first without a word). Keys a merge (``<<:``)
     brings in may still be overridden, as YAML means them to be."""

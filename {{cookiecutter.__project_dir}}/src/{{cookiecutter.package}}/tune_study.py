@@ -52,7 +52,7 @@ SECRET_WORDS = ("password", "passwd", "pwd", "secret", "token")
 # The driver of each dialect whose module may be missing, and how to install it.
 DRIVER_INSTALL = {
     "psycopg": 'pip install -e ".[postgres]"',
-    "psycopg2": 'pip install psycopg2-binary, or use postgresql://... (the [postgres] extra)',
+    "psycopg2": "pip install psycopg2-binary, or use postgresql://... (the [postgres] extra)",
 }
 # The driver the [postgres] extra installs, for bare postgresql:// (SQLAlchemy 2.1's default;
 # 2.0's is psycopg2).
@@ -102,7 +102,9 @@ def storage_error(url: str, problem: str) -> DataError:
 def check_study_name(name: str) -> None:
     """Refuse a study name that cannot be a plain folder and file name (it names both)."""
     if len(name) > STUDY_NAME_MAX:
-        raise DataError(f"--study: a study name is at most {STUDY_NAME_MAX} characters (got {len(name)})")
+        raise DataError(
+            f"--study: a study name is at most {STUDY_NAME_MAX} characters (got {len(name)})"
+        )
     if not STUDY_NAME.fullmatch(name):
         raise DataError(
             f"--study {name!r}: a study name is letters, digits, '.', '_' and '-', starting with"
@@ -132,7 +134,7 @@ def journal_file(path: Path) -> Any:
     """
     from optuna.storages.journal import JournalFileBackend
 
-    class JournalFile(JournalFileBackend):  # type: ignore[misc]
+    class JournalFile(JournalFileBackend):
         def append_logs(self, logs: list[dict[str, Any]]) -> None:
             with full_disk_named(path):
                 try:
