@@ -112,20 +112,23 @@ def check_study_name(name: str) -> None:
         )
 
 
-def disk_full(target: str | os.PathLike) -> DataError:
-    """The one-line error for a full disk while writing ``target``."""
-    return DataError(f"{target}: disk full; nothing was half-written: free space, then run again")
+def disk_full(path: str | os.PathLike, exc: OSError) -> DataError:
+    """The one-line error for ``exc``, a full disk met while writing ``path``."""
+    return DataError(
+        f"{os.fspath(path)}: cannot write it, the disk is full ({exc.strerror}); free some space"
+        " and run the command again"
+    )
 
 
 @contextlib.contextmanager
-def full_disk_named(target: str | os.PathLike) -> Iterator[None]:
-    """Turn a full disk (or quota) met while writing ``target`` into ``disk_full(target)``."""
+def full_disk_named(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a full disk (or quota) met while writing ``path`` into ``disk_full(path)``."""
     try:
         yield
     except OSError as exc:
         if exc.errno not in DISK_FULL:
             raise
-        raise disk_full(target) from None
+        raise disk_full(path, exc) from None
 
 
 def journal_file(path: Path) -> Any:
