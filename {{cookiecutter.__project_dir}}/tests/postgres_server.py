@@ -2,13 +2,16 @@
 
 The server listens only on a unix socket inside that folder (no TCP port), trusts local
 connections, and is stopped and deleted when the ``throwaway_postgres`` context ends, whatever
-happened inside it. ``initdb`` refuses to run as root, so as root the server runs as ``nobody``.
+happened inside it. Its URL has the bare ``postgresql://`` scheme: the tests use the driver
+``tune`` picks for it (any installed driver lets them run, so a wrong pick fails, not skips).
+``initdb`` refuses to run as root, so as root the server runs as ``nobody``.
 Debian and Ubuntu keep the binaries in ``/usr/lib/postgresql/VERSION/bin``, off ``PATH``.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -41,9 +44,7 @@ def why_unavailable() -> str | None:
         return "a throw-away PostgreSQL server needs a POSIX system"
     if find_binaries() is None:
         return "PostgreSQL's initdb/pg_ctl not found (apt-get install postgresql)"
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
+    if not any(importlib.util.find_spec(driver) for driver in ("psycopg", "psycopg2")):
         return 'no PostgreSQL driver: pip install -e ".[postgres]"'
     if os.geteuid() == 0:
         import pwd
@@ -108,7 +109,8 @@ def throwaway_postgres() -> Iterator[str]:
         except RuntimeError as exc:
             log = (folder / "log").read_text(errors="replace") if (folder / "log").exists() else ""
             raise RuntimeError(f"{exc}\nserver log:\n{log}") from None
-        yield f"postgresql+psycopg2://postgres@/postgres?host={folder}&port={PORT}"
+        # The bare scheme, as `tune --help` shows it: tune picks the [postgres] extra's driver.
+        yield f"postgresql://postgres@/postgres?host={folder}&port={PORT}"
     finally:
         if started:
             subprocess.run(
@@ -126,7 +128,9 @@ def new_database(url: str, name: str) -> str:
     """Create the empty database ``name`` on the server of ``url``; its URL."""
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    from {{ cookiecutter.package }}.tune_study import database_url
+
+    engine = sqlalchemy.create_engine(database_url(url), isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
             connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))

@@ -1,5 +1,6 @@
 """``tune``: the search file is checked before any trial; trials, resume and shared studies."""
 
+import errno
 import os
 import signal
 import subprocess
@@ -73,6 +74,9 @@ def tune_args(search: Path, *extra: str, name: str = "s") -> list[str]:
         ("data.batch_size", {"type": "int", "low": 8, "high": 64.5}, "must be an integer"),
         ("model.lr", {"type": "float", "low": 0.1, "high": 0.2, "lo": 1}, "unknown field(s) lo"),
         ("model.lr", "0.1", "expected a mapping"),
+        ("model.lr", {"type": "float", "low": 0.0, "high": float("inf")}, "`high` must be a fin"),
+        ("model.lr", {"type": "float", "low": float("nan"), "high": 1.0}, "`low` must be a fin"),
+        ("model.lr", {"type": "float", "low": 0.0, "high": 0.5, "step": float("inf")}, "`step`"),
     ],
 )
 def test_a_search_file_mistake_names_the_file_key_and_problem(
@@ -82,6 +86,23 @@ def test_a_search_file_mistake_names_the_file_key_and_problem(
     with pytest.raises(DataError) as error:
         load_search_space(path, fit_config)
     assert str(error.value).startswith(f"{path}: {key}: ") and problem in str(error.value)
+
+
+def test_a_field_given_twice_in_a_range_is_refused(tmp_path, fit_config):
+    path = tmp_path / "search.yaml"
+    path.write_text("model.lr: {type: float, low: 0.001, high: 0.01, low: 0.002}\n")
+    with pytest.raises(DataError, match="search.yaml: low: given twice \\(line 1\\)$"):
+        load_search_space(path, fit_config)
+
+
+def test_a_merge_key_may_still_override_what_it_brings(tmp_path, fit_config):
+    path = tmp_path / "search.yaml"
+    path.write_text(
+        "model.lr: &range {type: float, low: 0.001, high: 0.01}\n"
+        "model.dropout: {<<: *range, low: 0.0, high: 0.5}\n"
+    )
+    _, dropout = load_search_space(path, fit_config)
+    assert (dropout.low, dropout.high) == (0.0, 0.5)
 
 
 def test_a_bad_search_file_stops_tune_before_any_trial(in_tmp, capsys):
@@ -127,17 +148,176 @@ def test_a_trial_folder_left_from_a_deleted_study_is_one_clean_error(in_tmp, cap
 @pytest.mark.parametrize(
     "url, problem",
     [
-        ("sqlite:///no/such/folder/studies.db", "unable to open database file"),
-        ("postgresql+psycopg2://ann:s3cret@/db?host=/no/such/folder", "no/such/folder"),
+        ("sqlite:///a_folder", "unable to open database file"),
+        # The form `tune --help` shows: the driver of the [postgres] extra, whatever SQLAlchemy's
+        # default for the bare scheme.
+        ("postgresql://ann:s3cret@/db?host=/no/such/folder", "no/such/folder"),
+        ("postgresql://ann@/db?host=/no/such/folder&password=s3cret", "no/such/folder"),
     ],
 )
 def test_a_storage_that_cannot_be_opened_is_one_clean_error(in_tmp, capsys, url, problem):
     if url.startswith("postgresql"):
-        pytest.importorskip("psycopg2", reason="the [postgres] extra")
+        pytest.importorskip("psycopg", reason="the [postgres] extra")
+    (in_tmp / "a_folder").mkdir()
     assert main(tune_args(write_space(in_tmp, SPACE), "--n-trials", "1", "--storage", url)) == 2
     line = only_error_line(capsys)
     assert "cannot open the database" in line and problem in line
     assert "s3cret" not in line
+
+
+def test_an_explicit_psycopg2_url_without_psycopg2_says_what_to_install(
+    in_tmp, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "psycopg2", None)
+    url = "postgresql+psycopg2://ann:s3cret@/db?host=/no/such/folder"
+    assert main(tune_args(write_space(in_tmp, SPACE), "--n-trials", "1", "--storage", url)) == 2
+    line = only_error_line(capsys)
+    assert "pip install psycopg2-binary" in line and "postgresql://" in line
+    assert "s3cret" not in line and not (in_tmp / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        ("postgresql://ann:s3cret@host:abc/db", "the port 'abc' is not a number"),
+        ("postgresql://ann@host:abc/db?password=s3cret", "the port 'abc' is not a number"),
+        ("postgres://ann@host/db?sslpassword=s3cret", "not a database URL"),
+        ("ann:s3cret@host/db", "expected an Optuna storage URL"),
+        ("ann@host/db?PassWord=s3cret", "expected an Optuna storage URL"),
+    ],
+)
+def test_a_storage_url_mistake_is_one_line_that_shows_no_password(in_tmp, capsys, url, problem):
+    assert main(tune_args(write_space(in_tmp, SPACE), "--n-trials", "1", "--storage", url)) == 2
+    line = only_error_line(capsys)
+    assert line.startswith("error: --storage ") and problem in line
+    assert "s3cret" not in line and "***" in line
+    assert not (in_tmp / "runs").exists()
+
+
+def test_a_sqlite_file_in_a_folder_that_cannot_be_made_is_one_clean_error(in_tmp, capsys):
+    (in_tmp / "runs").write_text("a file where the folder should be\n")
+    url = "sqlite:///runs/tune/studies.db"
+    assert main(tune_args(write_space(in_tmp, SPACE), "--n-trials", "1", "--storage", url)) == 2
+    line = only_error_line(capsys)
+    assert "--storage sqlite:///runs/tune/studies.db: cannot make the folder runs/tune" in line
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("a\nb", "'a\\nb': a study name is"),
+        ("-rf", "'-rf': a study name is"),
+        ("a/b", "'a/b': a study name is"),
+        ("..", "'..': a study name is"),
+        ("x" * 300, "at most 100 characters (got 300)"),
+    ],
+)
+def test_a_study_name_that_cannot_be_a_folder_name_is_refused(in_tmp, capsys, name, problem):
+    args = tune_args(write_space(in_tmp, SPACE), "--n-trials", "1", name=name)
+    args[args.index("--study") : args.index("--study") + 2] = [f"--study={name}"]
+    assert main(args) == 2
+    line = only_error_line(capsys)
+    assert line.startswith("error: --study") and problem in line
+    assert not (in_tmp / "runs").exists()
+
+
+def test_an_infinite_bound_is_refused_before_any_trial(in_tmp, capsys):
+    space = {**SPACE, "model.dropout": {"type": "float", "low": 0.0, "high": float("inf")}}
+    assert main(tune_args(write_space(in_tmp, space), "--n-trials", "1")) == 2
+    line = only_error_line(capsys)
+    assert "search.yaml: model.dropout: `high` must be a finite number (got inf)" in line
+    assert not (in_tmp / "runs").exists()
+
+
+def test_a_key_given_twice_in_the_search_file_is_refused(in_tmp, capsys):
+    path = in_tmp / "search.yaml"
+    path.write_text(
+        "model.lr: {type: float, low: 0.001, high: 0.01}\n"
+        "model.dropout: {type: float, low: 0.0, high: 0.5}\n"
+        "model.lr: {type: float, low: 0.0001, high: 0.1, log: true}\n"
+    )
+    assert main(tune_args(path, "--n-trials", "1")) == 2
+    assert "search.yaml: model.lr: given twice (lines 1 and 3)" in only_error_line(capsys)
+    assert not (in_tmp / "runs").exists()
+
+
+def full_disk_from_write(n: int, real_open):
+    """An ``open`` whose ``n``-th and later appends (mode ``ab``) write 10 bytes and fail."""
+    writes = [0]
+
+    class FullDisk:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data: bytes) -> int:
+            writes[0] += 1
+            if writes[0] < n:
+                return self.handle.write(data)
+            self.handle.write(data[:10])
+            self.handle.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        return FullDisk(handle) if mode == "ab" else handle
+
+    return fake_open
+
+
+def test_a_full_disk_under_the_journal_is_one_line_and_leaves_no_partial_entry(
+    in_tmp, capsys, monkeypatch
+):
+    from optuna.storages.journal import _file
+
+    # The first append creates the study; the second, the first trial, finds the disk full.
+    monkeypatch.setattr(_file, "open", full_disk_from_write(2, open), raising=False)
+    assert main(tune_args(write_space(in_tmp, SPACE), "--n-trials", "1")) == 2
+    line = only_error_line(capsys)
+    assert line.startswith("error: runs/tune/s.journal: ") and "the disk is full" in line
+    monkeypatch.undo()
+    lines = (in_tmp / "runs" / "tune" / "s.journal").read_bytes().splitlines(keepends=True)
+    assert lines and all(line.endswith(b"\n") for line in lines)
+    assert load(in_tmp).trials == []
+
+
+@pytest.mark.slow
+def test_a_full_disk_when_writing_trials_csv_is_one_line_and_writes_nothing(
+    in_tmp, capsys, monkeypatch
+):
+    real_writer = tune.csv.writer
+
+    class FullDiskWriter:
+        """The writer of trials.csv finds the disk full after a few bytes (the trial's logs
+        are written as usual)."""
+
+        def __init__(self, handle, *args, **kwargs):
+            self.handle = handle
+            self.real = real_writer(handle, *args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def writerows(self, rows):
+            if ".trials.csv." not in self.handle.name:
+                return self.real.writerows(rows)
+            self.handle.write("trial,st")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tune.csv, "writer", FullDiskWriter)
+    assert main(tune_args(write_space(in_tmp, SPACE), "--n-trials", "1")) == 2
+    line = only_error_line(capsys)
+    assert line.startswith("error: runs/tune/s/trials.csv: ") and "the disk is full" in line
+    out = in_tmp / "runs" / "tune" / "s"
+    assert sorted(path.name for path in out.iterdir()) == ["trial_0"]
 
 
 def test_the_shipped_search_file_fits_the_baseline():
@@ -248,7 +428,7 @@ def test_an_aggressive_pruner_prunes_and_no_best_yaml_is_written(in_tmp, monkeyp
 
 @pytest.mark.slow
 def test_a_database_url_storage_with_heartbeats_holds_the_study(in_tmp):
-    url = f"sqlite:///{in_tmp / 'studies.db'}"
+    url = "sqlite:///runs/tune/studies.db"  # the README's, in a project that has no runs/ yet
     args = tune_args(write_space(in_tmp, SPACE), "--n-trials", "1", "--storage", url)
     assert main(args) == 0
     trials = optuna.load_study(study_name="s", storage=url).trials

@@ -1,5 +1,7 @@
 """``tune`` against a real PostgreSQL server: shared study, and a killed worker's trial retried.
 
+The storage URL is the bare ``postgresql://...`` that ``tune --help`` shows.
+
 Each test starts a throw-away server (``postgres_server``) and always stops it. Skipped, with the
 reason, where PostgreSQL's binaries or the driver are absent.
 """
@@ -75,8 +77,13 @@ def finish(*workers: subprocess.Popen) -> None:
     assert [w.returncode for w in workers] == [0] * len(workers), "\n\n".join(outputs)
 
 
+def storage(url: str):
+    """The study storage of ``url`` as tune opens it (its driver, whatever SQLAlchemy's)."""
+    return make_storage(url, Path("unused.journal"))
+
+
 def trials(url: str) -> list:
-    return optuna.load_study(study_name="pg", storage=url).trials
+    return optuna.load_study(study_name="pg", storage=storage(url)).trials
 
 
 def test_two_workers_started_together_share_one_postgresql_study(in_tmp, url):
@@ -115,7 +122,7 @@ def test_workers_starting_together_on_a_new_database_all_join_one_study(url):
     for round_ in range(4):
         database = new_database(url, f"race{round_}")
         assert join_together(database, 4) == ["pg"] * 4
-        assert len(optuna.get_all_study_summaries(database)) == 1
+        assert len(optuna.get_all_study_summaries(storage(database))) == 1
 
 
 def wait_for_a_reported_epoch(url: str, killed: subprocess.Popen) -> None:

@@ -8,13 +8,14 @@ it::
     data.batch_size: {type: int, low: 8, high: 64, log: true}
     model.backbone: {type: categorical, choices: [resnet18, mobilenet_v3_small]}
 
-The whole file is checked before any trial runs; a mistake is one ``DataError`` naming the file,
-the key and the problem.
+The whole file is checked before any trial runs (a key given twice, at any level, is a
+mistake too); a mistake is one ``DataError`` naming the file, the key and the problem.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,38 @@ yaml: Any = importlib.import_module("yaml")
 
 TYPES = ("float", "int", "categorical")
 FIELDS = {"type", "low", "high", "log", "step", "choices"}
+
+
+class KeyGivenTwice(Exception):
+    """A mapping of the search file gives ``key`` twice, on lines ``first`` and ``again``."""
+
+    def __init__(self, key: Any, first: int, again: int) -> None:
+        where = f"line {first}" if first == again else f"lines {first} and {again}"
+        super().__init__(f"{key}: given twice ({where})")
+
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a mapping giving a key twice raises ``KeyGivenTwice``
+    (PyYAML keeps the last value and drops the first without a word). Keys a merge (``<<:``)
+    brings in may still be overridden, as YAML means them to be."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == MERGE_TAG:
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in lines:
+                    raise KeyGivenTwice(key, lines[key], line)
+            except TypeError:  # an unhashable key: PyYAML's own error says so below
+                break
+            lines[key] = line
+        return dict(super().construct_mapping(node, deep=deep))
 
 
 @dataclass(frozen=True)
@@ -83,9 +116,11 @@ def load_search_space(path: str | Path, fit_config: Any) -> list[Param]:
     if not path.is_file():
         raise DataError(f"{path}: search file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise DataError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    except KeyGivenTwice as exc:
+        raise DataError(f"{path}: {exc}") from None
     if not isinstance(raw, dict) or not raw:
         raise DataError(f"{path}: expected a mapping of dotted fit flags to ranges")
     return [_param(path, str(name), spec, fit_config) for name, spec in raw.items()]
@@ -138,6 +173,8 @@ def _numeric(name: str, kind: str, spec: dict[str, Any], fail: Any) -> Param:
         number_type = int if kind == "int" else (int, float)
         if isinstance(value, bool) or not isinstance(value, number_type):
             raise fail(f"`{field}` must be {'an integer' if kind == 'int' else 'a number'}")
+        if not math.isfinite(value):
+            raise fail(f"`{field}` must be a finite number (got {value})")
         bounds[field] = value
     low, high = bounds["low"], bounds["high"]
     if low >= high:
@@ -149,8 +186,10 @@ def _numeric(name: str, kind: str, spec: dict[str, Any], fail: Any) -> Param:
         raise fail(f"a log range needs low > 0 (got {low})")
     step = spec.get("step")
     if step is not None:
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
+        if isinstance(step, bool) or not isinstance(step, (int, float)):
             raise fail("`step` must be a positive number")
+        if not (math.isfinite(step) and step > 0):
+            raise fail(f"`step` must be a positive number (got {step})")
         if kind == "int" and not isinstance(step, int):
             raise fail("`step` of an int range must be an integer")
         if log:

@@ -11,9 +11,10 @@ the best ``val/f1`` of the run. Into ``OUT/STUDY/`` (``OUT`` default ``runs/tune
 
 The study lives in a storage (``tune_study``): by default the journal file ``OUT/STUDY.journal``
 (no server; processes on one machine, or machines sharing a filesystem, can use it at once), or
-any Optuna storage URL (``postgresql+psycopg2://...``; database storages also get heartbeats, so
-a dead worker's trial is failed and retried). Starting the same command again, anywhere, joins
-and resumes the study.
+any Optuna storage URL (``postgresql://...``, ``sqlite:///runs/tune/studies.db``; database
+storages also get heartbeats, so a dead worker's trial is failed and retried). Starting the same
+command again, anywhere, joins and resumes the study. A full disk stops it with one line naming
+the file, and leaves no file half-written.
 """
 
 from __future__ import annotations
@@ -36,7 +37,15 @@ from .fit_jobs import config_only_cli, parse_fit_config, run_folder_flags
 from .lightning_cli import run_cli
 from .search_space import Param, load_search_space, trial_flags
 from .trainer_checks import one_line_parse_error
-from .tune_study import import_optuna, make_pruner, make_storage, open_study
+from .tune_study import (
+    check_storage,
+    check_study_name,
+    full_disk_named,
+    import_optuna,
+    make_pruner,
+    make_storage,
+    open_study,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -164,9 +173,10 @@ def run_trial(
     trial.set_user_attr("flags", flags)
     watcher = PruningCallback(trial)
     try:
-        cli = run_cli(
-            ["fit", *fit_args, *flags, *run_folder_flags(config, run)], callbacks=[watcher]
-        )
+        with full_disk_named(run):
+            cli = run_cli(
+                ["fit", *fit_args, *flags, *run_folder_flags(config, run)], callbacks=[watcher]
+            )
     except SystemExit:
         if not watcher.stopped:
             raise
@@ -183,7 +193,7 @@ def write_best_config(fit_args: list[str], params: dict[str, Any], target: Path)
     """``target``: the complete ``fit`` config of ``fit_args`` with ``params`` applied."""
     cli = config_only_cli([*fit_args, *trial_flags(params)])
     text = cli._parser("fit").dump(cli.config.fit, skip_none=False)
-    with atomic_write(target) as tmp:
+    with full_disk_named(target), atomic_write(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -198,8 +208,9 @@ def write_trials_csv(study: optuna.Study, target: Path) -> list[list[str]]:
             [str(trial.number), trial.state.name, value]
             + [shown(trial.params.get(name, "")) for name in names]
         )
-    with atomic_write(target) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows(rows)
+    with full_disk_named(target), atomic_write(target) as tmp:
+        with tmp.open("w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows(rows)
     return rows
 
 
@@ -226,9 +237,9 @@ def run_tune(
     log: Callable[[str], None] = print,
 ) -> optuna.Study:
     """Run trials of the study ``study_name`` (joined or resumed if it exists); see the module."""
+    check_study_name(study_name)
     import_optuna()
-    if "/" in study_name or study_name in ("", ".", ".."):
-        raise DataError(f"--study {study_name!r}: a study name cannot contain '/'")
+    check_storage(storage)
     config = parse_fit_config(fit_args)
     params = load_search_space(search, config)
     check_values(fit_args, search, params)
@@ -238,7 +249,8 @@ def run_tune(
     study = open_study(
         study_name, make_storage(storage, out / f"{study_name}.journal"), make_pruner(pruner)
     )
-    study_dir.mkdir(parents=True, exist_ok=True)
+    with full_disk_named(study_dir):
+        study_dir.mkdir(parents=True, exist_ok=True)
     log(f"tune: study {study_name} ({len(study.trials)} trials so far) into {study_dir}")
     errors: list[BaseException] = []
     study.optimize(
@@ -273,7 +285,10 @@ def run_command(argv: Sequence[str]) -> int:
         "--search", type=Path, required=True, metavar="FILE", help="the search-space YAML file"
     )
     parser.add_argument(
-        "--study", required=True, metavar="NAME", help="study name (joined if it exists)"
+        "--study",
+        required=True,
+        metavar="NAME",
+        help="study name, joined if it exists (letters, digits, '.', '_', '-')",
     )
     parser.add_argument(
         "--storage",
