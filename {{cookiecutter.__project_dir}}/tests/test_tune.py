@@ -516,8 +516,10 @@ def test_a_stopped_worker_fails_its_trial_and_queues_it_for_the_next(in_tmp, sto
     finally:
         worker.kill()
     assert [t.state.name for t in load(in_tmp).trials] == ["FAIL", "WAITING"], output
-    assert worker.returncode == 1, output
-    assert "tune: stopped during trial 0" in output
+    assert worker.returncode == 128 + stop, output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("error: stopped by") and "trial 0 is marked FAIL" in last, output
+    assert "Traceback" not in output
     assert main(tune_args(path, "--n-trials", "1")) == 0
     stopped, rerun = load(in_tmp).trials
     assert (stopped.state.name, rerun.state.name) == ("FAIL", "COMPLETE")

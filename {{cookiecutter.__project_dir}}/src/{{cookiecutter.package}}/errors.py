@@ -7,8 +7,10 @@ heavy, so importing it never loads torch.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from collections.abc import Iterator
 from typing import TypeGuard
 
 # What the kernel reports for a write that found no room: the disk itself, or the user's quota.
@@ -56,3 +58,14 @@ def disk_full_error(exc: BaseException) -> DiskFullError | None:
     if is_disk_full(exc):
         return disk_full(exc.filename, exc)
     return None
+
+
+@contextlib.contextmanager
+def full_disk_named(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a full disk (or quota) met while writing ``path`` into ``disk_full(path)``."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise disk_full(path, exc) from None

@@ -224,13 +224,10 @@ def run_command(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     try:
         report = prepare_cache(args.data_dir, args.cache_dir, args.size, args.workers)
-    except KeyboardInterrupt:
-        print(
-            f"interrupted: finished images are kept in {args.cache_dir}; run the same command"
-            " again to resume",
-            file=sys.stderr,
-        )
-        return 130
+    except KeyboardInterrupt:  # the command line ends with this line, exit code 130 / 143
+        raise KeyboardInterrupt(
+            f"finished images are kept in {args.cache_dir}; run the same command again to resume"
+        ) from None
     return _print_report(report, args.cache_dir)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import math
-import sys
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,7 +31,7 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 from .argtypes import fit_job_parser, positive_int
 from .atomic import atomic_write
 from .backbones import check_backbone_name
-from .errors import DataError, UserError
+from .errors import DataError, UserError, full_disk_named
 from .fit_jobs import config_only_cli, parse_fit_config, run_folder_flags
 from .lightning_cli import run_cli
 from .search_space import Param, load_search_space, trial_flags
@@ -40,7 +39,6 @@ from .trainer_checks import one_line_parse_error
 from .tune_study import (
     check_storage,
     check_study_name,
-    full_disk_named,
     import_optuna,
     make_pruner,
     make_storage,
@@ -58,8 +56,8 @@ class TrialStopped(KeyboardInterrupt):
 
     def __init__(self, number: int, study: str) -> None:
         super().__init__(
-            f"stopped during trial {number} (marked FAIL; its parameters are queued for the"
-            f" next worker of study {study})"
+            f"trial {number} is marked FAIL and its parameters are queued for the next worker of"
+            f" study {study}"
         )
 
 
@@ -314,18 +312,14 @@ def run_command(argv: Sequence[str]) -> int:
     known, fit_args = parser.parse_known_args(argv)
     if known.n_trials is None and known.timeout is None:
         parser.error("give --n-trials N or --timeout S (or both)")
-    try:
-        run_tune(
-            fit_args,
-            known.search,
-            known.study,
-            storage=known.storage,
-            n_trials=known.n_trials,
-            timeout=known.timeout,
-            pruner=known.pruner,
-            out=known.out,
-        )
-    except TrialStopped as stop:
-        print(f"tune: {stop}", file=sys.stderr)
-        return 1
+    run_tune(  # a TrialStopped ends the command with its message and exit code 130 / 143
+        fit_args,
+        known.search,
+        known.study,
+        storage=known.storage,
+        n_trials=known.n_trials,
+        timeout=known.timeout,
+        pruner=known.pruner,
+        out=known.out,
+    )
     return 0

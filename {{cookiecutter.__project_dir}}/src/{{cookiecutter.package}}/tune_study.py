@@ -12,18 +12,15 @@ Both are safe when several workers start at the same moment, on one machine or m
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
 import random
 import re
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from .errors import DataError
+from .errors import DataError, full_disk_named
 
 if TYPE_CHECKING:
     import optuna
@@ -57,7 +54,6 @@ DRIVER_INSTALL = {
 # The driver the [postgres] extra installs, for bare postgresql:// (SQLAlchemy 2.1's default;
 # 2.0's is psycopg2).
 POSTGRES_DRIVER = "psycopg"
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 STUDY_NAME_MAX = 100  # the journal, its lock file and the study's folder are named after it
 
@@ -110,25 +106,6 @@ def check_study_name(name: str) -> None:
             f"--study {name!r}: a study name is letters, digits, '.', '_' and '-', starting with"
             " a letter or a digit"
         )
-
-
-def disk_full(path: str | os.PathLike, exc: OSError) -> DataError:
-    """The one-line error for ``exc``, a full disk met while writing ``path``."""
-    return DataError(
-        f"{os.fspath(path)}: cannot write it, the disk is full ({exc.strerror}); free some space"
-        " and run the command again"
-    )
-
-
-@contextlib.contextmanager
-def full_disk_named(path: str | os.PathLike) -> Iterator[None]:
-    """Turn a full disk (or quota) met while writing ``path`` into ``disk_full(path)``."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno not in DISK_FULL:
-            raise
-        raise disk_full(path, exc) from None
 
 
 def journal_file(path: Path) -> Any:
