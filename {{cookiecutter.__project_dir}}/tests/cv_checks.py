@@ -61,7 +61,8 @@ def recomputed_probabilities(
 ) -> np.ndarray:
     """Sigmoid probabilities of ``checkpoint`` for ``names``, averaged over flipped ``views``."""
     model, _ = load_classifier(checkpoint)
-    dataset = ImageDataset(folder, names, build_transforms(image_size, train=False), image_size)
+    transform = build_transforms(image_size, train=False)
+    dataset = ImageDataset(folder, names, transform, decode_size=image_size)
     images = normalize_batch(torch.stack([dataset[i]["image"] for i in range(len(dataset))]))
     with torch.no_grad():
         probs = [torch.sigmoid(model(images.flip(dims) if dims else images)) for dims in views]
