@@ -423,36 +423,40 @@ def test_a_fold_killed_between_its_best_checkpoint_and_last_ckpt_trains_again(
     assert json.loads((copy / "cv.json").read_text())["folds"] == 3
 
 
+def predict_cv(
+    cv_run: Path, data: Path, tta: str, probabilities: str
+) -> tuple[list[str], np.ndarray]:
+    """``predict --ckpt_path CV_RUN --tta TTA`` of ``data``'s test images: names, probabilities."""
+    args = ["--ckpt_path", str(cv_run), "--tta", tta]
+    args += ["--data.image_size", str(CV_SIZE), "--submission.probabilities_path", probabilities]
+    assert main(["predict", *cli_args(data, *args)]) == 0
+    classes = json.loads((cv_run / "cv.json").read_text())["classes"]
+    rows = read_csv_rows(Path(probabilities))
+    probs = np.array([[float(row[c]) for c in classes] for row in rows])
+    return [row["image"] for row in rows], probs
+
+
 @pytest.mark.slow
 def test_predict_with_a_cv_folder_and_flips(cv_run, sample_dir, in_tmp, capsys):
-    args = [
-        "--ckpt_path",
-        str(cv_run),
-        "--tta",
-        "flips",
-        "--submission.probabilities_path",
-        "p.csv",
-    ]
-    assert main(["predict", *cli_args(sample_dir, "--data.image_size", str(CV_SIZE), *args)]) == 0
+    names, plain = predict_cv(cv_run, sample_dir, "none", "plain.csv")
+    assert "3 forward passes each" in capsys.readouterr().out
+    flipped_names, probs = predict_cv(cv_run, sample_dir, "flips", "p.csv")
+    assert flipped_names == names
     rows = read_csv_rows(in_tmp / "submission.csv")
     assert len(rows) == 12 and all(row["labels"] for row in rows)
     out = capsys.readouterr().out
     assert "12 forward passes each" in out and "5,000 hidden test images: about" in out
-    classes = json.loads((cv_run / "cv.json").read_text())["classes"]
-    written = read_csv_rows(in_tmp / "p.csv")
-    probs = np.array([[float(row[c]) for c in classes] for row in written])
     # the mean of the three folds' models over the four flipped views, not over the plain images
-    names = [row["image"] for row in written]
+    assert not np.array_equal(probs, plain)
     folder, tolerance = sample_dir / "test_images", probability_tolerance()
     folds = [cv_run / f"fold{k}" / "best.ckpt" for k in range(3)]
-    flipped = np.mean(
-        [recomputed_probabilities(f, folder, names, CV_SIZE, FLIPS) for f in folds], 0
-    )
-    plain = np.mean([recomputed_probabilities(f, folder, names, CV_SIZE) for f in folds], 0)
-    assert abs(probs - flipped).max() <= tolerance
-    assert abs(probs - plain).max() > tolerance
+    views = [recomputed_probabilities(f, folder, names, CV_SIZE, FLIPS) for f in folds]
+    assert abs(probs - np.mean(views, 0)).max() <= tolerance
+    views = [recomputed_probabilities(f, folder, names, CV_SIZE) for f in folds]
+    assert abs(plain - np.mean(views, 0)).max() <= tolerance
     # the cv folder's tuned thresholds decided the labels
     report = ThresholdReport.load(cv_run / "thresholds.json")
+    classes = json.loads((cv_run / "cv.json").read_text())["classes"]
     expected = decode(probs, report.thresholds_for_predict())
     assert [r["labels"] for r in rows] == [
         " ".join(c for c, on in zip(classes, row) if on) for row in expected
