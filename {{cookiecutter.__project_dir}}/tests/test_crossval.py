@@ -63,7 +63,8 @@ def test_folds_hold_each_class_in_about_equal_counts(sample_dir, n_folds):
 
 def test_identical_images_share_a_fold(data_copy):
     folder = data_copy / "train_images"
-    labels = dict(row.split(",", 1) for row in (data_copy / "train.csv").read_text().splitlines())
+    rows = (data_copy / "train.csv").read_text().splitlines()
+    labels = dict(row.split(",", 1) for row in rows[1:])
     # plant copies: train_0000 twice more (one with other labels), train_0001 once
     copies = {"dup_a.jpg": ("train_0000.jpg", "rust"), "dup_b.jpg": ("train_0000.jpg", None)}
     copies["dup_c.jpg"] = ("train_0001.jpg", None)
