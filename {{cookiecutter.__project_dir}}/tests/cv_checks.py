@@ -1,0 +1,69 @@
+"""Checks of a ``cv`` run computed in the tests, independently of the code paths cv uses.
+
+The predictions are recomputed image by image from a checkpoint (``load_classifier`` and a plain
+forward pass in float32), so a mix-up of checkpoints, images or views in cv or predict shows.
+"""
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from {{ cookiecutter.package }}.data import ImageDataset, build_transforms, normalize_batch
+from {{ cookiecutter.package }}.hardware import default_precision
+from {{ cookiecutter.package }}.inference import load_classifier
+
+from conftest import PRECISION
+
+# A flipped view of an NCHW batch is ``images.flip(dims)``: none, horizontal, vertical, both.
+FLIPS = ((), (3,), (2,), (2, 3))
+# Most a class's count in one fold may differ from its mean count per fold.
+STRATIFIED_SLACK = 1.5
+
+
+def add_copies(data_dir: Path, copies: Mapping[str, tuple[str, str | None]]) -> None:
+    """Byte-identical copies of training images under new names, each with a ``train.csv`` row.
+
+    ``copies``: new name -> (image it copies, its labels; ``None``: the labels of that image).
+    """
+    folder = data_dir / "train_images"
+    rows = (data_dir / "train.csv").read_text().splitlines()
+    labels = dict(row.split(",", 1) for row in rows[1:])
+    for name, (source, label) in copies.items():
+        shutil.copy(folder / source, folder / name)
+        rows.append(f"{name},{label or labels[source]}")
+    (data_dir / "train.csv").write_text("\n".join(rows) + "\n")
+
+
+def assert_stratified(folds: np.ndarray, targets: np.ndarray, classes: Sequence[str]) -> None:
+    """Each class's count in every fold is within ``STRATIFIED_SLACK`` of its mean per fold."""
+    n_folds = int(folds.max()) + 1
+    for column, name in enumerate(classes):
+        counts = np.bincount(folds[targets[:, column] == 1], minlength=n_folds)
+        mean = targets[:, column].sum() / n_folds
+        assert (abs(counts - mean) <= STRATIFIED_SLACK).all(), f"{name}: {counts.tolist()}"
+
+
+def probability_tolerance() -> float:
+    """How far a run's probabilities may be from float32 ones at the precision the tests train."""
+    precision = PRECISION[1] if PRECISION else default_precision("cpu")
+    return 1e-4 if precision.startswith(("32", "64")) else 0.05
+
+
+def recomputed_probabilities(
+    checkpoint: Path,
+    folder: Path,
+    names: Sequence[str],
+    image_size: int,
+    views: Sequence[tuple[int, ...]] = ((),),
+) -> np.ndarray:
+    """Sigmoid probabilities of ``checkpoint`` for ``names``, averaged over flipped ``views``."""
+    model, _ = load_classifier(checkpoint)
+    transform = build_transforms(image_size, train=False)
+    dataset = ImageDataset(folder, names, transform, decode_size=image_size)
+    images = normalize_batch(torch.stack([dataset[i]["image"] for i in range(len(dataset))]))
+    with torch.no_grad():
+        probs = [torch.sigmoid(model(images.flip(dims) if dims else images)) for dims in views]
+    return torch.stack(probs).mean(0).numpy()
