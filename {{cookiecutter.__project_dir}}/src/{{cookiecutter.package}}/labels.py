@@ -110,7 +110,7 @@ def _refuse_spelling_variants(path: Path, samples: Sequence[Sample]) -> None:
                 )
             raise DataError(
                 f"{where}: label {ascii(label)} differs from {ascii(spelling)} (row {row}) only"
-                " by Unicode normalisation or an invisible character; use one spelling"
+                " by Unicode normalisation, invisible characters or case; use one spelling"
             )
 
 
