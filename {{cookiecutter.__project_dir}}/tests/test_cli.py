@@ -1,6 +1,8 @@
 """The command line, end to end: fit -> checkpoint -> predict -> submission.csv, and bad input."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -300,7 +302,7 @@ def test_a_submission_never_leaves_out_a_file_of_the_test_folder(
     "limit",
     [
         ["--trainer.limit_predict_batches", "0.5"],
-        ["--trainer.limit_predict_batches", "0"],
+        ["--trainer.limit_predict_batches", "0.0"],
         ["--trainer.fast_dev_run", "true"],
     ],
 )
@@ -308,6 +310,18 @@ def test_a_partial_prediction_writes_no_submission(trained, sample_dir, in_tmp, 
     args = cli_args(sample_dir, "--ckpt_path", str(trained), "--data.batch_size", "4", *limit)
     assert main(["predict", *args]) == 2
     assert "must cover every test image" in only_error_line(capsys)
+    assert_nothing_written(in_tmp)
+
+
+def test_predicting_zero_batches_is_refused_by_the_console_script(trained, sample_dir, in_tmp):
+    """The user's ``0`` is the whole number 0 (under pytest the parser reads it as 0.0, which
+    was refused already): only the console script shows what a user meets."""
+    script = Path(sys.executable).with_name("{{ cookiecutter.package }}")
+    args = cli_args(sample_dir, "--ckpt_path", str(trained), "--trainer.limit_predict_batches", "0")
+    done = subprocess.run([script, "predict", *args], capture_output=True, text=True)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --trainer.limit_predict_batches 0: a submission must cover")
     assert_nothing_written(in_tmp)
 
 
