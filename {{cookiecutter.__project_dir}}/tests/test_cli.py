@@ -10,10 +10,13 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from pytorch_lightning import Trainer
 
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule
+from {{ cookiecutter.package }}.errors import DataError
 from {{ cookiecutter.package }}.metrics import most_frequent_set_f1
+from {{ cookiecutter.package }}.trainer_checks import refuse_partial_prediction
 
 from conftest import (
     assert_nothing_written,
@@ -313,6 +316,13 @@ def test_a_partial_prediction_writes_no_submission(trained, sample_dir, in_tmp, 
     assert_nothing_written(in_tmp)
 
 
+def test_zero_predict_batches_are_refused():
+    trainer = Trainer(limit_predict_batches=0, logger=False, enable_checkpointing=False)
+    with pytest.raises(DataError, match="limit_predict_batches 0: a submission must cover"):
+        refuse_partial_prediction(trainer)
+
+
+@pytest.mark.slow  # a fresh process; the fast tier has the test above
 def test_predicting_zero_batches_is_refused_by_the_console_script(trained, sample_dir, in_tmp):
     """The user's ``0`` is the whole number 0 (under pytest the parser reads it as 0.0, which
     was refused already): only the console script shows what a user meets."""

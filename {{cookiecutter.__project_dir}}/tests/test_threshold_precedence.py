@@ -130,4 +130,3 @@ def test_a_cv_folder_without_thresholds_uses_the_checkpoint_s(sample_dir, in_tmp
     line = _predict(sample_dir, source, capsys)
     assert line.endswith(f"decision threshold 0.0: {CHECKPOINT}")
     assert all(len(row["labels"].split()) == 6 for row in read_csv_rows(in_tmp / "out/sub.csv"))
-

@@ -222,7 +222,7 @@ CLASS_PATH_KEYS = ("class_path", "_class_path", *LIGHTNING_KEYS)
 
 
 def check_hyper_parameters(path: str | Path, hparams: Mapping[str, Any]) -> None:
-    """``DataError`` naming ``path`` and the field if a checkpoint's model hyper-parameters are unusable.
+    """``DataError`` naming ``path`` and the field when a checkpoint's model hyper-parameters fail.
 
     Run it before the hyper-parameters reach a parser or the model: a class path is resolved by
     importing its module, so one from a checkpoint must be on ``ALLOWED_CLASS_PATHS`` before
