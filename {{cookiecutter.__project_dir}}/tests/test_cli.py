@@ -195,10 +195,15 @@ def test_cv_on_a_single_class_prints_one_line_and_writes_nothing(data_copy, in_t
     assert_nothing_written(in_tmp)
 
 
+MISSING = object()
+
+
 def _forged(trained: Path, target: Path, **hparams: object) -> Path:
     """A copy of ``trained`` whose model hyper-parameters are updated with ``hparams``."""
     state = torch.load(trained, weights_only=True)
     state["hyper_parameters"].update(hparams)
+    for key in [key for key, value in hparams.items() if value is MISSING]:
+        del state["hyper_parameters"][key]
     torch.save(state, target)
     return target
 
@@ -210,6 +215,7 @@ def _forged(trained: Path, target: Path, **hparams: object) -> Path:
         ({"backbone": None}, "hyper-parameter 'backbone' is NoneType None, not a torchvision"),
         ({"backbone": ["resnet18"]}, "hyper-parameter 'backbone' is list ['resnet18'], not a"),
         ({"extra": 1}, "hyper-parameter 'extra' is not an argument of PlantClassifier"),
+        ({"backbone": MISSING}, "no hyper-parameter 'backbone': the model was built on an nn."),
     ],
 )
 def test_a_checkpoint_with_unusable_hyper_parameters_is_one_line(

@@ -242,7 +242,12 @@ def check_hyper_parameters(path: str | Path, hparams: Mapping[str, Any]) -> None
             f"{path}: hyper-parameter {unknown[0]!r} is not an argument of"
             f" {PlantClassifier.__name__}; use a checkpoint this package trained"
         )
-    backbone = hparams.get("backbone")
+    if "backbone" not in hparams:
+        raise DataError(
+            f"{path}: no hyper-parameter 'backbone': the model was built on an nn.Module"
+            " backbone, which its checkpoint does not hold; predict from Python with that module"
+        )
+    backbone = hparams["backbone"]
     if not isinstance(backbone, str):
         raise DataError(
             f"{path}: hyper-parameter 'backbone' is {_described(backbone)}, not a torchvision"
