@@ -216,6 +216,7 @@ def _forged(trained: Path, target: Path, **hparams: object) -> Path:
         ({"backbone": ["resnet18"]}, "hyper-parameter 'backbone' is list ['resnet18'], not a"),
         ({"extra": 1}, "hyper-parameter 'extra' is not an argument of PlantClassifier"),
         ({"backbone": MISSING}, "no hyper-parameter 'backbone': the model was built on an nn."),
+        ({"threshold": 1.5}, "hyper-parameter model.threshold 1.5: must be >= 0 and <= 1"),
     ],
 )
 def test_a_checkpoint_with_unusable_hyper_parameters_is_one_line(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from argparse import ArgumentError
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
@@ -179,7 +180,7 @@ class PlantCLI(LightningCLI):
         check_hyper_parameters(config.ckpt_path, hparams)
         for key in ("_class_path", *LIGHTNING_KEYS):  # this package's model, built by Lightning
             hparams.pop(key, None)
-        self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        self.config = self._parse_checkpoint_hparams(config.ckpt_path, subcommand, hparams)
         self._threshold = decide_threshold(
             self._checkpoint.classes,
             typed,
@@ -189,6 +190,19 @@ class PlantCLI(LightningCLI):
         )
         if isinstance(self._threshold.value, float):
             self.config[subcommand].model.threshold = self._threshold.value
+
+    def _parse_checkpoint_hparams(
+        self, ckpt_path: str, subcommand: str, hparams: dict[str, Any]
+    ) -> Any:
+        """The config with ``hparams`` applied; a value the parser refuses names the checkpoint."""
+        exit_on_error, self.parser.exit_on_error = self.parser.exit_on_error, False
+        try:
+            return self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except ArgumentError as exc:
+            refused = one_line_parse_error(str(exc)).removeprefix("--")
+            raise DataError(f"{ckpt_path}: hyper-parameter {refused}") from None
+        finally:
+            self.parser.exit_on_error = exit_on_error
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
