@@ -212,8 +212,16 @@ def _forged(trained: Path, target: Path, **hparams: object) -> Path:
     ("hparams", "expected"),
     [
         ({"backbone": 5}, "hyper-parameter 'backbone' is int 5, not a torchvision model name"),
-        ({"backbone": None}, "hyper-parameter 'backbone' is NoneType None, not a torchvision"),
-        ({"backbone": ["resnet18"]}, "hyper-parameter 'backbone' is list ['resnet18'], not a"),
+        pytest.param(
+            {"backbone": None},
+            "hyper-parameter 'backbone' is NoneType None, not a torchvision",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            {"backbone": ["resnet18"]},
+            "hyper-parameter 'backbone' is list ['resnet18'], not a",
+            marks=pytest.mark.slow,
+        ),
         ({"extra": 1}, "hyper-parameter 'extra' is not an argument of PlantClassifier"),
         ({"backbone": MISSING}, "no hyper-parameter 'backbone': the model was built on an nn."),
         ({"threshold": 1.5}, "hyper-parameter model.threshold 1.5: must be >= 0 and <= 1"),
