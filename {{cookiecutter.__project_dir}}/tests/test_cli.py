@@ -1,6 +1,8 @@
 """The command line, end to end: fit -> checkpoint -> predict -> submission.csv, and bad input."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,10 +10,13 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from pytorch_lightning import Trainer
 
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule
+from {{ cookiecutter.package }}.errors import DataError
 from {{ cookiecutter.package }}.metrics import most_frequent_set_f1
+from {{ cookiecutter.package }}.trainer_checks import refuse_partial_prediction
 
 from conftest import (
     assert_nothing_written,
@@ -129,6 +134,18 @@ def test_sample_data_command(in_tmp, sample_dir):
         ("no_labels", r"row 3 \(train_0001.jpg\): empty 'labels'"),
         ("image_missing", r"row 2: image train_0000.jpg not found"),
         ("corrupt_image", r"train_0002.jpg: not a readable image"),
+        (
+            "decomposed_accent",
+            r"row 3 \(train_0001.jpg\): label 'sc\\xe0b' differs from 'sca\\u0300b' \(row 2\)"
+            " only by Unicode normalisation, invisible characters or case",
+        ),
+        (
+            "zero_width_space",
+            r"row 3 \(train_0001.jpg\): label 'scab\\u200b' differs from 'scab' \(row 2\)"
+            " only by Unicode normalisation, invisible characters or case",
+        ),
+        ("invisible_label", r"row 2 \(train_0000.jpg\): label '\\u2060' has no visible"),
+        ("one_class", r"train.csv: every row has the one label 'scab'; a multi-label model needs"),
     ],
 )
 def test_fit_on_bad_data_prints_one_line_and_writes_nothing(
@@ -146,8 +163,105 @@ def test_fit_on_bad_data_prints_one_line_and_writes_nothing(
         (data_copy / "train_images" / "train_0000.jpg").unlink()
     elif case == "corrupt_image":
         (data_copy / "train_images" / "train_0002.jpg").write_bytes(b"\x00" * 100)
+    else:
+        _relabel(data_copy / "train.csv", case)
     assert fit(data_dir) == 2
     assert re.search(expected, only_error_line(capsys))
+    assert_nothing_written(in_tmp)
+
+
+def _relabel(train_csv: Path, case: str) -> None:
+    """Rewrite ``train.csv``'s labels for one of the label-spelling cases."""
+    rows = train_csv.read_text(encoding="utf-8").splitlines()
+    images = [row.split(",")[0] for row in rows[1:]]
+    if case == "one_class":
+        labels = ["scab"] * len(images)
+    else:
+        first, second = {
+            "decomposed_accent": ("sca\u0300b", "sc\u00e0b"),  # NFD, then NFC
+            "zero_width_space": ("scab", "scab\u200b"),
+            "invisible_label": ("\u2060", "scab"),
+        }[case]
+        labels = [first, second] + [row.split(",")[1] for row in rows[3:]]
+    text = "\n".join(["image,labels", *(f"{i},{l}" for i, l in zip(images, labels))]) + "\n"
+    train_csv.write_text(text, encoding="utf-8")
+
+
+def test_cv_on_a_single_class_prints_one_line_and_writes_nothing(data_copy, in_tmp, capsys):
+    _relabel(data_copy / "train.csv", "one_class")
+    assert main(["cv", "--folds", "2", "--out", "cv", *cli_args(data_copy)]) == 2
+    line = only_error_line(capsys)
+    assert f"{data_copy / 'train.csv'}: every row has the one label 'scab'" in line
+    assert_nothing_written(in_tmp)
+
+
+MISSING = object()
+
+
+def _forged(trained: Path, target: Path, **hparams: object) -> Path:
+    """A copy of ``trained`` whose model hyper-parameters are updated with ``hparams``."""
+    state = torch.load(trained, weights_only=True)
+    state["hyper_parameters"].update(hparams)
+    for key in [key for key, value in hparams.items() if value is MISSING]:
+        del state["hyper_parameters"][key]
+    torch.save(state, target)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("hparams", "expected"),
+    [
+        ({"backbone": 5}, "hyper-parameter 'backbone' is int 5, not a torchvision model name"),
+        pytest.param(
+            {"backbone": None},
+            "hyper-parameter 'backbone' is NoneType None, not a torchvision",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            {"backbone": ["resnet18"]},
+            "hyper-parameter 'backbone' is list ['resnet18'], not a",
+            marks=pytest.mark.slow,
+        ),
+        ({"extra": 1}, "hyper-parameter 'extra' is not an argument of PlantClassifier"),
+        ({"backbone": MISSING}, "no hyper-parameter 'backbone': the model was built on an nn."),
+        ({"threshold": 1.5}, "hyper-parameter model.threshold 1.5: must be >= 0 and <= 1"),
+    ],
+)
+def test_a_checkpoint_with_unusable_hyper_parameters_is_one_line(
+    trained, sample_dir, in_tmp, capsys, hparams, expected
+):
+    forged = _forged(trained, in_tmp.parent / "forged.ckpt", **hparams)
+    assert main(["predict", *cli_args(sample_dir, "--ckpt_path", str(forged))]) == 2
+    assert only_error_line(capsys).startswith(f"error: {forged}: {expected}")
+    assert_nothing_written(in_tmp)
+
+
+PLANTED = """
+from pathlib import Path
+Path(__file__).with_name("imported").write_text("the planted module ran")
+"""
+
+
+@pytest.mark.parametrize(
+    ("field", "hparams"),
+    [
+        ("'backbone.class_path'", {"backbone": {"class_path": "planted_module.Backbone"}}),
+        ("'_class_path'", {"_class_path": "planted_module.Model"}),
+        ("'_instantiator'", {"_instantiator": "planted_module.build"}),
+    ],
+)
+def test_a_checkpoint_s_class_paths_are_checked_before_anything_is_imported(
+    trained, sample_dir, in_tmp, capsys, monkeypatch, field, hparams
+):
+    planted = in_tmp.parent / "site"
+    planted.mkdir()
+    (planted / "planted_module.py").write_text(PLANTED)
+    monkeypatch.syspath_prepend(str(planted))
+    forged = _forged(trained, in_tmp.parent / "forged.ckpt", **hparams)
+    assert main(["predict", *cli_args(sample_dir, "--ckpt_path", str(forged))]) == 2
+    line = only_error_line(capsys)
+    assert f"{forged}: hyper-parameter {field} names 'planted_module." in line
+    assert not (planted / "imported").exists()
     assert_nothing_written(in_tmp)
 
 
@@ -203,12 +317,36 @@ def test_a_submission_never_leaves_out_a_file_of_the_test_folder(
 
 
 @pytest.mark.parametrize(
-    "limit", [["--trainer.limit_predict_batches", "0.5"], ["--trainer.fast_dev_run", "true"]]
+    "limit",
+    [
+        ["--trainer.limit_predict_batches", "0.5"],
+        ["--trainer.limit_predict_batches", "0.0"],
+        ["--trainer.fast_dev_run", "true"],
+    ],
 )
 def test_a_partial_prediction_writes_no_submission(trained, sample_dir, in_tmp, capsys, limit):
     args = cli_args(sample_dir, "--ckpt_path", str(trained), "--data.batch_size", "4", *limit)
     assert main(["predict", *args]) == 2
     assert "must cover every test image" in only_error_line(capsys)
+    assert_nothing_written(in_tmp)
+
+
+def test_zero_predict_batches_are_refused():
+    trainer = Trainer(limit_predict_batches=0, logger=False, enable_checkpointing=False)
+    with pytest.raises(DataError, match="limit_predict_batches 0: a submission must cover"):
+        refuse_partial_prediction(trainer)
+
+
+@pytest.mark.slow  # a fresh process; the fast tier has the test above
+def test_predicting_zero_batches_is_refused_by_the_console_script(trained, sample_dir, in_tmp):
+    """The user's ``0`` is the whole number 0 (under pytest the parser reads it as 0.0, which
+    was refused already): only the console script shows what a user meets."""
+    script = Path(sys.executable).with_name("{{ cookiecutter.package }}")
+    args = cli_args(sample_dir, "--ckpt_path", str(trained), "--trainer.limit_predict_batches", "0")
+    done = subprocess.run([script, "predict", *args], capture_output=True, text=True)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --trainer.limit_predict_batches 0: a submission must cover")
     assert_nothing_written(in_tmp)
 
 

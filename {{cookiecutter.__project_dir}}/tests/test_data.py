@@ -104,6 +104,9 @@ def _write(path: Path, text: str) -> Path:
         ("image,labels\na.jpg,scab;rust\n", "row 2 .a.jpg.: label 'scab;rust' holds a separator"),
         ("image,labels\na.jpg,scab\nb.jpg,rust Scab\n", "row 3 .b.jpg.: label 'Scab' differs"),
         ("image,labels\na.jpg,Rust\nb.jpg, RUST \n", "'RUST' differs only by case from 'Rust'"),
+        ("image,labels\na.jpg,scab\nb.jpg,\uff53\uff43\uff41\uff42\n", "label '\\\\uff53.*row 2"),
+        ("image,labels\na.jpg,Scab\u00ad rust\nb.jpg,scab\n", "'scab' differs from 'Scab\\\\xad'"),
+        ("image,labels\na.jpg,scab\nb.jpg,scab\n", "every row has the one label 'scab'"),
     ],
 )
 def test_bad_csv_names_file_and_row(tmp_path, content, message):

@@ -146,6 +146,7 @@ class CheckpointInfo:
     dirpath: str | None  # the folder its run saved checkpoints into
     best_model_path: str | None  # the best checkpoint that run had saved so far
     best_model_score: float | None  # its monitored value (val/f1)
+    hyper_parameters: dict[str, Any]  # the model's, as saved (check them before use)
 
 
 def inspect_checkpoint(ckpt_path: str | Path) -> CheckpointInfo:
@@ -170,6 +171,7 @@ def inspect_checkpoint(ckpt_path: str | Path) -> CheckpointInfo:
         dirpath=record.get("dirpath") or None,
         best_model_path=record.get("best_model_path") or None,
         best_model_score=_as_float(record.get("best_model_score")),
+        hyper_parameters=dict(hyper_parameters or {}),
     )
 
 

@@ -10,7 +10,6 @@ runs it over a loader from Python, and ``predict_images`` over a list of image f
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ from torch.utils.data import DataLoader
 from .data import ImageDataset, build_transforms, normalize_batch
 from .errors import DataError
 from .hardware import default_precision
-from .models import PlantClassifier
+from .models import MODEL_ARGUMENTS, PlantClassifier, check_hyper_parameters
 from .torchfiles import load_torch_file
 
 TTA = Literal["none", "hflip", "flips"]
@@ -34,21 +33,21 @@ TTA_VIEWS: dict[str, tuple[tuple[int, ...], ...]] = {
     "hflip": ((), (3,)),
     "flips": ((), (3,), (2,), (2, 3)),  # identity, horizontal, vertical, both (NCHW dims)
 }
-MODEL_ARGUMENTS = set(inspect.signature(PlantClassifier).parameters) - {"backbone"}
 
 
 def load_classifier(path: str | Path) -> tuple[PlantClassifier, dict[str, Any]]:
     """A ``PlantClassifier`` with the weights of checkpoint ``path``; the data settings it saved.
 
-    Nothing is downloaded (``pretrained`` is off: the weights come from the checkpoint), and the
-    file is loaded with ``weights_only=True``.
+    Nothing is downloaded (``pretrained`` is off: the weights come from the checkpoint), nothing
+    is imported (``check_hyper_parameters``), and the file is loaded with ``weights_only=True``.
     """
     checkpoint = load_torch_file(path, "checkpoint")
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not isinstance(hparams, dict) or not hparams.get("classes") or "backbone" not in hparams:
         raise DataError(f"{path}: not a checkpoint of this package (no backbone or classes)")
+    check_hyper_parameters(path, hparams)
     arguments = {key: value for key, value in hparams.items() if key in MODEL_ARGUMENTS}
-    model = PlantClassifier(hparams["backbone"], **{**arguments, "pretrained": False})
+    model = PlantClassifier(**{**arguments, "pretrained": False})
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     return model, dict(checkpoint.get("datamodule_hyper_parameters") or {})

@@ -10,6 +10,7 @@ multi-label iteratively-stratified fold, so rare label combinations show up in v
 from __future__ import annotations
 
 import csv
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,24 +71,62 @@ def read_train_csv(path: str | Path) -> list[Sample]:
             samples.append(Sample(image, labels))
     if not samples:
         raise DataError(f"{path}: no data rows under the header")
-    _refuse_case_variants(path, samples)
+    _refuse_spelling_variants(path, samples)
+    _refuse_a_single_class(path, samples)
     return samples
 
 
-def _refuse_case_variants(path: Path, samples: Sequence[Sample]) -> None:
-    """``DataError`` if two label names differ only by case (``Scab`` and ``scab``).
+def label_key(label: str) -> str:
+    """The form in which two label names are compared: NFKC, format characters removed, casefolded.
+
+    Names with the same key look the same to a reader (``scab``, ``Scab``, ``scab`` followed by
+    a zero-width space, full-width ``ｓｃａｂ``; ``é`` composed or as ``e`` plus an accent) but
+    would be different classes, and loggers that normalise names would merge their metrics.
+    """
+    normal = unicodedata.normalize("NFKC", label)
+    visible = "".join(char for char in normal if unicodedata.category(char) != "Cf")
+    return unicodedata.normalize("NFKC", visible.casefold())
+
+
+def _refuse_spelling_variants(path: Path, samples: Sequence[Sample]) -> None:
+    """``DataError`` naming both rows if two label names differ only in ``label_key``'s ways.
 
     They would silently become two classes; which spelling is right is the user's call.
     """
     first_row: dict[str, tuple[str, int]] = {}
     for row_number, sample in enumerate(samples, start=2):
         for label in sample.labels:
-            spelling, row = first_row.setdefault(label.casefold(), (label, row_number))
-            if spelling != label:
+            where = f"{path}: row {row_number} ({sample.image})"
+            key = label_key(label)
+            if not key:
+                raise DataError(f"{where}: label {ascii(label)} has no visible character")
+            spelling, row = first_row.setdefault(key, (label, row_number))
+            if spelling == label:
+                continue
+            if spelling.casefold() == label.casefold():
                 raise DataError(
-                    f"{path}: row {row_number} ({sample.image}): label {label!r} differs only by"
-                    f" case from {spelling!r} (row {row}); use one spelling"
+                    f"{where}: label {label!r} differs only by case from {spelling!r}"
+                    f" (row {row}); use one spelling"
                 )
+            raise DataError(
+                f"{where}: label {ascii(label)} differs from {ascii(spelling)} (row {row}) only"
+                " by Unicode normalisation, invisible characters or case; use one spelling"
+            )
+
+
+def _refuse_a_single_class(path: Path, samples: Sequence[Sample]) -> None:
+    """``DataError`` if every row carries the same one label.
+
+    With one class every target is 1: always answering it is a perfect model, every F1 is 1 and
+    the arg-max fallback predicts it for every image, so there is nothing to learn or to tune.
+    A multi-label model needs at least two label names to tell apart.
+    """
+    classes = label_vocabulary(samples)
+    if len(classes) < 2:
+        raise DataError(
+            f"{path}: every row has the one label {classes[0]!r}; a multi-label model needs at"
+            " least two label names (add the rows of the other classes)"
+        )
 
 
 def label_vocabulary(samples: Sequence[Sample]) -> list[str]:

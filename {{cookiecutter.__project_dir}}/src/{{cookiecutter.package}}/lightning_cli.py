@@ -8,9 +8,9 @@ checkpoint (``checkpoints``) and the data (the data module's ``check``).
 
 from __future__ import annotations
 
-import inspect
 import sys
 import warnings
+from argparse import ArgumentError
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
@@ -20,6 +20,7 @@ from pytorch_lightning.tuner import Tuner
 
 from .checkpoints import (
     AtomicCheckpointIO,
+    CheckpointInfo,
     EpochCheckpoint,
     inspect_checkpoint,
     refuse_earlier_run,
@@ -29,22 +30,22 @@ from .errors import DataError
 from .hardware import default_precision
 from .constraints import PositiveInt
 from .data import PlantDataModule
-from .folds import THRESHOLDS, fold_checkpoints, is_cv_folder
+from .folds import fold_checkpoints, is_cv_folder
 from .inference import predict_with_ensemble
 from .loggers import check_logger_packages
-from .models import PlantClassifier
+from .models import LIGHTNING_KEYS, PlantClassifier, check_hyper_parameters
 from .quiet import drop_adverts
 from .submission import SubmissionWriter
-from .thresholds import ThresholdReport
+from .threshold_report import ThresholdChoice, decide_threshold
 from .trainer_checks import (
     check_trainer_settings,
     drop_progress_bars,
     one_line_parse_error,
+    refuse_partial_prediction,
     trainer_refusal,
 )
 
-DEFAULT_THRESHOLD = inspect.signature(PlantClassifier).parameters["threshold"].default
-
+THRESHOLD_FLAG = "--model.threshold"
 
 drop_adverts()
 # `cv` and `tune` run fits with their own arguments while sys.argv holds theirs: on purpose.
@@ -132,8 +133,10 @@ class PlantCLI(LightningCLI):
         super().parse_arguments(parser, args)
         self._members: list[Path] = []
         self._cv_folder: Path | None = None
+        self._checkpoint: CheckpointInfo | None = None
+        self._threshold: ThresholdChoice | None = None
         given = list(sys.argv[1:] if args is None else args)
-        self._threshold_flag = any(a.split("=")[0] == "--model.threshold" for a in given)
+        self._threshold_flag = any(str(a).split("=")[0] == THRESHOLD_FLAG for a in given)
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
@@ -152,7 +155,7 @@ class PlantCLI(LightningCLI):
                 raise DataError("--ckpt_path best: fit resumes from 'last' or a checkpoint file")
             ckpt_path = config.ckpt_path = resolve_ckpt_path(ckpt_path, config.checkpoint.dirpath)
         if ckpt_path and ckpt_path not in ("hpc", "registry"):
-            info = inspect_checkpoint(ckpt_path)
+            info = self._checkpoint = inspect_checkpoint(ckpt_path)
             if config.model.get("classes") is None:
                 config.model.classes = info.classes
             if subcommand != "fit" and info.dirpath:
@@ -161,17 +164,45 @@ class PlantCLI(LightningCLI):
                 config.checkpoint.dirpath = info.dirpath
 
     def _parse_ckpt_path(self) -> None:
-        """Apply the checkpoint's hyper-parameters, except a threshold the user chose.
+        """Apply the checkpoint's model hyper-parameters once checked; decide the threshold.
 
-        The decision threshold is an inference setting: ``--model.threshold`` (or the config's
-        ``model.threshold``) wins over the one saved at training; left at its default, the
-        checkpoint's applies.
+        Lightning's own version hands them to the parser unchecked, and the parser imports any
+        class path it meets: ``check_hyper_parameters`` runs first. The decision threshold then
+        follows ``threshold_report.THRESHOLD_PRECEDENCE`` (the flag, a cv folder's tuned
+        thresholds, the checkpoint's, the config's).
         """
         subcommand = self.config.get("subcommand")
-        chosen = self.config[subcommand].model.get("threshold") if subcommand else None
-        super()._parse_ckpt_path()
-        if chosen is not None and chosen != DEFAULT_THRESHOLD:
-            self.config[subcommand].model.threshold = chosen
+        if not subcommand or self._checkpoint is None:
+            return
+        config = self.config[subcommand]
+        typed = config.model.get("threshold")
+        hparams = dict(self._checkpoint.hyper_parameters)
+        check_hyper_parameters(config.ckpt_path, hparams)
+        for key in ("_class_path", *LIGHTNING_KEYS):  # this package's model, built by Lightning
+            hparams.pop(key, None)
+        self.config = self._parse_checkpoint_hparams(config.ckpt_path, subcommand, hparams)
+        self._threshold = decide_threshold(
+            self._checkpoint.classes,
+            typed,
+            flag=typed if self._threshold_flag else None,
+            cv_folder=self._cv_folder,
+            checkpoint=hparams.get("threshold"),
+        )
+        if isinstance(self._threshold.value, float):
+            self.config[subcommand].model.threshold = self._threshold.value
+
+    def _parse_checkpoint_hparams(
+        self, ckpt_path: str, subcommand: str, hparams: dict[str, Any]
+    ) -> Any:
+        """The config with ``hparams`` applied; a value the parser refuses names the checkpoint."""
+        exit_on_error, self.parser.exit_on_error = self.parser.exit_on_error, False
+        try:
+            return self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except ArgumentError as exc:
+            refused = one_line_parse_error(str(exc)).removeprefix("--")
+            raise DataError(f"{ckpt_path}: hyper-parameter {refused}") from None
+        finally:
+            self.parser.exit_on_error = exit_on_error
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -229,25 +260,22 @@ class PlantCLI(LightningCLI):
     def predict(self, model: PlantClassifier, datamodule: Any = None, **kwargs: Any) -> None:
         """Predict with the checkpoint, or the mean of a cv folder's folds, over the TTA views.
 
-        The decision threshold: ``--model.threshold`` given on the command line, else the cv
-        folder's tuned ``thresholds.json``, else the model's (config or checkpoint).
+        The decision threshold is the one ``_parse_ckpt_path`` decided; the log says which.
         """
         members = self._members or [Path(kwargs["ckpt_path"])]
-        threshold: float | list[float] = model.hparams["threshold"]
-        if self._cv_folder is not None and not self._threshold_flag:
-            if (self._cv_folder / THRESHOLDS).is_file():
-                report = ThresholdReport.load(self._cv_folder / THRESHOLDS)
-                threshold = report.thresholds_for_predict(list(model.classes or []))
-        predict_with_ensemble(self.trainer, datamodule, members, self.config.predict.tta, threshold)
+        choice = self._threshold or decide_threshold(
+            list(model.classes or []),
+            model.hparams["threshold"],
+            flag=model.hparams["threshold"] if self._threshold_flag else None,
+        )
+        if self.trainer.is_global_zero:
+            print(choice.log_line())
+        predict_with_ensemble(
+            self.trainer, datamodule, members, self.config.predict.tta, choice.value
+        )
 
     def before_predict(self) -> None:
-        limit = self.trainer.limit_predict_batches
-        fast_dev_run = getattr(self.trainer, "fast_dev_run", False)
-        if fast_dev_run or (isinstance(limit, float) and limit < 1.0):
-            raise DataError(
-                "--trainer.limit_predict_batches / --trainer.fast_dev_run: a submission must"
-                " cover every test image; predict without them"
-            )
+        refuse_partial_prediction(self.trainer)
         self._check_inputs("predict")
 
 

@@ -2,7 +2,8 @@
 
 ``ThresholdReport`` is written by ``cv`` (see ``thresholds.choose_thresholds``) and read by
 ``predict --ckpt_path CV_DIR``; it validates itself, so a hand-edited or damaged file is one
-``DataError`` naming the field, never a wrong decode.
+``DataError`` naming the field, never a wrong decode. ``decide_threshold`` is the one rule of
+which threshold a prediction decodes at (``THRESHOLD_PRECEDENCE``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from .atomic import atomic_write
 from .errors import DataError
+from .folds import THRESHOLDS
 
 MIN_POSITIVES = 20
 """A class with fewer positive OOF images than this keeps the global threshold.
@@ -51,6 +53,32 @@ F1, so 0.002 is ~40 images fixed outright, and the leaderboard shows 3 decimals.
 """
 
 USES = ("global", "per_class")
+
+THRESHOLD_PRECEDENCE = (
+    "--model.threshold on the command line",
+    f"the {THRESHOLDS} of the cv folder",
+    "the checkpoint's model.threshold",
+    "the config's model.threshold",
+)
+"""Which threshold a prediction decodes at: the first of these that exists.
+
+A threshold typed on the command line is the user's explicit choice; a cv folder's tuned
+thresholds were fitted to its out-of-fold predictions; the checkpoint's is what the model was
+validated at; the config's (the shipped configs say 0.4) only decides when none of those exist.
+"""
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """The threshold (or per-class thresholds) to decode at, and which rule chose it."""
+
+    value: float | list[float]
+    origin: str
+
+    def log_line(self) -> str:
+        """One line for the user saying which threshold is used and why."""
+        shown = self.value if isinstance(self.value, float) else [round(t, 4) for t in self.value]
+        return f"decision threshold {shown}: {self.origin}"
 
 
 @dataclass
@@ -182,6 +210,36 @@ class ThresholdReport:
         if not all(0.0 <= f <= 1.0 for f in (self.default_f1, self.global_f1, self.per_class_f1)):
             return "F1 values must be within [0, 1]"
         return None
+
+
+def decide_threshold(
+    classes: Sequence[str],
+    config: float,
+    *,
+    flag: float | None = None,
+    cv_folder: str | os.PathLike | None = None,
+    checkpoint: float | None = None,
+) -> ThresholdChoice:
+    """The threshold a prediction with a model of ``classes`` decodes at (``THRESHOLD_PRECEDENCE``).
+
+    Args:
+        classes: the model's label vocabulary (a cv folder's thresholds must be tuned for it).
+        config: the config's ``model.threshold`` (the signature's default when no config sets it).
+        flag: ``--model.threshold`` when the user typed it, else ``None`` (even when it equals the
+            default).
+        cv_folder: the cv folder predicted with, if any; its ``thresholds.json`` is used when
+            present.
+        checkpoint: the ``threshold`` hyper-parameter saved in the (first) checkpoint, if any.
+    """
+    if flag is not None:
+        return ThresholdChoice(single_threshold(flag), THRESHOLD_PRECEDENCE[0])
+    if cv_folder is not None and (Path(cv_folder) / THRESHOLDS).is_file():
+        report = ThresholdReport.load(Path(cv_folder) / THRESHOLDS)
+        value = report.thresholds_for_predict(classes)
+        return ThresholdChoice(value, f"{THRESHOLD_PRECEDENCE[1]} ({report.use})")
+    if checkpoint is not None:
+        return ThresholdChoice(single_threshold(checkpoint), THRESHOLD_PRECEDENCE[2])
+    return ThresholdChoice(single_threshold(config), THRESHOLD_PRECEDENCE[3])
 
 
 def single_threshold(threshold: float) -> float:

@@ -80,6 +80,23 @@ def check_trainer_settings(trainer: Any) -> None:
         )
 
 
+def refuse_partial_prediction(trainer: Trainer) -> None:
+    """``DataError`` if the Trainer would predict only part of the test set.
+
+    A fraction below 1 or a limit of 0 batches (which predicts nothing and writes nothing)
+    leaves test images out of the submission; so does ``fast_dev_run``. A positive whole number
+    of batches may or may not cover the test set: the submission writer counts the images.
+    """
+    limit = trainer.limit_predict_batches
+    if getattr(trainer, "fast_dev_run", False):
+        flag = "--trainer.fast_dev_run"
+    elif limit is not None and limit < 1:
+        flag = f"--trainer.limit_predict_batches {limit}"
+    else:
+        return
+    raise DataError(f"{flag}: a submission must cover every test image; predict without it")
+
+
 def drop_progress_bars(callbacks: Any) -> Any:
     """The callback list without progress bars (for ``--trainer.enable_progress_bar false``)."""
     if not isinstance(callbacks, list):
