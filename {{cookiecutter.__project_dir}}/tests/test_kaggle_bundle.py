@@ -123,6 +123,29 @@ def test_the_notebook_finds_its_inputs_in_nested_layouts_or_says_what_to_add(
         finder["find_input"](finder["WHEEL"], finder["CODE_DATASET"])
 
 
+def test_the_threshold_follows_predicts_precedence(tmp_path, capsys):
+    ckpt = fake_checkpoint(tmp_path / "m.ckpt")  # saved with the default threshold, 0.5
+    assert package(str(ckpt), str(tmp_path / "a"), "--user", "u")[0] == 0
+    saved = read_json(tmp_path / "a" / "weights" / "manifest.json")
+    assert (saved["threshold"], saved["threshold_from"]) == (
+        0.5,
+        "the checkpoint's model.threshold",
+    )
+    code, printed = package(
+        str(ckpt), str(tmp_path / "b"), "--user", "u", "--model.threshold", "0.5"
+    )
+    assert code == 0 and "decision threshold 0.5: --model.threshold on the command line" in printed
+    flag = read_json(tmp_path / "b" / "weights" / "manifest.json")
+    assert flag["threshold_from"] == "--model.threshold on the command line"
+    code, _ = package(str(ckpt), str(tmp_path / "c"), "--user", "u", "--model.threshold", "0.3")
+    assert code == 0 and read_json(tmp_path / "c" / "weights" / "manifest.json")["threshold"] == 0.3
+    assert (
+        main(["package", str(ckpt), str(tmp_path / "d"), "--user", "u", "--model.threshold", "1.5"])
+        == 2
+    )
+    assert "--model.threshold" in only_error_line(capsys) and not (tmp_path / "d").exists()
+
+
 def test_force_replaces_an_earlier_bundle(bundle, tmp_path):
     out = Path(shutil.copytree(bundle[0], tmp_path / "out"))
     ckpt = fake_checkpoint(tmp_path / "m.ckpt")
@@ -408,4 +431,4 @@ def test_the_offline_notebook_matches_predict_for_a_cv_folder(offline_kernel, sm
     check_offline_notebook(offline_kernel, small_cv, 32, "flips", 2 * 4, in_tmp)
     manifest = read_json(in_tmp / "bundle" / "weights" / "manifest.json")
     assert manifest["checkpoints"] == ["fold0.ckpt", "fold1.ckpt"]
-    assert manifest["threshold_from"].startswith("thresholds.json")
+    assert manifest["threshold_from"].startswith("the thresholds.json of the cv folder")

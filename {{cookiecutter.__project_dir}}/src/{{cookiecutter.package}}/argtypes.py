@@ -54,6 +54,14 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def unit_interval(text: str) -> float:
+    """An ``argparse`` type: a number from 0 to 1 (a probability, a decision threshold)."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a number from 0 to 1")
+    return value
+
+
 def fit_job_parser(command: str, description: str) -> OneLineArgumentParser:
     """The parser of a command that runs fits (``cv``, ``tune``): its own flags, the rest fit's.
 

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .argtypes import command_parser, positive_seconds
+from .argtypes import command_parser, positive_seconds, unit_interval
 from .bundle_manifest import MANIFEST, manifest_dict
 from .bundle_target import check_target, move_into_place, staging_folder
 from .errors import DataError
-from .folds import THRESHOLDS, fold_checkpoints, is_cv_folder
+from .folds import fold_checkpoints, is_cv_folder
 from .kaggle_metadata import (
     COMPETITION,
     PROJECT,
@@ -57,28 +57,37 @@ def source_checkpoints(source: Path) -> list[Path]:
     return [source]
 
 
-def inference_settings(source: Path, checkpoints: list[Path], tta: str) -> dict[str, Any]:
-    """Classes, image size, batch size and thresholds ``predict`` would use for ``source``."""
+def inference_settings(
+    source: Path, checkpoints: list[Path], tta: str, threshold: float | None = None
+) -> dict[str, Any]:
+    """Classes, image size, batch size and thresholds ``predict`` would use for ``source``.
+
+    The threshold follows ``predict``'s precedence: ``threshold`` (``--model.threshold``), else the cv
+    folder's ``thresholds.json``, else the (first) checkpoint's ``model.threshold``.
+    """
     from .inference import EnsembleClassifier, load_classifier
-    from .threshold_report import ThresholdReport
+    from .threshold_report import decide_threshold
 
     ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta)
     first, data = load_classifier(checkpoints[0])
     if not isinstance(data.get("image_size"), int):
         raise DataError(f"{checkpoints[0]}: checkpoint has no image size (data hyper-parameters)")
-    threshold, origin = ensemble.hparams["threshold"], "the checkpoint's model.threshold"
-    if source.is_dir() and (source / THRESHOLDS).is_file():
-        report = ThresholdReport.load(source / THRESHOLDS)
-        threshold = report.thresholds_for_predict(ensemble.classes)
-        origin = f"{THRESHOLDS} of the cv folder ({report.use})"
+    choice = decide_threshold(
+        ensemble.classes,
+        first.hparams["threshold"],
+        flag=threshold,
+        cv_folder=source if source.is_dir() else None,
+        checkpoint=first.hparams["threshold"],
+    )
+    print(choice.log_line())
     model = dict(first.hparams)
     return {
         "classes": list(ensemble.classes),
         "image_size": data["image_size"],
         "batch_size": int(data.get("batch_size") or 32),
-        "threshold": threshold,
+        "threshold": choice.value,
         "provenance": {
-            "threshold_from": origin,
+            "threshold_from": choice.origin,
             "source": str(source.resolve()),
             "source_checkpoints": [str(path.resolve()) for path in checkpoints],
             "package": __package__,
@@ -182,7 +191,15 @@ def build_bundle(
     write_json(kernel / "kernel-metadata.json", kernel_metadata(ids))
 
 
-def package(source: Path, out: Path, user: str, competition: str, tta: str, force: bool) -> Ids:
+def package(
+    source: Path,
+    out: Path,
+    user: str,
+    competition: str,
+    tta: str,
+    force: bool,
+    threshold: float | None = None,
+) -> Ids:
     """Check everything, build the bundle next to ``out``, then move it into place."""
     ids = check_ids(user, competition)
     if tta not in TTA_CHOICES:
@@ -196,7 +213,7 @@ def package(source: Path, out: Path, user: str, competition: str, tta: str, forc
     }
     target = check_target(out, protected, force)
     checkpoints = source_checkpoints(source)
-    settings = inference_settings(source, checkpoints, tta)
+    settings = inference_settings(source, checkpoints, tta, threshold)
     staging = staging_folder(target)
     try:
         build_bundle(staging, root, ids, checkpoints, settings, tta)
@@ -222,6 +239,14 @@ def parser() -> argparse.ArgumentParser:
     )
     build.add_argument(
         "--tta", choices=TTA_CHOICES, default="none", help="test-time augmentation of the notebook"
+    )
+    build.add_argument(
+        "--model.threshold",
+        dest="threshold",
+        type=unit_interval,
+        default=None,
+        help="decision threshold of the notebook (default: the cv folder's thresholds.json, else"
+        " the checkpoint's model.threshold, as predict)",
     )
     build.add_argument(
         "--force", action="store_true", help="replace OUT_DIR if it holds an earlier bundle"
@@ -252,7 +277,9 @@ def run_command(argv: Sequence[str]) -> int:
         from .kaggle_push import kaggle_executable
 
         kaggle_executable()  # refuse before building when the CLI or credentials are missing
-    ids = package(args.source, args.out, args.user, args.competition, args.tta, args.force)
+    ids = package(
+        args.source, args.out, args.user, args.competition, args.tta, args.force, args.threshold
+    )
     datasets = {ids.code: args.out / "code", ids.weights: args.out / "weights"}
     print(
         f"wrote {args.out}/: code/ ({ids.code}), weights/ ({ids.weights}), kernel/ ({ids.kernel})"
