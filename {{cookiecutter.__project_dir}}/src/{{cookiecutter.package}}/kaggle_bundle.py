@@ -62,8 +62,8 @@ def inference_settings(
 ) -> dict[str, Any]:
     """Classes, image size, batch size and thresholds ``predict`` would use for ``source``.
 
-    The threshold follows ``predict``'s precedence: ``threshold`` (``--model.threshold``), else the cv
-    folder's ``thresholds.json``, else the (first) checkpoint's ``model.threshold``.
+    The threshold follows ``predict``'s precedence: ``threshold`` (``--model.threshold``), else
+    the cv folder's ``thresholds.json``, else the (first) checkpoint's ``model.threshold``.
     """
     from .inference import EnsembleClassifier, load_classifier
     from .threshold_report import decide_threshold
