@@ -177,7 +177,7 @@ def test_the_inference_path_imports_no_training_only_dependency(tmp_path):
     assert done.stdout.strip().endswith("[]")
 
 
-def assert_refused(capsys, out: Path, *args: str, expected: str) -> None:
+def assert_package_refused(capsys, out: Path, *args: str, expected: str) -> None:
     assert main(["package", *args]) == 2
     assert expected in only_error_line(capsys)
     leftovers = [p.name for p in out.parent.iterdir() if ".partial-" in p.name or ".old" in p.name]
@@ -188,22 +188,22 @@ def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "out"
     good = fake_checkpoint(tmp_path / "good.ckpt")
     no_vocab = fake_checkpoint(tmp_path / "novocab.ckpt", classes=None)
-    assert_refused(capsys, out, str(no_vocab), str(out), "--user", "u", expected="no backbone or")
+    assert_package_refused(capsys, out, str(no_vocab), str(out), "--user", "u", expected="no backbone or")
     mixed = fake_cv_folder(tmp_path / "cv", [CLASSES, ["healthy", "rust", "other"]])
-    assert_refused(capsys, out, str(mixed), str(out), "--user", "u", expected="one label vocab")
+    assert_package_refused(capsys, out, str(mixed), str(out), "--user", "u", expected="one label vocab")
     empty = tmp_path / "emptycv"
     empty.mkdir()
     (empty / "folds.csv").write_text("image,fold\n")
     (empty / "plan.json").write_text('{"folds": 2}')
-    assert_refused(capsys, out, str(empty), str(out), "--user", "u", expected="have no best.ckpt")
-    assert_refused(capsys, out, str(good), str(out), "--user", "a b", expected="--user 'a b'")
+    assert_package_refused(capsys, out, str(empty), str(out), "--user", "u", expected="have no best.ckpt")
+    assert_package_refused(capsys, out, str(good), str(out), "--user", "a b", expected="--user 'a b'")
     bad_slug = ["--user", "u", "--competition", "Bad_Slug"]
-    assert_refused(capsys, out, str(good), str(out), *bad_slug, expected="--competition")
-    assert_refused(capsys, out, str(tmp_path), str(out), "--user", "u", expected="output of cv")
+    assert_package_refused(capsys, out, str(good), str(out), *bad_slug, expected="--competition")
+    assert_package_refused(capsys, out, str(tmp_path), str(out), "--user", "u", expected="output of cv")
     assert not out.exists()
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert_refused(capsys, out, str(good), str(out), "--user", "u", expected="--force")
+    assert_package_refused(capsys, out, str(good), str(out), "--user", "u", expected="--force")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
@@ -255,11 +255,11 @@ def test_push_refuses_early_without_the_cli_or_credentials(
 ):
     ckpt, out = fake_checkpoint(tmp_path / "m.ckpt"), tmp_path / "out"
     args = [str(ckpt), str(out), "--user", "u", "--push"]
-    assert_refused(capsys, out, *args, expected="no Kaggle credentials found")
+    assert_package_refused(capsys, out, *args, expected="no Kaggle credentials found")
     assert not fake_kaggle.exists() and not out.exists()
     monkeypatch.setenv("PATH", os.environ["PATH"].split(os.pathsep, 1)[1])
     if shutil.which("kaggle") is None:
-        assert_refused(capsys, out, *args, expected="pip install kaggle")
+        assert_package_refused(capsys, out, *args, expected="pip install kaggle")
 
 
 def test_a_failing_kaggle_command_stops_the_push_with_one_error(bundle, fake_kaggle, tmp_path):
