@@ -378,7 +378,8 @@ def test_cv_restart_deletes_nothing_in_a_folder_cv_did_not_write(data_copy, in_t
     for name in ("oof.csv", "cv.json", "fold0/oof.csv", "fold0/checkpoints/last.ckpt"):
         (folder / name).write_text("mine")
     before = snapshot(folder)
-    (data_copy / "train.csv").write_text("image,labels\nmissing.jpg,scab\n")  # stops the run
+    rows = "image,labels\nmissing.jpg,scab\nalso_missing.jpg,rust\n"
+    (data_copy / "train.csv").write_text(rows)  # stops the run
     args = ["cv", "--folds", "2", "--out", str(folder), "--restart", *cli_args(data_copy)]
     assert main(args) == 2
     captured = capsys.readouterr()
