@@ -97,9 +97,7 @@ def check_checkpoint_settings(checkpoint: Any) -> None:
     """Refuse a ``--checkpoint.save_top_k`` the checkpoint callback would raise a traceback on."""
     top_k = (checkpoint or {}).get("save_top_k")
     if isinstance(top_k, int) and top_k < -1:
-        raise DataError(
-            f"--checkpoint.save_top_k {top_k}: must be -1 (keep all), 0 (none) or more"
-        )
+        raise DataError(f"--checkpoint.save_top_k {top_k}: must be -1 (keep all), 0 (none) or more")
 
 
 def drop_progress_bars(callbacks: Any) -> Any:
