@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule, build_transforms, normalize_batch
 from {{ cookiecutter.package }}.errors import DataError
 from {{ cookiecutter.package }}.images import load_image
@@ -17,6 +18,9 @@ from {{ cookiecutter.package }}.labels import (
     read_train_csv,
     stratified_split,
 )
+from {{ cookiecutter.package }}.models import PlantClassifier
+
+from conftest import cli_args, read_csv_rows
 
 PP2021_LABELS = [
     "complex",
@@ -259,3 +263,35 @@ def test_empty_test_folder(data_copy):
         image.unlink()
     with pytest.raises(DataError, match="test_images: no images found"):
         PlantDataModule(str(data_copy), num_workers=0).check("predict")
+
+
+# Divides neither the 35 validation images of fold 0 nor the 12 test images: each last batch
+# is partial.
+PARTIAL_BATCH = 8
+
+
+def test_a_partial_last_validation_batch_is_scored(sample_dir, in_tmp, trained, monkeypatch):
+    dm = PlantDataModule(str(sample_dir), val_fraction=0.2, fold=0, seed=42)  # the baseline's
+    dm.setup("fit")
+    assert len(dm.val_set) % PARTIAL_BATCH
+    scored = []
+    gather = PlantClassifier._gathered_outputs
+
+    def spy(self):
+        probs, truth = gather(self)
+        scored.append(len(probs))
+        return probs, truth
+
+    monkeypatch.setattr(PlantClassifier, "_gathered_outputs", spy)
+    args = ["--ckpt_path", str(trained), "--data.batch_size", str(PARTIAL_BATCH)]
+    args += ["--trainer.limit_val_batches", "1.0"]
+    assert main(["validate", *cli_args(sample_dir, *args)]) == 0
+    assert scored == [len(dm.val_set)]
+
+
+def test_a_partial_last_predict_batch_is_written(sample_dir, in_tmp, trained):
+    test_images = sorted(p.name for p in (sample_dir / "test_images").iterdir())
+    assert len(test_images) % PARTIAL_BATCH
+    args = ["--ckpt_path", str(trained), "--data.batch_size", str(PARTIAL_BATCH)]
+    assert main(["predict", *cli_args(sample_dir, *args)]) == 0
+    assert [row["image"] for row in read_csv_rows(in_tmp / "submission.csv")] == test_images

@@ -1,8 +1,10 @@
 """Every wrong option value is one ``error:`` line, exit code 2, and nothing written.
 
-The numeric options are found by walking the CLI's own parser, and their bad values are derived
-from the constraints their signatures declare: an option added later is covered without editing
-this file, and an option that declares no constraint fails ``test_every_numeric_option_...``.
+``RULES`` writes out the documented range of each option (``--help``, README) as literal values
+just outside it: a bound loosened in the code fails its row. The numeric options are also found
+by walking the CLI's own parser, and bad values derived from the constraints their signatures
+declare: an option added later is covered without editing this file, and an option that declares
+no constraint fails ``test_every_numeric_option_...``.
 """
 
 import operator
@@ -18,7 +20,7 @@ from {{ cookiecutter.package }}.data import PlantDataModule
 from {{ cookiecutter.package }}.lightning_cli import PlantCLI
 from {{ cookiecutter.package }}.models import PlantClassifier
 
-from conftest import SAMPLE_DIR, cli_args
+from conftest import QUICK_EPOCH, SAMPLE_DIR, cli_args
 
 # A value beyond each kind of bound: (operator, bound) -> a value that breaks it.
 BREAK = {
@@ -102,10 +104,52 @@ def test_a_bad_numeric_value_is_one_line(sample_dir, in_tmp, capsys, dest, value
     assert_refused(capsys, in_tmp, status, f"--{dest}")
 
 
+# (flag, value, text of the one error line): values just outside each documented range.
+RULES = [
+    ("--model.threshold", "1.01", "--model.threshold 1.01"),
+    ("--model.threshold", "-0.01", "--model.threshold -0.01"),
+    ("--model.dropout", "1.0", "--model.dropout 1.0"),
+    ("--model.dropout", "1.2", "--model.dropout 1.2"),
+    ("--model.dropout", "-0.1", "--model.dropout -0.1"),
+    ("--model.lr", "0", "--model.lr 0"),
+    ("--model.lr", "-1", "--model.lr -1"),
+    ("--model.lr", "nan", "--model.lr nan"),
+    ("--model.lr", "inf", "--model.lr inf"),
+    ("--model.weight_decay", "-1", "--model.weight_decay -1"),
+    ("--model.weight_decay", "inf", "--model.weight_decay inf"),
+    ("--model.pos_weight", "[1, 1, 1, 1, 1, 0]", "--model.pos_weight 0"),
+    ("--model.pos_weight", "[1, 1, 1, 1, 1, -2]", "--model.pos_weight -2"),
+    ("--model.pos_weight", "[1, 1, 1, 1, 1, inf]", "--model.pos_weight inf"),
+    ("--data.val_fraction", "0", "--data.val_fraction 0"),
+    ("--data.val_fraction", "0.51", "--data.val_fraction 0.51"),
+    ("--data.val_fraction", "0.6", "--data.val_fraction 0.6"),
+    ("--data.image_size", "15", "--data.image_size 15"),
+    ("--data.image_size", "4097", "--data.image_size 4097"),
+    ("--data.batch_size", "0", "--data.batch_size 0"),
+    ("--data.seed", "-1", "--data.seed -1"),
+    ("--data.seed", str(2**32), f"--data.seed {2**32}"),
+    ("--data.num_workers", "-1", "--data.num_workers -1"),
+    ("--data.fold", "-1", "--data.fold -1"),
+    ("--data.fold", "5", "fold=5 must be in 0..4"),
+    ("--trainer.max_epochs", "0", "--trainer.max_epochs 0"),
+    ("--trainer.accumulate_grad_batches", "0", "--trainer.accumulate_grad_batches 0"),
+    ("--checkpoint.save_top_k", "-2", "--checkpoint.save_top_k -2"),
+    ("--auto_batch_size_max_trials", "0", "--auto_batch_size_max_trials 0"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value", "expected"), RULES, ids=lambda v: str(v))
+def test_a_value_outside_the_documented_range_is_one_line(
+    sample_dir, in_tmp, capsys, flag, value, expected
+):
+    status = main(["fit", *cli_args(sample_dir, *QUICK_EPOCH, flag, value)])
+    assert_refused(capsys, in_tmp, status, expected)
+
+
 def test_help_shows_the_constraints(capsys):
     assert main(["fit", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    for text in ("PositiveFloat", "DropoutRate", "ClosedUnitInterval", "PositiveInt", "Seed"):
+    for text in ("PositiveFinite", "DropoutRate", "ClosedUnitInterval", "PositiveInt", "Seed"):
         assert text in out
 
 

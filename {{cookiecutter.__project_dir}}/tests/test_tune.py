@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from {{ cookiecutter.package }}.cli import main
@@ -371,6 +372,10 @@ def test_the_pruning_callback_reports_val_f1_and_stops_a_pruned_trial():
     assert study.trials[0].intermediate_values == {3: 0.25}
 
 
+# Fit flags the study's trials must override: values outside SPACE's ranges and choices.
+CONFIG_VALUES = ["--model.lr", "0.5", "--model.dropout", "0.9"]
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     """A 2-trial study on the sample set, 1 short epoch per trial; returns the working folder."""
@@ -378,7 +383,7 @@ def study(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(work)
         path = write_space(work, SPACE)
-        assert main(tune_args(path, "--n-trials", "2")) == 0
+        assert main(tune_args(path, "--n-trials", "2", *CONFIG_VALUES)) == 0
     return work
 
 
@@ -406,6 +411,21 @@ def test_tune_writes_trial_folders_trials_csv_and_a_best_yaml_fit_accepts(study,
     assert best["model"]["lr"] == load(study).best_params["model.lr"]
     assert main(["fit", "--config", str(out / "best.yaml"), "--print_config"]) == 0
     assert "model:" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_each_trial_trained_with_its_sampled_values(study):
+    trials = load(study).trials
+    assert len(trials) >= 2
+    for trial in trials:
+        checkpoint = study / "runs" / "tune" / "s" / f"trial_{trial.number}" / "checkpoints"
+        state = torch.load(checkpoint / "last.ckpt", weights_only=True, map_location="cpu")
+        used = state["hyper_parameters"]
+        assert used["lr"] == pytest.approx(trial.params["model.lr"], rel=1e-12)
+        assert used["dropout"] == pytest.approx(trial.params["model.dropout"], abs=1e-12)
+        assert used["backbone"] == trial.params["model.backbone"]
+        (group,) = state["optimizer_states"][0]["param_groups"]
+        assert group["initial_lr"] == pytest.approx(trial.params["model.lr"], rel=1e-12)
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import operator
 import types
 import typing
@@ -73,8 +74,10 @@ __all__ = [
     "ClosedUnitInterval",
     "DropoutRate",
     "ImageSide",
+    "NonNegativeFinite",
     "NonNegativeFloat",
     "NonNegativeInt",
+    "PositiveFinite",
     "PositiveFloat",
     "PositiveInt",
     "Seed",
@@ -83,6 +86,16 @@ __all__ = [
     "check_range",
     "plain",
 ]
+
+PositiveFinite = restricted_number_type(
+    "PositiveFinite", float, [(">", 0), ("<", math.inf)], join="and"
+)
+"""A float above 0 and not infinite (an infinite rate or weight turns every weight into NaN)."""
+
+NonNegativeFinite = restricted_number_type(
+    "NonNegativeFinite", float, [(">=", 0), ("<", math.inf)], join="and"
+)
+"""A float of at least 0 and not infinite."""
 
 DropoutRate = restricted_number_type("DropoutRate", float, [(">=", 0), ("<", 1)], join="and")
 """A probability in [0, 1): 1 would zero every feature."""

@@ -38,6 +38,7 @@ from .quiet import drop_adverts
 from .submission import SubmissionWriter
 from .threshold_report import ThresholdChoice, decide_threshold
 from .trainer_checks import (
+    check_checkpoint_settings,
     check_trainer_settings,
     drop_progress_bars,
     one_line_parse_error,
@@ -208,6 +209,7 @@ class PlantCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
         check_trainer_settings(trainer)
+        check_checkpoint_settings(config.get("checkpoint"))
         check_logger_packages(trainer.get("logger"))
         if trainer.get("precision") is None:
             trainer.precision = default_precision(trainer.get("accelerator", "auto"))

@@ -22,8 +22,8 @@ from .backbones import create_backbone
 from .constraints import (
     ClosedUnitInterval,
     DropoutRate,
-    NonNegativeFloat,
-    PositiveFloat,
+    NonNegativeFinite,
+    PositiveFinite,
     check_declared_ranges,
 )
 from .errors import DataError
@@ -53,11 +53,11 @@ class PlantClassifier(pl.LightningModule):
         classes: list[str] | None = None,
         pretrained: bool | str = False,
         threshold: ClosedUnitInterval = 0.5,
-        lr: PositiveFloat = 1e-3,
-        weight_decay: NonNegativeFloat = 1e-4,
+        lr: PositiveFinite = 1e-3,
+        weight_decay: NonNegativeFinite = 1e-4,
         scheduler: Literal["cosine", "none"] = "cosine",
         dropout: DropoutRate = 0.0,
-        pos_weight: list[PositiveFloat] | None = None,
+        pos_weight: list[PositiveFinite] | None = None,
         channels_last: bool = True,
     ) -> None:
         super().__init__()

@@ -1,9 +1,10 @@
 """Turn bad option values and Lightning's refusals of Trainer settings into one ``error:`` line.
 
 Three sources of a traceback a user could trigger by typing a flag: the parser's multi-line
-messages (``one_line_parse_error``), Trainer settings this machine cannot run
-(``check_trainer_settings``, before Lightning looks at them) and whatever else Lightning refuses
-while building the Trainer (``trainer_refusal`` names the ``--trainer.*`` flags involved).
+messages (``one_line_parse_error``), settings this machine cannot run or Lightning would fail on
+mid-run (``check_trainer_settings`` and ``check_checkpoint_settings``, before Lightning looks at
+them) and whatever else Lightning refuses while building the Trainer (``trainer_refusal`` names
+the ``--trainer.*`` flags involved).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def check_trainer_settings(trainer: Any) -> None:
             f"--trainer.precision {precision}: this package feeds float32 batches; use 32-true,"
             " bf16-mixed (CPU with bfloat16, recent GPUs) or 16-mixed (GPU)"
         )
+    check_counts(trainer)
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
     if on_cpu and precision in ("16", "16-mixed", "16-true", "half"):
         raise DataError(
@@ -95,6 +97,24 @@ def refuse_partial_prediction(trainer: Trainer) -> None:
     else:
         return
     raise DataError(f"{flag}: a submission must cover every test image; predict without it")
+
+
+def check_counts(trainer: Any) -> None:
+    """Refuse epoch and batch counts Lightning would accept but could not train with."""
+    if trainer.get("max_epochs") == 0:
+        raise DataError(
+            "--trainer.max_epochs 0: fit would train nothing; give 1 or more (-1: no limit)"
+        )
+    accumulate = trainer.get("accumulate_grad_batches")
+    if isinstance(accumulate, int) and accumulate < 1:
+        raise DataError(f"--trainer.accumulate_grad_batches {accumulate}: must be 1 or more")
+
+
+def check_checkpoint_settings(checkpoint: Any) -> None:
+    """Refuse a ``--checkpoint.save_top_k`` the checkpoint callback would raise a traceback on."""
+    top_k = (checkpoint or {}).get("save_top_k")
+    if isinstance(top_k, int) and top_k < -1:
+        raise DataError(f"--checkpoint.save_top_k {top_k}: must be -1 (keep all), 0 (none) or more")
 
 
 def drop_progress_bars(callbacks: Any) -> Any:
