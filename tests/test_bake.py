@@ -57,6 +57,7 @@ CORE_FILES = {
     "benchmarks/bench_data.py",
     "benchmarks/bench_train.py",
     "tests/conftest.py",
+    "tests/helpers.py",
     "tests/test_cache.py",
     "tests/test_cli.py",
     "tests/test_data.py",

@@ -1,20 +1,17 @@
 """Shared fixtures: every test runs on the bundled sample images, on the CPU, in a temp folder.
 
+Plain helpers (command-line flags, readers, assertions) live in ``helpers.py``, imported by name.
+
 ``pytest --precision 32-true`` (or ``bf16-mixed``) runs every training test at that precision
 instead of the one detected for this CPU; CI runs the suite under both.
 """
 
-import csv
 import shutil
 from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package }}.cli import main
-
-SAMPLE_DIR = Path(__file__).parent / "data"
-CONFIG_DIR = Path(__file__).parents[1] / "configs"
-PRECISION: list[str] = []
+from helpers import PRECISION, SAMPLE_DIR, fit
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,67 +66,6 @@ def cheap_trainer_kwargs(tmp_path: Path) -> dict:
         "default_root_dir": str(tmp_path),
         **({"precision": PRECISION[1]} if PRECISION else {}),
     }
-
-
-def cli_args(data_dir: Path, *extra: str) -> list[str]:
-    """Flags for a quick CLI run on ``data_dir``: the baseline with the CPU overlay on top."""
-    return [
-        "--config",
-        str(CONFIG_DIR / "baseline.yaml"),
-        "--config",
-        str(CONFIG_DIR / "cpu_debug.yaml"),
-        "--data.data_dir",
-        str(data_dir),
-        "--data.image_size",
-        "64",
-        "--trainer.enable_model_summary",
-        "false",
-        "--trainer.log_every_n_steps",
-        "1",
-        *PRECISION,
-        *extra,
-    ]
-
-
-# Fit flags of one quick epoch: two training batches and one validation batch.
-QUICK_EPOCH = [
-    "--trainer.max_epochs",
-    "1",
-    "--trainer.limit_train_batches",
-    "2",
-    "--trainer.limit_val_batches",
-    "1",
-]
-
-
-def fit(data_dir: Path, *extra: str) -> int:
-    """One quick epoch (``QUICK_EPOCH``), then ``extra``."""
-    return main(["fit", *cli_args(data_dir, *QUICK_EPOCH, *extra)])
-
-
-def read_csv_rows(path: Path) -> list[dict]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def logged(folder: Path, key: str) -> list[float]:
-    """Every value of ``key`` in the CSV logs under ``folder``, oldest run first."""
-    values = []
-    for metrics in sorted(folder.rglob("metrics.csv")):
-        values += [float(row[key]) for row in read_csv_rows(metrics) if row.get(key)]
-    return values
-
-
-def only_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err, "no error printed"
-    assert err[-1].startswith("error: ")
-    assert "Traceback" not in "\n".join(err)
-    return err[-1]
-
-
-def assert_nothing_written(folder: Path) -> None:
-    assert sorted(p.name for p in folder.iterdir()) == []
 
 
 @pytest.fixture(scope="session")

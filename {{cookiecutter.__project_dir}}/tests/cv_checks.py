@@ -15,7 +15,7 @@ from {{ cookiecutter.package }}.data import ImageDataset, build_transforms, norm
 from {{ cookiecutter.package }}.hardware import default_precision
 from {{ cookiecutter.package }}.inference import load_classifier
 
-from conftest import PRECISION
+from helpers import PRECISION
 
 # A flipped view of an NCHW batch is ``images.flip(dims)``: none, horizontal, vertical, both.
 FLIPS = ((), (3,), (2,), (2, 3))

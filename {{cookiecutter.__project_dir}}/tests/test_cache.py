@@ -32,8 +32,8 @@ from {{ cookiecutter.package }}.lightning_cli import PlantCLI
 from {{ cookiecutter.package }}.models import PlantClassifier
 from {{ cookiecutter.package }}.prepare import CacheReport, prepare_cache
 
-import conftest
-from conftest import cli_args, only_error_line
+import helpers
+from helpers import cli_args, only_error_line
 from forged_images import jpeg_claiming
 from full_disk import fill_disk
 
@@ -471,7 +471,7 @@ def test_gpu_precision_is_detected(monkeypatch, bf16, expected):
 
 def test_precision_default_applies_unless_set(sample_dir, monkeypatch):
     monkeypatch.setattr(cli_module, "default_precision", lambda accelerator: "bf16-mixed")
-    monkeypatch.setattr(conftest, "PRECISION", [])  # detection itself is tested: force nothing
+    monkeypatch.setattr(helpers, "PRECISION", [])  # detection itself is tested: force nothing
     args = cli_args(sample_dir)
     cli = PlantCLI(PlantClassifier, PlantDataModule, args=args, run=False)
     assert cli.trainer.precision == "bf16-mixed"

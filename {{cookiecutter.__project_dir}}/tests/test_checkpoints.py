@@ -16,7 +16,7 @@ from {{ cookiecutter.package }}.atomic import current_umask
 from {{ cookiecutter.package }}.checkpoints import AtomicCheckpointIO
 from {{ cookiecutter.package }}.cli import main
 
-from conftest import assert_nothing_written, cli_args, fit, only_error_line
+from helpers import assert_nothing_written, cli_args, fit, only_error_line
 from full_disk import fill_disk
 
 # ``epoch`` is 0 after the first epoch and only grows: monitored with mode "min", the metric never

@@ -18,7 +18,7 @@ from {{ cookiecutter.package }}.errors import DataError
 from {{ cookiecutter.package }}.metrics import most_frequent_set_f1
 from {{ cookiecutter.package }}.trainer_checks import refuse_partial_prediction
 
-from conftest import (
+from helpers import (
     assert_nothing_written,
     cli_args,
     fit,

@@ -25,7 +25,7 @@ from {{ cookiecutter.package }}.metrics import decode, samples_f1
 from {{ cookiecutter.package }}.models import PlantClassifier
 from {{ cookiecutter.package }}.thresholds import ThresholdReport
 
-from conftest import cli_args, only_error_line, read_csv_rows
+from helpers import cli_args, only_error_line, read_csv_rows
 from cv_checks import (
     FLIPS,
     add_copies,

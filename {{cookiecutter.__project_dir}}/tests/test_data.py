@@ -20,7 +20,7 @@ from {{ cookiecutter.package }}.labels import (
 )
 from {{ cookiecutter.package }}.models import PlantClassifier
 
-from conftest import cli_args, read_csv_rows
+from helpers import cli_args, read_csv_rows
 
 PP2021_LABELS = [
     "complex",

@@ -16,7 +16,7 @@ import pytest
 
 from {{ cookiecutter.package }}.data import PlantDataModule
 
-from conftest import cli_args, logged, read_csv_rows
+from helpers import cli_args, logged, read_csv_rows
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from {{ cookiecutter.package }}.errors import DataError
 from {{ cookiecutter.package }}.images import MAX_PIXELS, find_unreadable, load_image
 from {{ cookiecutter.package }}.models import PlantClassifier
 
-from conftest import cli_args, only_error_line
+from helpers import cli_args, only_error_line
 from forged_images import jpeg_claiming
 
 # -- every mode and bit depth -------------------------------------------------------------------

@@ -23,7 +23,7 @@ from {{ cookiecutter.package }}.inference import load_classifier
 from {{ cookiecutter.package }}.kaggle_metadata import COMPETITION, Ids
 from {{ cookiecutter.package }}.kaggle_push import push_bundle
 
-from conftest import CONFIG_DIR, cli_args, only_error_line, read_csv_rows
+from helpers import CONFIG_DIR, cli_args, only_error_line, read_csv_rows
 from fake_runs import CLASSES, fake_checkpoint, fake_cv_folder, package
 
 PACKAGE = "{{ cookiecutter.package }}"
@@ -188,18 +188,28 @@ def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "out"
     good = fake_checkpoint(tmp_path / "good.ckpt")
     no_vocab = fake_checkpoint(tmp_path / "novocab.ckpt", classes=None)
-    assert_package_refused(capsys, out, str(no_vocab), str(out), "--user", "u", expected="no backbone or")
+    assert_package_refused(
+        capsys, out, str(no_vocab), str(out), "--user", "u", expected="no backbone or"
+    )
     mixed = fake_cv_folder(tmp_path / "cv", [CLASSES, ["healthy", "rust", "other"]])
-    assert_package_refused(capsys, out, str(mixed), str(out), "--user", "u", expected="one label vocab")
+    assert_package_refused(
+        capsys, out, str(mixed), str(out), "--user", "u", expected="one label vocab"
+    )
     empty = tmp_path / "emptycv"
     empty.mkdir()
     (empty / "folds.csv").write_text("image,fold\n")
     (empty / "plan.json").write_text('{"folds": 2}')
-    assert_package_refused(capsys, out, str(empty), str(out), "--user", "u", expected="have no best.ckpt")
-    assert_package_refused(capsys, out, str(good), str(out), "--user", "a b", expected="--user 'a b'")
+    assert_package_refused(
+        capsys, out, str(empty), str(out), "--user", "u", expected="have no best.ckpt"
+    )
+    assert_package_refused(
+        capsys, out, str(good), str(out), "--user", "a b", expected="--user 'a b'"
+    )
     bad_slug = ["--user", "u", "--competition", "Bad_Slug"]
     assert_package_refused(capsys, out, str(good), str(out), *bad_slug, expected="--competition")
-    assert_package_refused(capsys, out, str(tmp_path), str(out), "--user", "u", expected="output of cv")
+    assert_package_refused(
+        capsys, out, str(tmp_path), str(out), "--user", "u", expected="output of cv"
+    )
     assert not out.exists()
     out.mkdir()
     (out / "keep.txt").write_text("mine")

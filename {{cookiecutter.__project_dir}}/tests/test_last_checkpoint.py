@@ -6,7 +6,7 @@ import torch
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.models import PlantClassifier
 
-from conftest import QUICK_EPOCH, cli_args
+from helpers import QUICK_EPOCH, cli_args
 
 STEPS = 2  # training batches per epoch (QUICK_EPOCH)
 

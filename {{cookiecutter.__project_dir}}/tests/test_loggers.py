@@ -14,7 +14,7 @@ import pytest
 from {{ cookiecutter.package }} import loggers
 from {{ cookiecutter.package }}.fit_jobs import parse_fit_config
 
-from conftest import CONFIG_DIR, assert_nothing_written, cli_args, fit, logged, only_error_line
+from helpers import CONFIG_DIR, assert_nothing_written, cli_args, fit, logged, only_error_line
 
 LOGGER_CONFIGS = CONFIG_DIR / "logger"
 

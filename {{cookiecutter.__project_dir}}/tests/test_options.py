@@ -20,7 +20,7 @@ from {{ cookiecutter.package }}.data import PlantDataModule
 from {{ cookiecutter.package }}.lightning_cli import PlantCLI
 from {{ cookiecutter.package }}.models import PlantClassifier
 
-from conftest import QUICK_EPOCH, SAMPLE_DIR, cli_args
+from helpers import QUICK_EPOCH, SAMPLE_DIR, cli_args
 
 # A value beyond each kind of bound: (operator, bound) -> a value that breaks it.
 BREAK = {

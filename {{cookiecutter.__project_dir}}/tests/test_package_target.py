@@ -21,7 +21,7 @@ from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.errors import UserError
 from {{ cookiecutter.package }}.kaggle_push import push_bundle
 
-from conftest import only_error_line
+from helpers import only_error_line
 from full_disk import fill_disk
 from fake_runs import CLASSES, fake_checkpoint, fake_cv_folder, package
 

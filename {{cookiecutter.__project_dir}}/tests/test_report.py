@@ -18,7 +18,7 @@ from {{ cookiecutter.package }}.report import DATA_FIGURES, RUN_FIGURES
 from {{ cookiecutter.package }}.run_logs import load_predictions, metric_logs
 from {{ cookiecutter.package }}.thresholds import choose_thresholds
 
-from conftest import only_error_line
+from helpers import only_error_line
 from figure_checks import assert_drawn
 from forged_images import jpeg_claiming
 from full_disk import fill_disk

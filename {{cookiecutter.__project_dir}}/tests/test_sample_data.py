@@ -9,7 +9,7 @@ from PIL import Image
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.sample_data import CLASSES, LABEL_SETS, generate
 
-from conftest import assert_nothing_written, only_error_line
+from helpers import assert_nothing_written, only_error_line
 from full_disk import fill_disk
 
 

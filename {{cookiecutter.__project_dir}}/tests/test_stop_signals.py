@@ -8,7 +8,7 @@ import pytest
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.models import PlantClassifier
 
-from conftest import cli_args, only_error_line
+from helpers import cli_args, only_error_line
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.metrics import decode
 from {{ cookiecutter.package }}.threshold_report import THRESHOLD_PRECEDENCE, ThresholdReport
 
-from conftest import cli_args, read_csv_rows
+from helpers import cli_args, read_csv_rows
 
 FLAG, CV_FOLDER, CHECKPOINT, CONFIG = THRESHOLD_PRECEDENCE
 CONFIG_THRESHOLD = 0.4  # what configs/baseline.yaml sets

@@ -15,7 +15,7 @@ from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.labels import label_vocabulary, read_train_csv
 from {{ cookiecutter.package }}.models import PlantClassifier
 
-from conftest import QUICK_EPOCH, cli_args
+from helpers import QUICK_EPOCH, cli_args
 
 
 @pytest.mark.parametrize("scheduler", ["cosine", pytest.param("none", marks=pytest.mark.slow)])

@@ -2,6 +2,7 @@
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from {{ cookiecutter.package }}.errors import DataError
 from {{ cookiecutter.package }}.fit_jobs import parse_fit_config
 from {{ cookiecutter.package }}.search_space import load_search_space, trial_flags
 
-from conftest import (
+from helpers import (
     CONFIG_DIR,
     QUICK_EPOCH,
     SAMPLE_DIR,
@@ -429,11 +430,12 @@ def test_each_trial_trained_with_its_sampled_values(study):
 
 
 @pytest.mark.slow
-def test_running_tune_again_resumes_the_study(study, monkeypatch):
-    monkeypatch.chdir(study)
-    assert main(tune_args(study / "search.yaml", "--n-trials", "1")) == 0
-    assert len(load(study).trials) == 3
-    assert len(read_csv_rows(study / "runs" / "tune" / "s" / "trials.csv")) == 3
+def test_running_tune_again_resumes_the_study(study, tmp_path, monkeypatch):
+    work = Path(shutil.copytree(study, tmp_path / "work"))  # the shared study stays as it is
+    monkeypatch.chdir(work)
+    assert main(tune_args(work / "search.yaml", "--n-trials", "1")) == 0
+    assert len(load(work).trials) == 3 and len(load(study).trials) == 2
+    assert len(read_csv_rows(work / "runs" / "tune" / "s" / "trials.csv")) == 3
 
 
 @pytest.mark.slow

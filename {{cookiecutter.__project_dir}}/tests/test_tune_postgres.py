@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import QUICK_EPOCH, SAMPLE_DIR, cli_args
+from helpers import QUICK_EPOCH, SAMPLE_DIR, cli_args
 from postgres_server import new_database, throwaway_postgres, why_unavailable
 
 optuna = pytest.importorskip("optuna", reason="tune needs the [tune] extra")
