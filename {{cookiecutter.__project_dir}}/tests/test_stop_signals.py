@@ -2,11 +2,15 @@
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
+import torch
 
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.models import PlantClassifier
+from {{ cookiecutter.package }}.stop_signals import Stopped, StopSignals
+from {{ cookiecutter.package }}.torchfiles import save_torch_file
 
 from helpers import cli_args, only_error_line
 
@@ -38,3 +42,32 @@ def test_a_signal_during_fit_ends_in_one_line_and_keeps_finished_epochs_whole(
     names = sorted(p.name for p in (in_tmp / "checkpoints").iterdir())
     assert "last.ckpt" in names and not [n for n in names if n.startswith(".")]
     assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == before
+
+
+def test_a_signal_during_a_checkpoint_write_takes_effect_once_the_file_is_whole(
+    tmp_path, monkeypatch
+):
+    """torch's writer calls back into Python: raised in there, the stop would become torch's
+    "unexpected pos" error and leave the run's checkpoint behind."""
+    weights = {"w": torch.arange(300_000, dtype=torch.float32)}
+    open_file = Path.open
+
+    def open_then_signal(self, *args, **kwargs):
+        handle = open_file(self, *args, **kwargs)
+        write = handle.write
+
+        def write_and_signal(data):
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives in the middle of torch.save
+            return write(data)
+
+        handle.write = write_and_signal
+        return handle
+
+    monkeypatch.setattr(Path, "open", open_then_signal)
+    target = tmp_path / "last.ckpt"
+    with StopSignals() as stop, pytest.raises(Stopped):
+        save_torch_file(weights, target)
+    monkeypatch.undo()
+    assert stop.received == signal.SIGTERM
+    assert torch.equal(torch.load(target, weights_only=True)["w"], weights["w"])
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]

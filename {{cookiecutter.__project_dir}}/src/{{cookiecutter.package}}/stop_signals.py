@@ -10,8 +10,10 @@ that text.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -41,23 +43,29 @@ def stopped_message(signum: int, detail: str = "") -> str:
 class StopSignals:
     """Context manager: SIGINT/SIGTERM raise ``Stopped`` once; handlers restored on exit.
 
-    Outside the main thread (where Python cannot install handlers) it does nothing.
+    Outside the main thread (where Python cannot install handlers) it does nothing. Inside
+    ``not_interrupted()`` the signal is held back and raised when that block ends.
     """
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.pending = False
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for signum in SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
+            _ACTIVE.append(self)
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None:
             return  # a repeat: let the clean-up of the first one finish
         self.received = signum
+        if _HELD_BACK:
+            self.pending = True
+            return
         raise Stopped(signum)
 
     def __exit__(
@@ -69,3 +77,27 @@ class StopSignals:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+
+
+_ACTIVE: list[StopSignals] = []
+_HELD_BACK: list[bool] = []
+
+
+@contextlib.contextmanager
+def not_interrupted() -> Iterator[None]:
+    """Hold a stop signal back until the block ends (then raise ``Stopped`` as usual).
+
+    For writes in native code that calls back into Python (``torch.save`` to a file object):
+    an exception raised inside it comes out as the library's own error, not as ``Stopped``.
+    """
+    _HELD_BACK.append(True)
+    try:
+        yield
+    finally:
+        _HELD_BACK.pop()
+    stop = _ACTIVE[-1] if _ACTIVE else None
+    if stop is not None and stop.pending and not _HELD_BACK:
+        stop.pending = False
+        raise Stopped(stop.received or signal.SIGINT)

@@ -18,12 +18,14 @@ import torch
 
 from .atomic import atomic_write
 from .errors import DataError, UserError
+from .stop_signals import not_interrupted
 
 
 def save_torch_file(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` ``obj`` to ``path``, whole or not at all; ``DiskFullError`` naming ``path``
-    when the disk is full."""
-    with atomic_write(path) as tmp, tmp.open("wb") as handle:
+    when the disk is full. A Ctrl-C or SIGTERM during the write takes effect once it is done
+    (raised inside torch's writer, it would come out as torch's "unexpected pos" error)."""
+    with not_interrupted(), atomic_write(path) as tmp, tmp.open("wb") as handle:
         torch.save(obj, handle)
 
 
