@@ -31,7 +31,7 @@ def fit_until_killed(sample_dir, monkeypatch, every: int, killed_in_epoch: int, 
     monkeypatch.setattr(PlantClassifier, "training_step", train)
 
 
-@pytest.mark.parametrize("every", [2, 3])
+@pytest.mark.parametrize("every", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_an_epoch_without_validation_is_saved_and_resumed(sample_dir, in_tmp, monkeypatch, every):
     fit_until_killed(sample_dir, monkeypatch, every, killed_in_epoch=every - 1, epochs=every + 1)
     last = torch.load(in_tmp / "checkpoints" / "last.ckpt", weights_only=True)
