@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import disk_full, is_disk_full
+from .errors import disk_full, full_disk_named, is_disk_full
 
 
 def current_umask() -> int:
@@ -31,14 +31,10 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; rename it over ``path`` when the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with full_disk_named(target):
         handle, tmp_name = tempfile.mkstemp(
             prefix=f".{target.name}.", suffix=".partial", dir=target.parent
         )
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise disk_full(target, exc) from None
-        raise
     os.close(handle)
     tmp = Path(tmp_name)
     try:

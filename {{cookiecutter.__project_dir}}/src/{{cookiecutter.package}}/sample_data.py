@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .argtypes import command_parser, non_negative_int, positive_int
-from .errors import DataError, disk_full, is_disk_full
+from .errors import DataError, full_disk_named
 from .images import MAX_PIXELS
 from .layout import SAMPLE_SUBMISSION, TEST_IMAGES, TRAIN_CSV, TRAIN_IMAGES
 
@@ -224,14 +224,11 @@ def generate_into_new_folder(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        generate(staging, n_train, n_test, size, seed)
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(staging, out_dir)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise disk_full(out_dir, exc) from None
-        raise
+        with full_disk_named(out_dir):
+            generate(staging, n_train, n_test, size, seed)
+            if out_dir.exists():
+                out_dir.rmdir()
+            os.replace(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir

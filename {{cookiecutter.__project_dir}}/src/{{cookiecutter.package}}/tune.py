@@ -191,7 +191,7 @@ def write_best_config(fit_args: list[str], params: dict[str, Any], target: Path)
     """``target``: the complete ``fit`` config of ``fit_args`` with ``params`` applied."""
     cli = config_only_cli([*fit_args, *trial_flags(params)])
     text = cli._parser("fit").dump(cli.config.fit, skip_none=False)
-    with full_disk_named(target), atomic_write(target) as tmp:
+    with atomic_write(target) as tmp:  # a full disk is one line naming target
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -206,7 +206,7 @@ def write_trials_csv(study: optuna.Study, target: Path) -> list[list[str]]:
             [str(trial.number), trial.state.name, value]
             + [shown(trial.params.get(name, "")) for name in names]
         )
-    with full_disk_named(target), atomic_write(target) as tmp:
+    with atomic_write(target) as tmp:  # a full disk is one line naming target
         with tmp.open("w", newline="", encoding="utf-8") as handle:
             csv.writer(handle).writerows(rows)
     return rows
