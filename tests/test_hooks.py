@@ -219,8 +219,8 @@ def test_unknown_choice_is_refused(tmp_path):
 @pytest.mark.parametrize(
     ("answer", "folder", "inside"),
     [
-        ("package=leaf_doctor", "kaggle-plant-pathology", "src/leaf_doctor/cli.py"),
-        ("project=Leaf.Doctor_2", "Leaf.Doctor_2", "src/challenge_xyz/cli.py"),
+        ("package=leaf_doctor", "kaggle-plant-pathology", "src/leaf_doctor/cli/__init__.py"),
+        ("project=Leaf.Doctor_2", "Leaf.Doctor_2", "src/challenge_xyz/cli/__init__.py"),
         ("email=a.b+c@d.co.uk", "kaggle-plant-pathology", "pyproject.toml"),
         ('author=Zoë 🍃 \\"', "kaggle-plant-pathology", "LICENSE"),
     ],

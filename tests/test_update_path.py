@@ -63,7 +63,7 @@ def test_cruft_create_then_update(released, tmp_path, isolated_home):
     create = [cruft, "create", str(released), "--checkout", "v0.1.0", "--no-input"]
     _run([*create, "--extra-context", json.dumps({"package": "leaf_doctor"})], work, isolated_home)
     project = work / "kaggle-plant-pathology"
-    assert (project / "src" / "leaf_doctor" / "cli.py").is_file()
+    assert (project / "src" / "leaf_doctor" / "cli" / "__init__.py").is_file()
     for args in (
         ["init", "-q", "-b", "main"],
         ["config", "user.name", "Test"],
@@ -78,5 +78,5 @@ def test_cruft_create_then_update(released, tmp_path, isolated_home):
         isolated_home,
     )
     assert MARKER in (project / "README.md").read_text()
-    assert (project / "src" / "leaf_doctor" / "cli.py").is_file()
+    assert (project / "src" / "leaf_doctor" / "cli" / "__init__.py").is_file()
     assert json.loads((project / ".cruft.json").read_text())["checkout"] == "v0.2.0"

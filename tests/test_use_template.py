@@ -134,7 +134,7 @@ def test_untracked_and_ignored_files_are_kept_and_not_committed(new_repo, capsys
     assert "kept untracked and ignored files, not committed" in capsys.readouterr().out
     committed = set(git(work, "ls-tree", "-r", "--name-only", "HEAD").split("\n")) - {""}
     assert committed.isdisjoint(mine)
-    assert "src/leaf_doctor/cli.py" in committed and "cookiecutter.json" not in committed
+    assert "src/leaf_doctor/cli/__init__.py" in committed and "cookiecutter.json" not in committed
     assert not (work / "cookiecutter.json").exists() and not (work / "hooks").exists()
 
 
@@ -286,7 +286,7 @@ def test_repository_named_like_a_refused_package_renders(tmp_path, repo_name, di
     work = copy_as_new_repository(tmp_path / repo_name, "Initial commit")
     assert _render(work, "--name", repo_name) == 0
     package = f"{repo_name}_challenge"
-    assert (work / "src" / package / "cli.py").is_file()
+    assert (work / "src" / package / "cli" / "__init__.py").is_file()
     meta = tomllib.loads((work / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert meta["scripts"] == {package: f"{package}.cli:main"}
     assert meta["name"] == distribution
@@ -366,6 +366,6 @@ def test_setup_workflow_renders_once_and_a_rerun_is_a_no_op(new_repo, tmp_path):
     _run_setup_workflow(remote, tmp_path / "run1", event)
     rendered = git(remote, "rev-parse", "main")
     files = git(remote, "ls-tree", "-r", "--name-only", "main")
-    assert "cookiecutter.json" not in files and "src/leaf_doctor/cli.py" in files
+    assert "cookiecutter.json" not in files and "src/leaf_doctor/cli/__init__.py" in files
     _run_setup_workflow(remote, tmp_path / "rerun", event)  # "Re-run jobs": the same event
     assert git(remote, "rev-parse", "main") == rendered

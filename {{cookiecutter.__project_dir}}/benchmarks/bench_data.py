@@ -23,8 +23,8 @@ from PIL import Image, ImageFilter
 from {{ cookiecutter.package }}.data import build_transforms
 from {{ cookiecutter.package }}.images import load_image
 from {{ cookiecutter.package }}.layout import TRAIN_IMAGES
-from {{ cookiecutter.package }}.prepare import prepare_cache
-from {{ cookiecutter.package }}.sample_data import draw_leaf
+from {{ cookiecutter.package }}.prep.prepare import prepare_cache
+from {{ cookiecutter.package }}.prep.sample_data import draw_leaf
 
 FULL_SIZE = (4000, 2672)
 

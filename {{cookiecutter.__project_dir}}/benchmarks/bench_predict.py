@@ -24,12 +24,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from {{ cookiecutter.package }}.data import ImageDataset, PlantDataModule, build_transforms, normalize_batch
-from {{ cookiecutter.package }}.hardware import default_precision
-from {{ cookiecutter.package }}.inference import EnsembleClassifier, tta_views
+from {{ cookiecutter.package }}.utils.hardware import default_precision
+from {{ cookiecutter.package }}.predict.inference import EnsembleClassifier, tta_views
 from {{ cookiecutter.package }}.layout import TEST_IMAGES
 from {{ cookiecutter.package }}.models import PlantClassifier
-from {{ cookiecutter.package }}.sample_data import generate
-from {{ cookiecutter.package }}.submission import SubmissionWriter
+from {{ cookiecutter.package }}.prep.sample_data import generate
+from {{ cookiecutter.package }}.predict.submission import SubmissionWriter
 
 CLASSES = ["complex", "frog_eye_leaf_spot", "healthy", "powdery_mildew", "rust", "scab"]
 

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from {{ cookiecutter.package }}.data import normalize_batch
-from {{ cookiecutter.package }}.hardware import default_precision
+from {{ cookiecutter.package }}.utils.hardware import default_precision
 from {{ cookiecutter.package }}.models import PlantClassifier
 
 CLASSES = ["complex", "frog_eye_leaf_spot", "healthy", "powdery_mildew", "rust", "scab"]

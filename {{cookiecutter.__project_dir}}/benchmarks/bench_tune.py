@@ -24,10 +24,10 @@ from pathlib import Path
 import optuna
 import yaml
 
-from {{ cookiecutter.package }}.fit_jobs import parse_fit_config, run_folder_flags
-from {{ cookiecutter.package }}.lightning_cli import run_cli
-from {{ cookiecutter.package }}.search_space import trial_flags
-from {{ cookiecutter.package }}.tune import run_tune
+from {{ cookiecutter.package }}.workflows.fit_jobs import parse_fit_config, run_folder_flags
+from {{ cookiecutter.package }}.cli.lightning import run_cli
+from {{ cookiecutter.package }}.workflows.search_space import trial_flags
+from {{ cookiecutter.package }}.workflows.tune import run_tune
 
 PROJECT = Path(__file__).resolve().parents[1]
 SPACE = {

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from {{ cookiecutter.package }}.data import ImageDataset, build_transforms, normalize_batch
-from {{ cookiecutter.package }}.hardware import default_precision
-from {{ cookiecutter.package }}.inference import load_classifier
+from {{ cookiecutter.package }}.utils.hardware import default_precision
+from {{ cookiecutter.package }}.predict.inference import load_classifier
 
 from helpers import PRECISION
 

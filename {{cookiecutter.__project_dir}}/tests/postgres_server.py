@@ -128,7 +128,7 @@ def new_database(url: str, name: str) -> str:
     """Create the empty database ``name`` on the server of ``url``; its URL."""
     import sqlalchemy
 
-    from {{ cookiecutter.package }}.tune_study import database_url
+    from {{ cookiecutter.package }}.workflows.tune_study import database_url
 
     engine = sqlalchemy.create_engine(database_url(url), isolation_level="AUTOCOMMIT")
     try:

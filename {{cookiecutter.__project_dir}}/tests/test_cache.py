@@ -19,18 +19,18 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-from {{ cookiecutter.package }} import cache as cache_module
+from {{ cookiecutter.package }}.prep import cache as cache_module
 from {{ cookiecutter.package }} import data as data_module
-from {{ cookiecutter.package }} import folder_checks
-from {{ cookiecutter.package }} import hardware
-from {{ cookiecutter.package }} import lightning_cli as cli_module
+from {{ cookiecutter.package }}.prep import folder_checks
+from {{ cookiecutter.package }}.utils import hardware
+from {{ cookiecutter.package }}.cli import lightning as cli_module
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule, build_transforms
-from {{ cookiecutter.package }}.errors import DataError
+from {{ cookiecutter.package }}.utils.errors import DataError
 from {{ cookiecutter.package }}.images import load_image
-from {{ cookiecutter.package }}.lightning_cli import PlantCLI
+from {{ cookiecutter.package }}.cli.lightning import PlantCLI
 from {{ cookiecutter.package }}.models import PlantClassifier
-from {{ cookiecutter.package }}.prepare import CacheReport, prepare_cache
+from {{ cookiecutter.package }}.prep.prepare import CacheReport, prepare_cache
 
 import helpers
 from helpers import cli_args, only_error_line
@@ -362,7 +362,7 @@ def _wait_until(condition, timeout: float) -> bool:
 # may be) inherits an ignored SIGINT, so the subprocess restores Python's own handler first.
 PREPARE_IN_A_SUBPROCESS = (
     "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
-    " from {{ cookiecutter.package }}.prepare import prepare_cache;"
+    " from {{ cookiecutter.package }}.prep.prepare import prepare_cache;"
     " prepare_cache(sys.argv[1], sys.argv[2], size=32, workers=2, progress=False)"
 )
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from {{ cookiecutter.package }}.atomic import current_umask
-from {{ cookiecutter.package }}.checkpoints import AtomicCheckpointIO
+from {{ cookiecutter.package }}.utils.atomic import current_umask
+from {{ cookiecutter.package }}.cli.checkpoints import AtomicCheckpointIO
 from {{ cookiecutter.package }}.cli import main
 
 from helpers import assert_nothing_written, cli_args, fit, only_error_line

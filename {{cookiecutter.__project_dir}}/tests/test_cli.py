@@ -14,9 +14,9 @@ from pytorch_lightning import Trainer
 
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule
-from {{ cookiecutter.package }}.errors import DataError
+from {{ cookiecutter.package }}.utils.errors import DataError
 from {{ cookiecutter.package }}.metrics import most_frequent_set_f1
-from {{ cookiecutter.package }}.trainer_checks import refuse_partial_prediction
+from {{ cookiecutter.package }}.cli.trainer_checks import refuse_partial_prediction
 
 from helpers import (
     assert_nothing_written,

@@ -19,7 +19,7 @@ from {{ cookiecutter.package }}.folds import (
     read_folds,
     read_plan,
 )
-from {{ cookiecutter.package }}.inference import EnsembleClassifier, load_classifier
+from {{ cookiecutter.package }}.predict.inference import EnsembleClassifier, load_classifier
 from {{ cookiecutter.package }}.labels import encode_labels, label_vocabulary, read_train_csv
 from {{ cookiecutter.package }}.metrics import decode, samples_f1
 from {{ cookiecutter.package }}.models import PlantClassifier

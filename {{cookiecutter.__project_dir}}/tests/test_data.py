@@ -9,7 +9,7 @@ from PIL import Image
 
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule, build_transforms, normalize_batch
-from {{ cookiecutter.package }}.errors import DataError
+from {{ cookiecutter.package }}.utils.errors import DataError
 from {{ cookiecutter.package }}.images import load_image
 from {{ cookiecutter.package }}.labels import (
     Sample,

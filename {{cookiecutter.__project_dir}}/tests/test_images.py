@@ -14,7 +14,7 @@ from PIL import Image
 from {{ cookiecutter.package }} import images
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule
-from {{ cookiecutter.package }}.errors import DataError
+from {{ cookiecutter.package }}.utils.errors import DataError
 from {{ cookiecutter.package }}.images import MAX_PIXELS, find_unreadable, load_image
 from {{ cookiecutter.package }}.models import PlantClassifier
 

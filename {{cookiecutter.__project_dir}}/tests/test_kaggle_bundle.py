@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from {{ cookiecutter.package }}.bundle_manifest import read_manifest
+from {{ cookiecutter.package }}.kaggle.manifest import read_manifest
 from {{ cookiecutter.package }}.cli import main
-from {{ cookiecutter.package }}.errors import UserError
-from {{ cookiecutter.package }}.inference import load_classifier
-from {{ cookiecutter.package }}.kaggle_metadata import COMPETITION, Ids
-from {{ cookiecutter.package }}.kaggle_push import push_bundle
+from {{ cookiecutter.package }}.utils.errors import UserError
+from {{ cookiecutter.package }}.predict.inference import load_classifier
+from {{ cookiecutter.package }}.kaggle.metadata import COMPETITION, Ids
+from {{ cookiecutter.package }}.kaggle.push import push_bundle
 
 from helpers import CONFIG_DIR, cli_args, only_error_line, read_csv_rows
 from fake_runs import CLASSES, fake_checkpoint, fake_cv_folder, package
@@ -74,7 +74,7 @@ def test_the_notebook_is_valid_and_names_the_files_of_the_bundle(bundle):
     assert f"WEIGHTS_DATASET = 'tester/{BASE}-weights'" in code
     assert f"COMPETITION = {COMPETITION!r}" in code
     assert '"--no-index", "--no-deps"' in code
-    assert f"from {PACKAGE}.offline_predict import predict_with_manifest" in code
+    assert f"from {PACKAGE}.kaggle.offline_predict import predict_with_manifest" in code
 
 
 def test_weights_are_stripped_to_what_inference_reads(bundle):
@@ -163,7 +163,7 @@ def test_the_inference_path_imports_no_training_only_dependency(tmp_path):
         (blocked / name).mkdir(parents=True)
         (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked')\n")
     script = (
-        f"import sys; import {PACKAGE}.offline_predict, {PACKAGE}.models as m\n"
+        f"import sys; import {PACKAGE}.kaggle.offline_predict, {PACKAGE}.models as m\n"
         "try:\n    m.PlantClassifier('resnet18', classes=['a'], threshold=2.0)\n"
         "except ValueError as exc:\n    print('refused:', exc)\n"
         "print(sorted(k for k in sys.modules if k.startswith(('jsonargparse', 'iterstrat'))))\n"

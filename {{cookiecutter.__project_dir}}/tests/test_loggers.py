@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package }} import loggers
-from {{ cookiecutter.package }}.fit_jobs import parse_fit_config
+from {{ cookiecutter.package }}.cli import loggers
+from {{ cookiecutter.package }}.workflows.fit_jobs import parse_fit_config
 
 from helpers import CONFIG_DIR, assert_nothing_written, cli_args, fit, logged, only_error_line
 

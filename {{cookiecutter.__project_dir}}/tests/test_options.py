@@ -17,7 +17,7 @@ import torch
 
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule
-from {{ cookiecutter.package }}.lightning_cli import PlantCLI
+from {{ cookiecutter.package }}.cli.lightning import PlantCLI
 from {{ cookiecutter.package }}.models import PlantClassifier
 
 from helpers import QUICK_EPOCH, SAMPLE_DIR, cli_args

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package }} import kaggle_bundle
+from {{ cookiecutter.package }}.kaggle import bundle as kaggle_bundle
 from {{ cookiecutter.package }}.cli import main
-from {{ cookiecutter.package }}.errors import UserError
-from {{ cookiecutter.package }}.kaggle_push import push_bundle
+from {{ cookiecutter.package }}.utils.errors import UserError
+from {{ cookiecutter.package }}.kaggle.push import push_bundle
 
 from helpers import only_error_line
 from full_disk import fill_disk

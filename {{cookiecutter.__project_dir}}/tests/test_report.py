@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from {{ cookiecutter.package }} import plots
+from {{ cookiecutter.package }}.reports import plots
 from {{ cookiecutter.package }}.cli import main
-from {{ cookiecutter.package }}.errors import DataError
+from {{ cookiecutter.package }}.utils.errors import DataError
 from {{ cookiecutter.package }}.folds import FOLDS_CSV, OOF, PLAN, THRESHOLDS
 from {{ cookiecutter.package }}.labels import encode_labels, label_vocabulary, read_train_csv
-from {{ cookiecutter.package }}.report import DATA_FIGURES, RUN_FIGURES
-from {{ cookiecutter.package }}.run_logs import load_predictions, metric_logs
+from {{ cookiecutter.package }}.reports.report import DATA_FIGURES, RUN_FIGURES
+from {{ cookiecutter.package }}.reports.run_logs import load_predictions, metric_logs
 from {{ cookiecutter.package }}.thresholds import choose_thresholds
 
 from helpers import only_error_line

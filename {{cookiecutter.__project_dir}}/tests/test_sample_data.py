@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from {{ cookiecutter.package }}.cli import main
-from {{ cookiecutter.package }}.sample_data import CLASSES, LABEL_SETS, generate
+from {{ cookiecutter.package }}.prep.sample_data import CLASSES, LABEL_SETS, generate
 
 from helpers import assert_nothing_written, only_error_line
 from full_disk import fill_disk

@@ -9,8 +9,8 @@ import torch
 
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.models import PlantClassifier
-from {{ cookiecutter.package }}.stop_signals import Stopped, StopSignals
-from {{ cookiecutter.package }}.torchfiles import save_torch_file
+from {{ cookiecutter.package }}.utils.stop_signals import Stopped, StopSignals
+from {{ cookiecutter.package }}.utils.torchfiles import save_torch_file
 
 from helpers import cli_args, only_error_line
 

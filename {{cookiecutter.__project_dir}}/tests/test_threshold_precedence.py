@@ -15,7 +15,7 @@ import torch
 
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.metrics import decode
-from {{ cookiecutter.package }}.threshold_report import THRESHOLD_PRECEDENCE, ThresholdReport
+from {{ cookiecutter.package }}.predict.threshold_report import THRESHOLD_PRECEDENCE, ThresholdReport
 
 from helpers import cli_args, read_csv_rows
 

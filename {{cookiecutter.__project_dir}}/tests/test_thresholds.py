@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from {{ cookiecutter.package }}.errors import DataError
+from {{ cookiecutter.package }}.utils.errors import DataError
 from {{ cookiecutter.package }}.metrics import decode
 from {{ cookiecutter.package }}.thresholds import (
     DEFAULT_GRID,

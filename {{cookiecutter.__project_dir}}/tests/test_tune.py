@@ -15,9 +15,9 @@ import torch
 import yaml
 
 from {{ cookiecutter.package }}.cli import main
-from {{ cookiecutter.package }}.errors import DataError
-from {{ cookiecutter.package }}.fit_jobs import parse_fit_config
-from {{ cookiecutter.package }}.search_space import load_search_space, trial_flags
+from {{ cookiecutter.package }}.utils.errors import DataError
+from {{ cookiecutter.package }}.workflows.fit_jobs import parse_fit_config
+from {{ cookiecutter.package }}.workflows.search_space import load_search_space, trial_flags
 
 from helpers import (
     CONFIG_DIR,
@@ -30,8 +30,8 @@ from helpers import (
 
 optuna = pytest.importorskip("optuna", reason="tune needs the [tune] extra")
 
-from {{ cookiecutter.package }} import tune, tune_study  # noqa: E402
-from {{ cookiecutter.package }}.tune import PruningCallback  # noqa: E402
+from {{ cookiecutter.package }}.workflows import tune, tune_study  # noqa: E402
+from {{ cookiecutter.package }}.workflows.tune import PruningCallback  # noqa: E402
 
 SHORT = [
     *QUICK_EPOCH,

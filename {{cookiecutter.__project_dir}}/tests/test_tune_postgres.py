@@ -22,7 +22,7 @@ from postgres_server import new_database, throwaway_postgres, why_unavailable
 
 optuna = pytest.importorskip("optuna", reason="tune needs the [tune] extra")
 
-from {{ cookiecutter.package }}.tune_study import make_pruner, make_storage, open_study  # noqa: E402
+from {{ cookiecutter.package }}.workflows.tune_study import make_pruner, make_storage, open_study  # noqa: E402
 
 pytestmark = [
     pytest.mark.slow,
@@ -43,7 +43,8 @@ SHORT = [
 # A worker whose heartbeat beats every second and whose trials are stale after two: the
 # defaults (60 s, 120 s) behave the same, only slower.
 FAST_HEARTBEAT = (
-    "import sys; from {{ cookiecutter.package }} import tune_study; from {{ cookiecutter.package }}.cli import main;"
+    "import sys; from {{ cookiecutter.package }}.workflows import tune_study;"
+    " from {{ cookiecutter.package }}.cli import main;"
     " tune_study.HEARTBEAT_SECONDS = 1; sys.exit(main(sys.argv[1:]))"
 )
 STALE_AFTER = 2

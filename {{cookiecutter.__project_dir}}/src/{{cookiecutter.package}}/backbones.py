@@ -24,8 +24,8 @@ import torch
 import torchvision
 from torch import nn
 
-from .errors import BackboneError
-from .torchfiles import load_torch_file, refusal_reason
+from .utils.errors import BackboneError
+from .utils.torchfiles import load_torch_file, refusal_reason
 
 
 def classification_models() -> list[str]:

@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from .cache import check_cache
-from .constraints import (
+from .prep.cache import check_cache
+from .utils.constraints import (
     ImageSide,
     NonNegativeInt,
     PositiveInt,
@@ -25,9 +25,9 @@ from .constraints import (
     ValFraction,
     check_declared_ranges,
 )
-from .errors import DataError
-from .hardware import default_num_workers
-from .folder_checks import check_cached, check_listed_images, list_images
+from .utils.errors import DataError
+from .utils.hardware import default_num_workers
+from .prep.folder_checks import check_cached, check_listed_images, list_images
 from .folds import split_from_file
 from .images import load_image
 from .labels import Sample, encode_labels, label_vocabulary, read_train_csv, stratified_split

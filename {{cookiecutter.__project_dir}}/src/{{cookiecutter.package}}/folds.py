@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_write
-from .errors import DataError
-from .hardware import available_cores
+from .utils.atomic import atomic_write
+from .utils.errors import DataError
+from .utils.hardware import available_cores
 from .labels import multilabel_kfold
 
 FOLDS_CSV = "folds.csv"

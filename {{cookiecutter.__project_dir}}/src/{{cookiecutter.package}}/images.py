@@ -35,8 +35,8 @@ import numpy as np
 import PIL
 from PIL import Image, ImageOps
 
-from .errors import DataError
-from .hardware import available_cores
+from .utils.errors import DataError
+from .utils.hardware import available_cores
 
 MAX_PIXELS = 64_000_000
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from .utils.errors import DataError
 from .layout import TRAIN_CSV
 
 

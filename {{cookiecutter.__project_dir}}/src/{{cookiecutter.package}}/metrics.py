@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import f1_score
 
-from .errors import DataError
+from .utils.errors import DataError
 
 Thresholds = float | Sequence[float] | np.ndarray
 

@@ -19,14 +19,14 @@ import torch
 from torch import nn
 
 from .backbones import create_backbone
-from .constraints import (
+from .utils.constraints import (
     ClosedUnitInterval,
     DropoutRate,
     NonNegativeFinite,
     PositiveFinite,
     check_declared_ranges,
 )
-from .errors import DataError
+from .utils.errors import DataError
 from .metrics import decode, per_class_f1, samples_f1
 
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .metrics import decode, samples_f1
-from .threshold_report import (
+from .predict.threshold_report import (
     MARGIN,
     MIN_POSITIVES,
     SHRINKAGE,

@@ -1,0 +1,1 @@
+"""The Kaggle bundle: code and weights datasets, the offline notebook, the upload."""

@@ -1,0 +1,295 @@
+"""The ``package`` command: a trained model as two Kaggle datasets and an offline notebook.
+
+``package CKPT_OR_CV_DIR OUT_DIR --user KAGGLE_USER`` writes ``OUT_DIR/code/`` (the project's
+wheel), ``OUT_DIR/weights/`` (the checkpoint(s) stripped to what inference needs, and
+``manifest.json``) and ``OUT_DIR/kernel/`` (``inference.ipynb``, internet off), each with the
+Kaggle metadata file ``kaggle datasets create`` / ``kaggle kernels push`` read. Everything is
+built in a temporary folder next to ``OUT_DIR`` and moved into place at the end: a refused or
+failed run leaves nothing behind, and ``--force`` replaces only an earlier bundle
+(``bundle_target``). ``--push`` uploads the result (``kaggle_push``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..cli.argtypes import command_parser, positive_seconds, unit_interval
+from .manifest import MANIFEST, manifest_dict
+from .target import check_target, move_into_place, staging_folder
+from ..utils.errors import DataError
+from ..folds import fold_checkpoints, is_cv_folder
+from .metadata import (
+    COMPETITION,
+    PROJECT,
+    Ids,
+    check_ids,
+    dataset_metadata,
+    kernel_metadata,
+    write_json,
+)
+from .push import TIMEOUT
+from .notebook import NotebookInputs, write_notebook
+
+TTA_CHOICES = ("none", "hflip", "flips")
+WHEEL_TIMEOUT = 600  # seconds; a pure-Python wheel builds in a few
+DESCRIPTION = (
+    "Write a checkpoint or a cv folder as two Kaggle datasets (code, weights) and an"
+    " internet-off submission notebook; --push uploads them with the Kaggle CLI."
+)
+
+PACKAGE = __name__.split(".")[0]
+
+
+def source_checkpoints(source: Path) -> list[Path]:
+    """The checkpoint file, or the fold checkpoints of a ``cv`` folder, in fold order."""
+    if source.is_dir():
+        if not is_cv_folder(source):
+            raise DataError(f"{source}: a folder must be the output of cv (it has no folds.csv)")
+        return fold_checkpoints(source)
+    if not source.is_file():
+        raise DataError(f"{source}: checkpoint file not found")
+    return [source]
+
+
+def inference_settings(
+    source: Path, checkpoints: list[Path], tta: str, threshold: float | None = None
+) -> dict[str, Any]:
+    """Classes, image size, batch size and thresholds ``predict`` would use for ``source``.
+
+    The threshold follows ``predict``'s precedence: ``threshold`` (``--model.threshold``), else
+    the cv folder's ``thresholds.json``, else the (first) checkpoint's ``model.threshold``.
+    """
+    from ..predict.inference import EnsembleClassifier, load_classifier
+    from ..predict.threshold_report import decide_threshold
+
+    ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta)
+    first, data = load_classifier(checkpoints[0])
+    if not isinstance(data.get("image_size"), int):
+        raise DataError(f"{checkpoints[0]}: checkpoint has no image size (data hyper-parameters)")
+    choice = decide_threshold(
+        ensemble.classes,
+        first.hparams["threshold"],
+        flag=threshold,
+        cv_folder=source if source.is_dir() else None,
+        checkpoint=first.hparams["threshold"],
+    )
+    print(choice.log_line())
+    model = dict(first.hparams)
+    return {
+        "classes": list(ensemble.classes),
+        "image_size": data["image_size"],
+        "batch_size": int(data.get("batch_size") or 32),
+        "threshold": choice.value,
+        "provenance": {
+            "threshold_from": choice.origin,
+            "source": str(source.resolve()),
+            "source_checkpoints": [str(path.resolve()) for path in checkpoints],
+            "package": PACKAGE,
+            "version": __version__,
+            "config": {"model": model, "data": data},
+        },
+    }
+
+
+def project_root() -> Path:
+    """The source folder of this project (the package must be installed editable)."""
+    root = Path(__file__).resolve().parents[3]
+    if not (root / "pyproject.toml").is_file() or not (root / "src" / PACKAGE).is_dir():
+        raise DataError(
+            "package builds the wheel from the project's source folder: install the project"
+            " editable (pip install -e .) and run it from there"
+        )
+    return root
+
+
+def build_wheel(root: Path, dest: Path) -> Path:
+    """Build the project's wheel into ``dest`` offline, from a clean copy of its sources.
+
+    The PEP 517 backend the project names (setuptools) is called directly, without build
+    isolation: nothing is downloaded, no ``pip`` is needed, and the copy keeps ``build/`` and
+    ``*.egg-info`` out of the project folder.
+    """
+    with tempfile.TemporaryDirectory(prefix="wheel-") as tmp:
+        copy = Path(tmp) / "project"
+        ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+        shutil.copytree(root / "src", copy / "src", ignore=ignore)
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            if (root / name).is_file():
+                shutil.copy2(root / name, copy / name)
+        script = "import sys, setuptools.build_meta as b; print(b.build_wheel(sys.argv[1]))"
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", script, str(dest.resolve())],
+                cwd=copy,
+                capture_output=True,
+                text=True,
+                timeout=WHEEL_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            raise DataError(
+                f"building the wheel of {root} did not finish within {WHEEL_TIMEOUT} s"
+            ) from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise DataError(f"building the wheel of {root} failed (is setuptools installed?): {last}")
+    return dest / done.stdout.strip().splitlines()[-1]
+
+
+def write_weights(
+    folder: Path, checkpoints: list[Path], settings: dict[str, Any], tta: str
+) -> None:
+    """The stripped checkpoints and ``manifest.json``; prints each size before and after."""
+    from .checkpoint_strip import megabytes, strip_checkpoint
+
+    names = (
+        ["model.ckpt"]
+        if len(checkpoints) == 1
+        else [f"fold{k}.ckpt" for k in range(len(checkpoints))]
+    )
+    for source, name in zip(checkpoints, names):
+        before, after = strip_checkpoint(source, folder / name)
+        print(f"{source}: {megabytes(before)} -> weights/{name}: {megabytes(after)}")
+    manifest = manifest_dict(
+        names,
+        settings["classes"],
+        settings["image_size"],
+        settings["batch_size"],
+        settings["threshold"],
+        tta,
+        settings["provenance"],
+    )
+    write_json(folder / MANIFEST, manifest)
+
+
+def build_bundle(
+    staging: Path,
+    root: Path,
+    ids: Ids,
+    checkpoints: list[Path],
+    settings: dict[str, Any],
+    tta: str,
+) -> None:
+    """Write ``code/``, ``weights/`` and ``kernel/`` into ``staging``."""
+    code, weights, kernel = (staging / name for name in ("code", "weights", "kernel"))
+    for folder in (code, weights, kernel):
+        folder.mkdir()
+    wheel = build_wheel(root, code)
+    print(f"code/{wheel.name}: {wheel.stat().st_size / 1e3:.0f} kB")
+    write_json(code / "dataset-metadata.json", dataset_metadata(ids.code, "the package wheel"))
+    write_weights(weights, checkpoints, settings, tta)
+    write_json(weights / "dataset-metadata.json", dataset_metadata(ids.weights, "model weights"))
+    inputs = NotebookInputs(
+        ids.kernel.split("/")[1], ids.competition, ids.code, ids.weights, wheel.name, PACKAGE
+    )
+    write_notebook(kernel, inputs)
+    write_json(kernel / "kernel-metadata.json", kernel_metadata(ids))
+
+
+def package(
+    source: Path,
+    out: Path,
+    user: str,
+    competition: str,
+    tta: str,
+    force: bool,
+    threshold: float | None = None,
+) -> Ids:
+    """Check everything, build the bundle next to ``out``, then move it into place."""
+    ids = check_ids(user, competition)
+    if tta not in TTA_CHOICES:
+        raise DataError(f"--tta {tta}: use one of {', '.join(TTA_CHOICES)}")
+    root = project_root()
+    protected = {
+        "the working directory": Path.cwd(),
+        "the project": root,
+        "your home folder": Path.home(),
+        "the checkpoint or cv folder being packaged": source,
+    }
+    target = check_target(out, protected, force)
+    checkpoints = source_checkpoints(source)
+    settings = inference_settings(source, checkpoints, tta, threshold)
+    staging = staging_folder(target)
+    try:
+        build_bundle(staging, root, ids, checkpoints, settings, tta)
+        move_into_place(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ids
+
+
+def parser() -> argparse.ArgumentParser:
+    build = command_parser("package", DESCRIPTION)
+    build.add_argument(
+        "source", type=Path, metavar="CKPT_OR_CV_DIR", help="a checkpoint or a cv output folder"
+    )
+    build.add_argument(
+        "out", type=Path, metavar="OUT_DIR", help="new folder for code/, weights/ and kernel/"
+    )
+    build.add_argument(
+        "--user", required=True, help="your Kaggle user name (owner of the datasets)"
+    )
+    build.add_argument(
+        "--competition", default=COMPETITION, help=f"competition slug (default: {COMPETITION})"
+    )
+    build.add_argument(
+        "--tta", choices=TTA_CHOICES, default="none", help="test-time augmentation of the notebook"
+    )
+    build.add_argument(
+        "--model.threshold",
+        dest="threshold",
+        type=unit_interval,
+        default=None,
+        help="decision threshold of the notebook (default: the cv folder's thresholds.json, else"
+        " the checkpoint's model.threshold, as predict)",
+    )
+    build.add_argument(
+        "--force", action="store_true", help="replace OUT_DIR if it holds an earlier bundle"
+    )
+    build.add_argument(
+        "--push",
+        action="store_true",
+        help="upload with the Kaggle CLI (create or version, then kernels push)",
+    )
+    build.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=TIMEOUT,
+        help=f"seconds each Kaggle CLI command may take before it is stopped (default {TIMEOUT:g})",
+    )
+    build.add_argument(
+        "--message", default=f"{PROJECT} {__version__}", help="version note of a dataset update"
+    )
+    return build
+
+
+def run_command(argv: Sequence[str]) -> int:
+    """Run ``package`` with the arguments after the command name; returns the exit code."""
+    from .push import manual_commands, push_bundle
+
+    args = parser().parse_args(list(argv))
+    if args.push:
+        from .push import kaggle_executable
+
+        kaggle_executable()  # refuse before building when the CLI or credentials are missing
+    ids = package(
+        args.source, args.out, args.user, args.competition, args.tta, args.force, args.threshold
+    )
+    datasets = {ids.code: args.out / "code", ids.weights: args.out / "weights"}
+    print(
+        f"wrote {args.out}/: code/ ({ids.code}), weights/ ({ids.weights}), kernel/ ({ids.kernel})"
+    )
+    if args.push:
+        push_bundle(datasets, args.out / "kernel", args.message, args.timeout)
+        return 0
+    print("upload with --push, or run:")
+    for line in manual_commands(list(datasets.values()), args.out / "kernel", args.message):
+        print(f"  {line}")
+    return 0

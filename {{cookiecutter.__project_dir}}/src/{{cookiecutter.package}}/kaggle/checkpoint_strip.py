@@ -1,0 +1,45 @@
+"""Strip a training checkpoint to what inference reads, for a small Kaggle weights dataset.
+
+A Lightning checkpoint also holds the optimizer state (AdamW: two more copies of every weight),
+the learning-rate scheduler, the loop and callback states: none of it is needed to predict.
+``strip_checkpoint`` keeps the weights and the hyper-parameters ``inference.load_classifier``
+reads (backbone, label vocabulary, threshold, data settings), and checks that the result loads
+with that loader (``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+from ..utils.errors import DataError
+from ..predict.inference import load_classifier
+from ..utils.torchfiles import load_torch_file, save_torch_file
+
+KEPT = (
+    "state_dict",
+    "hyper_parameters",
+    "datamodule_hyper_parameters",
+    "pytorch-lightning_version",
+)
+
+
+def stripped(checkpoint: Any, source: str | Path) -> dict[str, Any]:
+    """The inference part of a loaded checkpoint; ``DataError`` if it has no weights."""
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise DataError(f"{source}: not a Lightning checkpoint (no state_dict)")
+    return {key: checkpoint[key] for key in KEPT if key in checkpoint}
+
+
+def strip_checkpoint(source: str | Path, target: str | Path) -> tuple[int, int]:
+    """Write the stripped copy of ``source`` to ``target``; the sizes before and after, in bytes."""
+    kept = stripped(load_torch_file(source, "checkpoint"), source)
+    save_torch_file(kept, target)
+    load_classifier(target)
+    return Path(source).stat().st_size, Path(target).stat().st_size
+
+
+def megabytes(size: int) -> str:
+    """A byte count as ``12.3 MB``."""
+    return f"{size / 1e6:.1f} MB"

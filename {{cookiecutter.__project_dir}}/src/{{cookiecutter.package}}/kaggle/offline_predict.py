@@ -1,0 +1,85 @@
+"""Predict a folder of images into a submission CSV from Python: the API of the offline notebook.
+
+``predict_folder`` is ``predict`` without the command line: the same checkpoint loader, ensemble,
+TTA views, image transforms, Trainer precision and decoding, so for the same checkpoint(s),
+settings and images it writes the same rows. ``predict_with_manifest`` reads those settings from
+the ``manifest.json`` that ``package`` writes next to the stripped checkpoints; the notebook
+calls it. Nothing on this path imports ``jsonargparse`` or ``iterstrat`` (training-only
+dependencies that a Kaggle notebook does not have).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from .manifest import read_manifest
+from ..prep.folder_checks import list_images
+from ..utils.hardware import default_num_workers
+from ..predict.inference import EnsembleClassifier, predict_images, speed_line
+from ..metrics import decode, labels_to_text
+from ..utils.quiet import drop_adverts
+from ..predict.submission import one_row_per_image, write_csv_atomically, write_probabilities
+
+drop_adverts()
+
+
+def predict_folder(
+    checkpoints: Sequence[str | Path],
+    images: str | Path,
+    out: str | Path,
+    image_size: int,
+    tta: str = "none",
+    threshold: float | Sequence[float] | None = None,
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    accelerator: str = "auto",
+    precision: str | None = None,
+    probabilities: str | Path | None = None,
+) -> Path:
+    """Write the submission (``image,labels``) for every image of ``images`` to ``out``.
+
+    The mean probability of ``checkpoints`` over the ``tta`` views, decoded at ``threshold``
+    (``None``: the first checkpoint's). ``precision`` defaults to the one ``predict`` picks for
+    this machine. ``probabilities``: also write those per class there (as ``predict
+    --submission.probabilities_path`` does). Prints the speed and the estimate for the hidden
+    test set.
+    """
+    folder = Path(images)
+    names = list_images(folder)
+    ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta, threshold=threshold)
+    workers = default_num_workers() if num_workers is None else num_workers
+    ids, probs = predict_images(
+        ensemble, folder, names, image_size, batch_size, workers, accelerator, precision
+    )
+    ids, probs = one_row_per_image(ids, probs, names)
+    labels = labels_to_text(decode(probs, ensemble.hparams["threshold"]), ensemble.classes)
+    if probabilities is not None:
+        write_probabilities(probabilities, ids, probs, ensemble.classes)
+    written = write_csv_atomically(out, ["image", "labels"], list(zip(ids, labels)))
+    print(speed_line(ensemble.timer, ensemble))
+    return written
+
+
+def predict_with_manifest(
+    manifest: str | Path,
+    images: str | Path,
+    out: str | Path,
+    num_workers: int | None = None,
+    accelerator: str = "auto",
+    probabilities: str | Path | None = None,
+) -> Path:
+    """``predict_folder`` with the checkpoints and settings of a bundle's ``manifest.json``."""
+    settings = read_manifest(manifest)
+    return predict_folder(
+        settings.checkpoints,
+        images,
+        out,
+        image_size=settings.image_size,
+        tta=settings.tta,
+        threshold=settings.threshold,
+        batch_size=settings.batch_size,
+        num_workers=num_workers,
+        accelerator=accelerator,
+        probabilities=probabilities,
+    )

@@ -1,0 +1,1 @@
+"""Prediction: checkpoint loading, fold ensembles, TTA, submission files, thresholds.json."""

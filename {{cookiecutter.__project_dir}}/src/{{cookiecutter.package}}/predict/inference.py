@@ -1,0 +1,242 @@
+"""Inference with one checkpoint or a fold ensemble, with optional test-time augmentation (TTA).
+
+``EnsembleClassifier.from_checkpoints(paths, tta="flips")`` loads each checkpoint safely (tensors
+and plain data only) into a ``PlantClassifier``; its ``predict_step`` returns, per image, the mean
+of the members' probabilities over the TTA views. It is a LightningModule, so ``Trainer.predict``
+runs it with the usual precision, devices and the ``SubmissionWriter``; ``predict_probabilities``
+runs it over a loader from Python, and ``predict_images`` over a list of image files of a folder
+(out-of-fold predictions, the offline notebook).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data import ImageDataset, build_transforms, normalize_batch
+from ..utils.errors import DataError
+from ..utils.hardware import default_precision
+from ..models import MODEL_ARGUMENTS, PlantClassifier, check_hyper_parameters
+from ..utils.torchfiles import load_torch_file
+
+TTA = Literal["none", "hflip", "flips"]
+TTA_VIEWS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "none": ((),),
+    "hflip": ((), (3,)),
+    "flips": ((), (3,), (2,), (2, 3)),  # identity, horizontal, vertical, both (NCHW dims)
+}
+
+
+def load_classifier(path: str | Path) -> tuple[PlantClassifier, dict[str, Any]]:
+    """A ``PlantClassifier`` with the weights of checkpoint ``path``; the data settings it saved.
+
+    Nothing is downloaded (``pretrained`` is off: the weights come from the checkpoint), nothing
+    is imported (``check_hyper_parameters``), and the file is loaded with ``weights_only=True``.
+    """
+    checkpoint = load_torch_file(path, "checkpoint")
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not isinstance(hparams, dict) or not hparams.get("classes") or "backbone" not in hparams:
+        raise DataError(f"{path}: not a checkpoint of this package (no backbone or classes)")
+    check_hyper_parameters(path, hparams)
+    arguments = {key: value for key, value in hparams.items() if key in MODEL_ARGUMENTS}
+    model = PlantClassifier(**{**arguments, "pretrained": False})
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+    return model, dict(checkpoint.get("datamodule_hyper_parameters") or {})
+
+
+def tta_views(images: torch.Tensor, tta: str) -> list[torch.Tensor]:
+    """The flipped copies of an NCHW batch that ``tta`` averages over (the batch itself first)."""
+    if tta not in TTA_VIEWS:
+        raise DataError(f"--tta {tta}: use one of {', '.join(TTA_VIEWS)}")
+    return [images.flip(dims) if dims else images for dims in TTA_VIEWS[tta]]
+
+
+class EnsembleClassifier(pl.LightningModule):
+    """The mean probability of several classifiers of one label vocabulary, over TTA views."""
+
+    def __init__(
+        self,
+        members: Sequence[PlantClassifier],
+        tta: str = "none",
+        threshold: float | Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if not members:
+            raise DataError("an ensemble needs at least one checkpoint")
+        classes = list(members[0].classes or [])
+        for index, member in enumerate(members[1:], start=1):
+            if list(member.classes or []) != classes:
+                raise DataError(
+                    f"ensemble member {index} was trained on the labels {member.classes},"
+                    f" member 0 on {classes}: combine checkpoints of one label vocabulary"
+                )
+        tta_views(torch.zeros(1, 3, 2, 2), tta)  # validates the name
+        self.members = nn.ModuleList(members)
+        self.classes = classes
+        self.tta = tta
+        self.timer = PredictTimer()
+        chosen = members[0].hparams["threshold"] if threshold is None else threshold
+        self.hparams["threshold"] = chosen if isinstance(chosen, float) else list(chosen)
+
+    @classmethod
+    def from_checkpoints(
+        cls,
+        paths: Sequence[str | Path],
+        tta: str = "none",
+        threshold: float | Sequence[float] | None = None,
+    ) -> EnsembleClassifier:
+        """Load every checkpoint; ``DataError`` if they disagree on labels or image size."""
+        loaded = [load_classifier(path) for path in paths]
+        sizes = {Path(p).as_posix(): d.get("image_size") for p, (_, d) in zip(paths, loaded)}
+        if len(set(sizes.values()) - {None}) > 1:
+            described = ", ".join(f"{path}: {size}px" for path, size in sizes.items())
+            raise DataError(
+                f"ensemble checkpoints were trained at different image sizes ({described})"
+            )
+        return cls([model for model, _ in loaded], tta=tta, threshold=threshold)
+
+    def setup(self, stage: str) -> None:
+        for member in self.members:
+            if isinstance(member, PlantClassifier) and member.hparams.get("channels_last"):
+                member.to(memory_format=torch.channels_last)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Mean probabilities (batch x classes) over members and TTA views."""
+        total = torch.zeros((), device=images.device)
+        count = 0
+        for view in tta_views(images, self.tta):
+            for member in self.members:
+                total = total + torch.sigmoid(member(view).float())
+                count += 1
+        return total / count
+
+    def on_predict_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.timer.batch_started()
+
+    def on_predict_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self.timer.batch_done(len(batch["id"]), batch_idx)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        images = batch["image"]
+        if images.dtype == torch.uint8:  # a loader of our datasets, without the data module
+            images = normalize_batch(images)
+        return {"id": list(batch["id"]), "probs": self(images)}
+
+
+def predict_probabilities(
+    module: pl.LightningModule, loader: DataLoader, trainer_kwargs: dict[str, Any]
+) -> tuple[list[str], np.ndarray]:
+    """Run ``module.predict_step`` over ``loader`` with a plain Trainer: ids and probabilities."""
+    trainer = pl.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        devices=1,
+        **trainer_kwargs,
+    )
+    predicted = trainer.predict(module, dataloaders=loader, return_predictions=True)
+    outputs = cast(list[dict[str, Any]], predicted or [])
+    ids = [name for batch in outputs for name in batch["id"]]
+    probs = torch.cat([batch["probs"] for batch in outputs]).float().cpu().numpy()
+    return ids, probs
+
+
+def predict_images(
+    module: pl.LightningModule,
+    folder: Path,
+    names: Sequence[str],
+    image_size: int,
+    batch_size: int,
+    num_workers: int,
+    accelerator: str = "auto",
+    precision: str | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """``predict_probabilities`` over the images ``names`` of ``folder``, as evaluation sees them.
+
+    ``precision`` ``None``: the one ``predict`` picks for ``accelerator`` on this machine.
+    """
+    dataset = ImageDataset(
+        folder, list(names), build_transforms(image_size, train=False), decode_size=image_size
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+    )
+    trainer_kwargs = {
+        "accelerator": accelerator,
+        "precision": precision or default_precision(accelerator),
+        "enable_progress_bar": False,
+    }
+    return predict_probabilities(module, loader, trainer_kwargs)
+
+
+def predict_with_ensemble(
+    trainer: pl.Trainer,
+    datamodule: Any,
+    checkpoints: Sequence[str | Path],
+    tta: str,
+    threshold: float | Sequence[float] | None,
+) -> None:
+    """``trainer.predict`` with the mean of ``checkpoints`` over ``tta``; print the speed."""
+    ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta, threshold=threshold)
+    trainer.predict(ensemble, datamodule=datamodule, return_predictions=False)
+    if trainer.is_global_zero and ensemble.timer.images:
+        print(speed_line(ensemble.timer, ensemble))
+
+
+class PredictTimer:
+    """Images and seconds of a predict run, the first (warm-up) batch left out when there are more.
+
+    The first batch pays for starting the loader and for the first, slow, forward passes: over
+    a few test images it would make the estimate for the hidden test set far too pessimistic.
+    """
+
+    def __init__(self) -> None:
+        self.started = self.seconds = self.first_seconds = 0.0
+        self.images = self.first_batch = 0
+
+    def batch_started(self) -> None:
+        if not self.started:
+            self.started = time.monotonic()
+
+    def batch_done(self, size: int, batch_idx: int) -> None:
+        if batch_idx == 0:
+            self.first_batch = size
+            self.first_seconds = time.monotonic() - self.started
+            self.started = time.monotonic()
+        self.images += size
+        self.seconds = time.monotonic() - self.started
+
+    @property
+    def rate(self) -> float:
+        """Images per second after the first batch (over the first batch alone if it is all)."""
+        if self.images > self.first_batch:
+            return (self.images - self.first_batch) / max(self.seconds, 1e-9)
+        return self.images / max(self.first_seconds, 1e-9)
+
+
+HIDDEN_TEST_IMAGES = 5000
+
+
+def speed_line(timer: PredictTimer, ensemble: EnsembleClassifier) -> str:
+    """Images per second, and what the competition's hidden test set would take at that rate."""
+    views = len(ensemble.members) * len(TTA_VIEWS[ensemble.tta])
+    return (
+        f"predicted {timer.images} images ({timer.rate:.1f} img/s after the first batch,"
+        f" {views} forward passes each); {HIDDEN_TEST_IMAGES:,} hidden test images: about"
+        f" {HIDDEN_TEST_IMAGES / timer.rate / 60:.1f} min"
+    )

@@ -1,0 +1,114 @@
+"""Write predictions as a Kaggle submission (``image,labels``), atomically.
+
+The file appears only when every test image has been predicted: rows go to a temporary file in
+the same folder, which is renamed over the target at the end. An interrupted run leaves nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import BasePredictionWriter
+
+from ..utils.atomic import atomic_write
+from ..utils.errors import DataError
+from ..metrics import decode, labels_to_text
+
+
+def write_csv_atomically(
+    path: str | Path, header: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> Path:
+    """Write ``rows`` under ``header`` to ``path`` via a temporary file and an atomic rename."""
+    with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return Path(path)
+
+
+def write_probabilities(
+    path: str | Path, ids: Sequence[str], probs: np.ndarray, classes: Sequence[str]
+) -> Path:
+    """``image,<class>...`` per image, rounded to 6 decimals (for ensembling), atomically."""
+    rows = [[name, *np.round(row, 6).tolist()] for name, row in zip(ids, probs)]
+    return write_csv_atomically(path, ["image", *classes], rows)
+
+
+class SubmissionWriter(BasePredictionWriter):
+    """Collects ``predict_step`` outputs and writes the submission CSV at the end of predict.
+
+    Every test image appears exactly once, in file-name order, on any number of devices: each
+    process's predictions are gathered (a distributed sampler pads with repeated images, which
+    are dropped). A run that did not predict every image of the test folder writes nothing.
+    The decision threshold is the model's ``threshold`` (``--model.threshold``).
+
+    Args:
+        path: where to write the submission (``submission.csv`` in the current folder).
+        probabilities_path: optionally also write per-class probabilities (for ensembling).
+    """
+
+    def __init__(self, path: str = "submission.csv", probabilities_path: str | None = None) -> None:
+        super().__init__(write_interval="epoch")
+        self.path = path
+        self.probabilities_path = probabilities_path
+
+    def write_on_epoch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        predictions: Sequence[Any],
+        batch_indices: Sequence[Any],
+    ) -> None:
+        ids, probs = gather_predictions(trainer, predictions)
+        if not trainer.is_global_zero:
+            return
+        expected = getattr(getattr(trainer, "datamodule", None), "predict_set", None)
+        ids, probs = one_row_per_image(ids, probs, getattr(expected, "names", None))
+        classes: list[str] = list(getattr(pl_module, "classes"))
+        labels = labels_to_text(decode(probs, pl_module.hparams["threshold"]), classes)
+        write_csv_atomically(self.path, ["image", "labels"], list(zip(ids, labels)))
+        if self.probabilities_path:
+            write_probabilities(self.probabilities_path, ids, probs, classes)
+
+
+def gather_predictions(
+    trainer: pl.Trainer, predictions: Sequence[Any]
+) -> tuple[list[str], np.ndarray]:
+    """Image ids and probabilities of this process's batches, or of every process under DDP."""
+    ids = [name for batch in predictions for name in batch["id"]]
+    probs = (
+        torch.cat([batch["probs"] for batch in predictions]).float().cpu().numpy()
+        if predictions
+        else np.zeros((0, 0), dtype=np.float32)
+    )
+    if trainer.world_size > 1 and torch.distributed.is_available():
+        if torch.distributed.is_initialized():
+            shares: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(shares, (ids, probs))
+            ids = [name for share_ids, _ in shares for name in share_ids]
+            probs = np.concatenate([p for _, p in shares if len(p)]) if ids else probs
+    return ids, probs
+
+
+def one_row_per_image(
+    ids: Sequence[str], probs: np.ndarray, expected: Sequence[str] | None
+) -> tuple[list[str], np.ndarray]:
+    """One row per image in ``expected`` order; ``DataError`` if any expected image is missing."""
+    first: dict[str, int] = {}
+    for row, name in enumerate(ids):
+        first.setdefault(name, row)
+    order = sorted(first) if expected is None else list(expected)
+    missing = [name for name in order if name not in first]
+    if missing:
+        raise DataError(
+            f"predicted {len(order) - len(missing)} of {len(order)} test images (first missing:"
+            f" {missing[0]}); a submission must cover them all, so none was written"
+            " (is --trainer.limit_predict_batches or fast_dev_run set?)"
+        )
+    return order, probs[[first[name] for name in order]]

@@ -1,0 +1,1 @@
+"""Data preparation: the image cache, the folder checks, the synthetic sample set."""

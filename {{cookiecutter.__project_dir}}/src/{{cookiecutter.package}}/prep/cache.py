@@ -1,0 +1,276 @@
+"""The image cache on disk: its manifest ``cache.json``, one image's cached copy, and the check
+that training may read a cache.
+
+A cache holds pre-resized copies of ``train_images/`` and ``test_images/`` (the ``prepare``
+command fills it, see ``prepare.py``) and the manifest, which records the size, the data folder
+the cache was built from and, per image, its source's size, modification time, a digest of its
+first and last 8 KiB, a digest of the whole file, and the cached file's size.
+
+``convert_one`` writes one cached copy, an upright RGB JPEG whose shorter side is the cache's size,
+atomically (its temporary file ends in ``.partial``, which no image name does), or confirms an
+existing one by content. ``is_up_to_date`` is the cheap test that skips an image. ``check_cache``
+refuses, before training, a cache that is damaged, stale, too small or built from another data
+folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from PIL import Image
+
+from ..utils.atomic import atomic_write
+from ..utils.errors import DataError, disk_full, is_disk_full
+from ..images import load_image
+from ..layout import IMAGE_FOLDERS
+
+MANIFEST = "cache.json"
+MANIFEST_FORMAT = 2
+PARTIAL_SUFFIX = ".partial"
+HEAD_TAIL_BYTES = 8192
+RECORD_FIELDS = ("size", "mtime_ns", "head_tail", "digest", "cached_size")
+JPEG_QUALITY = 95
+
+
+@dataclass
+class Manifest:
+    """The contents of ``cache.json``; ``files`` maps ``"train_images/x.jpg"`` to its record."""
+
+    size: int
+    source: str
+    files: dict[str, dict[str, Any]]
+
+
+class Task(NamedTuple):
+    """One image to convert; ``previous`` is its record from an earlier run, if any."""
+
+    rel: str
+    source: str
+    target: str
+    size: int
+    previous: dict[str, Any] | None
+
+
+class Outcome(NamedTuple):
+    """What became of a task: the new record, or the error line."""
+
+    rel: str
+    record: dict[str, Any] | None
+    error: str | None
+    converted: bool
+
+
+def read_manifest(cache_dir: str | Path) -> Manifest:
+    """Parse ``cache.json`` of ``cache_dir``; one-line ``DataError`` if it is absent or damaged."""
+    path = Path(cache_dir) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{cache_dir}: not an image cache (no {MANIFEST}); build it with prepare")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return _parse_manifest(data)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())
+        raise DataError(
+            f"{path}: not a valid cache manifest ({reason}); delete {cache_dir} and run prepare"
+            " again"
+        ) from None
+
+
+def _parse_manifest(data: Any) -> Manifest:
+    """Check the structure of the decoded JSON; ``ValueError`` saying what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    if data.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"format {data.get('format')!r}, expected {MANIFEST_FORMAT}")
+    size, source, files = data.get("size"), data.get("source"), data.get("files")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"size {size!r} is not a positive integer")
+    if not isinstance(source, str) or not source:
+        raise ValueError(f"source {source!r} is not a folder")
+    if not isinstance(files, dict):
+        raise ValueError("files is not an object")
+    for rel, record in files.items():
+        if not isinstance(record, dict) or any(name not in record for name in RECORD_FIELDS):
+            raise ValueError(f"the record of {rel} is incomplete")
+    return Manifest(size, source, files)
+
+
+def write_manifest(cache_dir: Path, manifest: Manifest) -> None:
+    """Replace ``cache.json`` atomically."""
+    data = {"format": MANIFEST_FORMAT, "size": manifest.size, "source": manifest.source}
+    text = json.dumps({**data, "files": manifest.files}, indent=0)
+    with atomic_write(cache_dir / MANIFEST) as tmp:  # its temporary name ends in PARTIAL_SUFFIX
+        tmp.write_text(text + "\n", encoding="utf-8")
+
+
+def create_or_read_manifest(cache_dir: Path, data_dir: Path, size: int) -> Manifest:
+    """The manifest of an existing cache at ``size``, or a new cache folder with an empty one.
+
+    Refuses a cache built at another size and a non-empty folder that is not a cache.
+    """
+    if (cache_dir / MANIFEST).exists():
+        manifest = read_manifest(cache_dir)
+        if manifest.size != size:
+            raise DataError(
+                f"{cache_dir}: cache was built with --size {manifest.size}, not {size};"
+                " use another folder or delete this one"
+            )
+        return manifest
+    if cache_dir.exists() and (not cache_dir.is_dir() or any(cache_dir.iterdir())):
+        raise DataError(
+            f"{cache_dir}: exists and is not an image cache (no {MANIFEST}); use a new folder"
+        )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(size, str(data_dir.resolve()), {})
+    write_manifest(cache_dir, manifest)
+    return manifest
+
+
+def check_cache(cache_dir: str | Path, data_dir: str | Path, image_size: int) -> None:
+    """Before training or predicting from a cache: refuse it if it is damaged, built smaller
+    than ``image_size``, built from another data folder, or stale (one-line ``DataError``).
+
+    Stale means a source in ``data_dir`` changed since prepare, or a cached file is missing or
+    has another size than prepare wrote (a truncated copy). Sources that were deleted after
+    caching are fine: the cache is what training reads.
+    """
+    cache_dir, data_dir = Path(cache_dir), Path(data_dir)
+    manifest = read_manifest(cache_dir)
+    if manifest.size < image_size:
+        raise DataError(
+            f"{cache_dir}: cache was built at {manifest.size}px, smaller than image_size"
+            f" {image_size}; rebuild it with prepare --size {image_size} or more"
+        )
+    if Path(manifest.source) != data_dir.resolve():
+        raise DataError(
+            f"{cache_dir}: cache was built from {manifest.source}, not {data_dir.resolve()};"
+            f" run prepare {data_dir} {cache_dir} to update it, or pass that --data.data_dir"
+        )
+    again = f"run prepare {data_dir} {cache_dir} again"
+    for rel, record in manifest.files.items():
+        if file_size(cache_dir / rel) != record["cached_size"]:
+            raise DataError(
+                f"{cache_dir / rel}: missing or changed since prepare wrote it; {again}"
+            )
+        source = stat_or_none(data_dir / rel)
+        if source is not None and (source.st_size, source.st_mtime_ns) != (
+            record["size"],
+            record["mtime_ns"],
+        ):
+            raise DataError(
+                f"{data_dir / rel}: changed since it was cached in {cache_dir}; {again}"
+            )
+
+
+def cached_names(folder: Path) -> set[str] | None:
+    """The images a cache holds in ``folder`` (e.g. ``CACHE/train_images``); None if ``folder``
+    is not part of a cache."""
+    if folder.name not in IMAGE_FOLDERS or not (folder.parent / MANIFEST).is_file():
+        return None
+    prefix = f"{folder.name}/"
+    files = read_manifest(folder.parent).files
+    return {rel[len(prefix) :] for rel in files if rel.startswith(prefix)}
+
+
+def file_size(path: Path) -> int | None:
+    """The size of the file ``path`` in bytes, or ``None`` if it cannot be read."""
+    stat = stat_or_none(path)
+    return None if stat is None else stat.st_size
+
+
+def stat_or_none(path: Path) -> os.stat_result | None:
+    """``path.stat()``, or ``None`` if the file is missing or unreadable."""
+    try:
+        return path.stat()
+    except OSError:
+        return None
+
+
+def source_fingerprint(path: Path) -> dict[str, Any]:
+    """Size, modification time (ns) and a digest of the first and last 8 KiB of ``path``."""
+    with path.open("rb") as handle:
+        stat = os.fstat(handle.fileno())
+        head = handle.read(HEAD_TAIL_BYTES)
+        handle.seek(max(HEAD_TAIL_BYTES, stat.st_size - HEAD_TAIL_BYTES))
+        tail = handle.read(HEAD_TAIL_BYTES)
+    digest = hashlib.blake2b(head + tail, digest_size=16).hexdigest()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_tail": digest}
+
+
+def content_digest(path: Path) -> str:
+    """BLAKE2b digest of the whole file."""
+    digest = hashlib.blake2b(digest_size=20)
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_up_to_date(source: Path, target: Path, record: dict[str, Any] | None) -> bool:
+    """Whether ``target`` is the cached copy of ``source`` as it is now, by the cheap checks.
+
+    A changed modification time alone is not decided here: the worker compares whole-file
+    digests (``convert_one``).
+    """
+    if record is None or file_size(target) != record["cached_size"]:
+        return False
+    try:
+        now = source_fingerprint(source)
+    except OSError:
+        return False
+    return all(now[name] == record[name] for name in ("size", "mtime_ns", "head_tail"))
+
+
+def convert_one(task: Task) -> Outcome:
+    """Write the cached copy of one image (or confirm it by content).
+
+    Raises only ``DiskFullError`` (naming the cached copy): a full disk fails every image after
+    this one, so it stops the run instead of being one more unreadable file.
+    """
+    source, target = Path(task.source), Path(task.target)
+    try:
+        fingerprint = source_fingerprint(source)
+        digest = content_digest(source)
+    except OSError as exc:
+        return Outcome(task.rel, None, f"{source}: cannot read ({exc})", False)
+    previous = task.previous
+    if (
+        previous is not None
+        and file_size(target) == previous["cached_size"]
+        and all(fingerprint[name] == previous[name] for name in ("size", "head_tail"))
+        and digest == previous["digest"]
+    ):
+        return Outcome(task.rel, {**previous, **fingerprint}, None, False)
+    partial = target.with_name(f"{target.name}.{os.getpid()}{PARTIAL_SUFFIX}")
+    try:
+        _write_resized(source, partial, task.size)
+        cached_size = partial.stat().st_size
+        os.replace(partial, target)
+    except DataError as exc:
+        partial.unlink(missing_ok=True)
+        return Outcome(task.rel, None, str(exc), False)
+    except MemoryError:
+        partial.unlink(missing_ok=True)
+        return Outcome(task.rel, None, f"{source}: out of memory while converting it", False)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(target, exc) from None
+        return Outcome(task.rel, None, f"{source}: cannot write {target} ({exc})", False)
+    record = {**fingerprint, "digest": digest, "cached_size": cached_size}
+    return Outcome(task.rel, record, None, True)
+
+
+def _write_resized(source: Path, target: Path, size: int) -> None:
+    """Decode ``source`` upright, shrink its shorter side to ``size``, save it as JPEG."""
+    image = load_image(source, min_size=size)
+    scale = size / min(image.size)
+    if scale < 1:
+        new_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(new_size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    image.save(target, format="JPEG", quality=JPEG_QUALITY)

@@ -1,0 +1,92 @@
+"""Checks that the image folders hold what a stage will read, made before anything is written.
+
+``list_images`` lists a test folder whose every file must be an image (each one must end up in the
+submission); ``check_listed_images`` confirms that every ``train.csv`` row has its image and that
+the image decodes; ``check_cached`` that a ``prepare`` cache holds every test image.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .cache import cached_names
+from ..utils.errors import DataError
+from ..images import check_image_header, find_unreadable
+from ..labels import Sample
+from ..layout import IMAGE_SUFFIXES, not_an_image
+
+
+def list_images(folder: Path) -> list[str]:
+    """Sorted file names of the images in ``folder``, which must hold images and nothing else.
+
+    Every file of a test folder must end up in the submission, so a file that would be left out
+    (another suffix, a macOS ``._*`` resource file, a hidden file) is a ``DataError`` that names
+    it, not a silently shorter submission. Sub-folders are ignored.
+    """
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found")
+    names, left_out = [], []
+    for entry in os.scandir(folder):
+        if not entry.is_file():
+            continue
+        reason = not_an_image(entry.name)
+        if reason:
+            left_out.append(f"{entry.name} ({reason})")
+        else:
+            names.append(entry.name)
+    if left_out:
+        left_out.sort()
+        shown = "; ".join(left_out[:5]) + ("; ..." if len(left_out) > 5 else "")
+        raise DataError(
+            f"{folder}: {len(left_out)} file(s) would be left out of the predictions: {shown};"
+            " move them out of the folder"
+        )
+    if not names:
+        raise DataError(f"{folder}: no images found ({', '.join(IMAGE_SUFFIXES)})")
+    return sorted(names)
+
+
+def check_listed_images(csv_path: Path, folder: Path, samples: Sequence[Sample]) -> None:
+    """Every image listed in the CSV exists in ``folder`` and decodes, checked before any epoch.
+
+    Images in a ``prepare`` cache were decoded and written by prepare, and ``check_cache``
+    compares their sizes with its manifest: only their headers are read here. Other images are
+    decoded in full, in parallel, and remembered between runs (``find_unreadable``).
+    """
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found (listed images of {csv_path} live there)")
+    present = {entry.name for entry in os.scandir(folder)}
+    cached = cached_names(folder)
+    for row_number, sample in enumerate(samples, start=2):
+        if cached is not None and sample.image not in cached:
+            raise DataError(
+                f"{csv_path}: row {row_number}: image {sample.image} is not in the cache {folder}"
+                " (prepare could not read it, or has not run since it was added: run it again)"
+            )
+        if sample.image not in present:
+            raise DataError(
+                f"{csv_path}: row {row_number}: image {sample.image} not found in {folder}"
+            )
+    if cached is not None:
+        for sample in samples:
+            check_image_header(folder / sample.image)
+        return
+    failures = find_unreadable(folder, [sample.image for sample in samples])
+    for row_number, sample in enumerate(samples, start=2):
+        if sample.image in failures:
+            more = len(failures) - 1
+            also = f" ({more} more listed images are unreadable)" if more else ""
+            raise DataError(f"{csv_path}: row {row_number}: {failures[sample.image]}{also}")
+
+
+def check_cached(names: Sequence[str], folder: Path) -> None:
+    """``DataError`` unless the cache folder ``folder`` holds every image of ``names``."""
+    cached = set(os.listdir(folder)) if folder.is_dir() else set()
+    missing = sorted(set(names) - cached)
+    if missing:
+        raise DataError(
+            f"{folder}: {len(missing)} test images are not cached (first: {missing[0]});"
+            " run prepare again"
+        )

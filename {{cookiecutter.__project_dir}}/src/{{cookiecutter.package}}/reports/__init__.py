@@ -1,0 +1,1 @@
+"""Figures and run logs: the `report` command and the notebooks' plots."""

@@ -1,0 +1,223 @@
+"""Every figure of the project: the data (labels, images) and a run (curves, F1 by class and
+threshold). The notebooks and the ``report`` command both call these functions.
+
+Each function returns a matplotlib ``Figure`` built without pyplot, so nothing depends on a
+display or a global figure list: a notebook shows the returned figure (``%matplotlib inline``),
+``save_figure`` writes it as a PNG on a headless machine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from ..utils.atomic import atomic_write
+from ..labels import Sample, label_vocabulary
+from ..layout import TRAIN_IMAGES
+from ..metrics import decode, per_class_f1, samples_f1
+from .run_logs import MetricLog, Predictions
+
+DPI = 80
+THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.025), 3)
+LOSS_KEYS = ("train/loss_epoch", "val/loss")
+F1_KEY = "val/f1"
+
+
+def label_counts(samples: Sequence[Sample]) -> Figure:
+    """How many images carry each label (an image with two labels counts for both)."""
+    counts = Counter(label for sample in samples for label in sample.labels)
+    classes = sorted(counts, key=lambda name: counts[name])
+    figure, axes = _figure(6.0, 0.35 * len(classes) + 1.2)
+    axes.barh(classes, [counts[name] for name in classes], color="tab:green")
+    _label_bars(axes, [counts[name] for name in classes])
+    axes.set_xlabel("images")
+    axes.set_title(f"Label counts ({len(samples)} images)")
+    return figure
+
+
+def label_cooccurrence(samples: Sequence[Sample]) -> Figure:
+    """Images carrying both labels of a pair; the diagonal counts each label alone or not."""
+    classes = label_vocabulary(samples)
+    index = {name: i for i, name in enumerate(classes)}
+    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for sample in samples:
+        for first, second in itertools.product(sample.labels, repeat=2):
+            matrix[index[first], index[second]] += 1
+    size = 0.6 * len(classes) + 2.5
+    figure, axes = _figure(size + 1.0, size)
+    image = axes.imshow(matrix, cmap="Greens")
+    axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axes.set_yticks(range(len(classes)), classes)
+    for (row, column), value in np.ndenumerate(matrix):
+        dark = value > matrix.max() / 2
+        axes.text(
+            column,
+            row,
+            str(value),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if dark else "black",
+        )
+    figure.colorbar(image, ax=axes, shrink=0.8, label="images")
+    axes.set_title("Label co-occurrence")
+    return figure
+
+
+def label_set_counts(samples: Sequence[Sample], top: int = 15) -> Figure:
+    """The ``top`` most frequent label sets (what the model must predict as a whole)."""
+    counts = Counter(" ".join(sorted(sample.labels)) for sample in samples)
+    common = counts.most_common(top)[::-1]
+    figure, axes = _figure(7.0, 0.32 * len(common) + 1.2)
+    axes.barh([name for name, _ in common], [count for _, count in common], color="tab:olive")
+    _label_bars(axes, [count for _, count in common])
+    axes.set_xlabel("images")
+    axes.set_title(f"Label sets: {min(top, len(counts))} most frequent of {len(counts)}")
+    return figure
+
+
+def image_grid(
+    data_dir: str | Path, samples: Sequence[Sample], count: int = 12, seed: int = 0
+) -> Figure:
+    """``count`` training images drawn at random (seeded), each titled with its labels."""
+    from ..images import load_image
+
+    chosen = random.Random(seed).sample(list(samples), min(count, len(samples)))
+    columns = min(4, len(chosen))
+    rows = -(-len(chosen) // columns)
+    figure = Figure(figsize=(2.6 * columns, 2.6 * rows), dpi=DPI, layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for axes, sample in itertools.zip_longest(grid.flat, chosen):
+        axes.axis("off")
+        if sample is None:
+            continue
+        image = load_image(Path(data_dir) / TRAIN_IMAGES / sample.image, 160)
+        image.thumbnail((160, 160))
+        axes.imshow(np.asarray(image))
+        axes.set_title("\n".join(sample.labels), fontsize=8)
+    figure.suptitle("Sample training images and their labels")
+    return figure
+
+
+def image_sizes(data_dir: str | Path, samples: Sequence[Sample]) -> Figure:
+    """Width against height of the training images, read from the file headers only.
+
+    ``DataError`` naming the first image that is unreadable or larger than training accepts.
+    """
+    from ..images import check_image_header
+
+    sizes = Counter(check_image_header(Path(data_dir) / TRAIN_IMAGES / s.image) for s in samples)
+    figure, axes = _figure(5.5, 4.5)
+    widths, heights = zip(*sizes) if sizes else ((), ())
+    counts = np.array(list(sizes.values()))
+    axes.scatter(widths, heights, s=20 + 200 * counts / max(counts.max(), 1), alpha=0.6)
+    for (width, height), number in sizes.most_common(5):
+        axes.annotate(
+            f"{width}x{height}: {number}",
+            (width, height),
+            fontsize=8,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    axes.set_xlabel("width (px)")
+    axes.set_ylabel("height (px)")
+    axes.set_title(f"Image sizes ({len(sizes)} distinct)")
+    return figure
+
+
+def training_curves(logs: Sequence[MetricLog]) -> Figure:
+    """Loss (train and validation) and ``val/f1`` per epoch, one line per log of the run."""
+    figure = Figure(figsize=(10.0, 4.0), dpi=DPI, layout="constrained")
+    loss_axes, f1_axes = figure.subplots(1, 2)
+    several = len(logs) > 1
+    for log in logs:
+        prefix = f"{log.name}: " if several else ""
+        for key, style in zip(LOSS_KEYS, ("-", "--")):
+            epochs, values = log.series(key)
+            if len(values):
+                loss_axes.plot(epochs, values, style, marker=".", label=f"{prefix}{key}")
+        epochs, values = log.series(F1_KEY)
+        if len(values):
+            f1_axes.plot(epochs, values, marker=".", label=f"{prefix}{F1_KEY}")
+    loss_axes.set(title="Loss", xlabel="epoch", ylabel="BCE loss (log scale)", yscale="log")
+    f1_axes.set(title="Validation samples-F1", xlabel="epoch", ylabel=F1_KEY, ylim=(0.0, 1.0))
+    for axes in (loss_axes, f1_axes):
+        if axes.lines:
+            axes.legend(fontsize=7)
+        axes.grid(alpha=0.3)
+    return figure
+
+
+def per_class_f1_figure(predictions: Predictions) -> Figure:
+    """F1 of each class on the held-out images, at the run's threshold (and a tuned one)."""
+    classes = predictions.classes
+    figure, axes = _figure(7.0, 0.4 * len(classes) + 1.5)
+    positions = np.arange(len(classes))
+    thresholds = [("threshold", predictions.threshold)]
+    if predictions.tuned_threshold is not None:
+        thresholds.append(("tuned threshold", predictions.tuned_threshold))
+    height = 0.8 / len(thresholds)
+    for number, (name, threshold) in enumerate(thresholds):
+        scores = per_class_f1(predictions.targets, decode(predictions.probs, threshold))
+        overall = samples_f1(predictions.targets, decode(predictions.probs, threshold))
+        axes.barh(
+            positions + number * height,
+            scores,
+            height=height,
+            label=f"{name} {threshold:.2f} (samples-F1 {overall:.3f})",
+        )
+    positives = predictions.targets.sum(axis=0)
+    axes.set_yticks(
+        positions + height * (len(thresholds) - 1) / 2,
+        [f"{name} ({count})" for name, count in zip(classes, positives)],
+    )
+    axes.set(xlim=(0.0, 1.0), xlabel="F1 (positives in brackets)")
+    axes.set_title(f"Per-class F1: {predictions.source}", fontsize=10)
+    axes.legend(fontsize=8, loc="lower right")
+    return figure
+
+
+def f1_threshold_figure(predictions: Predictions) -> Figure:
+    """Samples-F1 and each class's F1 against one decision threshold for every class."""
+    figure, axes = _figure(8.0, 4.5)
+    decoded = [decode(predictions.probs, threshold) for threshold in THRESHOLDS]
+    overall = [samples_f1(predictions.targets, predicted) for predicted in decoded]
+    by_class = np.array([per_class_f1(predictions.targets, predicted) for predicted in decoded])
+    for column, name in enumerate(predictions.classes):
+        axes.plot(THRESHOLDS, by_class[:, column], linewidth=1, alpha=0.6, label=name)
+    axes.plot(THRESHOLDS, overall, color="black", linewidth=2.5, label="samples-F1")
+    axes.axvline(predictions.threshold, color="grey", linestyle="--", label="run threshold")
+    if predictions.tuned_threshold is not None:
+        axes.axvline(predictions.tuned_threshold, color="red", linestyle=":", label="tuned")
+    axes.set(xlabel="decision threshold", ylabel="F1", ylim=(0.0, 1.02), xlim=(0.0, 1.0))
+    axes.set_title(f"F1 against the threshold: {predictions.source}", fontsize=10)
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def save_figure(figure: Figure, path: str | Path) -> Path:
+    """Write ``figure`` as a PNG (atomically: never a half-written file); returns the path."""
+    target = Path(path)
+    with atomic_write(target) as tmp:
+        figure.savefig(tmp, format="png", dpi=DPI)
+    return target
+
+
+def _figure(width: float, height: float) -> tuple[Figure, Axes]:
+    """A figure of one axes, laid out so that long tick labels fit."""
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    return figure, figure.subplots()
+
+
+def _label_bars(axes: Axes, values: Sequence[int]) -> None:
+    """Write each bar's value at its end."""
+    for position, value in enumerate(values):
+        axes.text(value, position, f" {value}", va="center", fontsize=8)

@@ -1,0 +1,94 @@
+"""``report DATA_DIR [RUN_DIR] --out DIR``: the notebooks' figures, written as PNG files.
+
+For people who do not use notebooks, and for CI artifacts. The data figures (label counts,
+co-occurrence, label sets, sample images, image sizes) come from ``DATA_DIR``; with ``RUN_DIR``
+(a ``fit`` run folder such as ``runs/demo``, or a ``cv`` folder) also the training curves, the
+per-class F1 and F1 against the threshold. Every figure is drawn before the first file is
+written, so bad input leaves ``--out`` untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from ..cli.argtypes import command_parser
+from ..utils.errors import DataError
+from ..labels import read_train_csv
+from ..layout import TRAIN_CSV
+
+DATA_FIGURES = (
+    "label_counts",
+    "label_cooccurrence",
+    "label_sets",
+    "sample_images",
+    "image_sizes",
+)
+RUN_FIGURES = ("training_curves", "per_class_f1", "f1_vs_threshold")
+
+
+def data_figures(data_dir: str | Path) -> dict[str, Figure]:
+    """The figures of a Kaggle-layout data folder, by file stem (see ``DATA_FIGURES``)."""
+    from . import plots
+
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: data folder not found (expected {TRAIN_CSV} in it)")
+    samples = read_train_csv(folder / TRAIN_CSV)
+    makers: dict[str, Callable[[], Figure]] = {
+        "label_counts": lambda: plots.label_counts(samples),
+        "label_cooccurrence": lambda: plots.label_cooccurrence(samples),
+        "label_sets": lambda: plots.label_set_counts(samples),
+        "sample_images": lambda: plots.image_grid(folder, samples),
+        "image_sizes": lambda: plots.image_sizes(folder, samples),
+    }
+    return {name: makers[name]() for name in DATA_FIGURES}
+
+
+def run_figures(run_dir: str | Path, data_dir: str | Path) -> dict[str, Figure]:
+    """The figures of a fit or cv run folder trained on ``data_dir`` (see ``RUN_FIGURES``)."""
+    from . import plots
+    from .run_logs import load_predictions, metric_logs
+
+    logs = metric_logs(run_dir)
+    predictions = load_predictions(run_dir, data_dir)
+    return {
+        "training_curves": plots.training_curves(logs),
+        "per_class_f1": plots.per_class_f1_figure(predictions),
+        "f1_vs_threshold": plots.f1_threshold_figure(predictions),
+    }
+
+
+def write_report(data_dir: str | Path, run_dir: str | Path | None, out: str | Path) -> list[Path]:
+    """Draw every figure, then write each as ``out/<name>.png``; returns the files written."""
+    from .plots import save_figure
+
+    if Path(out).exists() and not Path(out).is_dir():
+        raise DataError(f"--out {out}: is a file, not a folder")
+    figures = data_figures(data_dir)
+    if run_dir is not None:
+        figures.update(run_figures(run_dir, data_dir))
+    return [save_figure(figure, Path(out) / f"{name}.png") for name, figure in figures.items()]
+
+
+def run_command(argv: Sequence[str]) -> int:
+    """``report DATA_DIR [RUN_DIR] --out DIR``: the command line of ``write_report``."""
+    parser = command_parser(
+        "report",
+        "Write the figures of a data folder (and of a fit or cv run folder trained on it) as"
+        " PNG files: the same figures as notebooks/01-explore.ipynb and 02-results.ipynb.",
+    )
+    parser.add_argument("data_dir", type=Path, help="a Kaggle-layout folder (train.csv, ...)")
+    parser.add_argument(
+        "run_dir",
+        type=Path,
+        nargs="?",
+        help="a fit run folder (checkpoints/, logs/; e.g. runs/demo) or a cv --out folder",
+    )
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="default reports/")
+    args = parser.parse_args(list(argv))
+    for path in write_report(args.data_dir, args.run_dir, args.out):
+        print(path)
+    return 0

@@ -1,0 +1,203 @@
+"""Read what a training run left behind: its CSV metric logs, and its validation predictions.
+
+A run folder is what ``fit`` writes (``checkpoints/`` and ``logs/``, e.g. ``runs/demo`` from
+``make demo``) or a ``cv`` folder (``fold{k}/`` runs, ``oof.csv``, ``thresholds.json``).
+``metric_logs`` finds every CSVLogger ``metrics.csv`` in it (a resumed run or a cv folder has
+several); ``load_predictions`` gives probabilities and true labels of held-out images: the
+pooled out-of-fold predictions of a cv folder, or, for a single run, its best checkpoint applied
+to its validation fold (this one loads torch and predicts, on a GPU if there is one; seconds on
+the sample set).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..utils.errors import DataError
+from ..folds import OOF, THRESHOLDS, is_cv_folder
+from ..labels import encode_labels, read_train_csv
+from ..layout import TRAIN_CSV
+
+METRICS_CSV = "metrics.csv"
+
+
+@dataclass(frozen=True)
+class MetricLog:
+    """The rows of one CSVLogger ``metrics.csv``: each metric's values by step and epoch."""
+
+    path: Path
+    name: str  # where it sits in the run folder, e.g. ``fold0/logs/lightning_logs/version_0``
+    rows: list[dict[str, float]]
+
+    @property
+    def keys(self) -> list[str]:
+        """Every metric logged at least once, sorted."""
+        return sorted({key for row in self.rows for key in row if key not in ("step", "epoch")})
+
+    def series(self, key: str, x: str = "epoch") -> tuple[np.ndarray, np.ndarray]:
+        """The values of ``key`` against ``x`` (``epoch`` or ``step``), rows that logged it."""
+        rows = [row for row in self.rows if key in row and x in row]
+        return np.array([row[x] for row in rows]), np.array([row[key] for row in rows])
+
+    def last(self, key: str) -> float | None:
+        """The value ``key`` was last logged with, or ``None``."""
+        values = [row[key] for row in self.rows if key in row]
+        return values[-1] if values else None
+
+
+def read_metric_log(path: Path, name: str = "") -> MetricLog:
+    """Parse a CSVLogger ``metrics.csv`` (empty cells: not logged in that row)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = [
+                _numbers(path, number, row) for number, row in enumerate(csv.DictReader(handle), 2)
+            ]
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return MetricLog(path, name or str(path.parent), rows)
+
+
+def _numbers(path: Path, row_number: int, row: dict[str, str | None]) -> dict[str, float]:
+    """The non-empty cells of a ``metrics.csv`` row as numbers; ``DataError`` naming a bad one."""
+    values: dict[str, float] = {}
+    for key, text in row.items():
+        if key is None or text is None or not text.strip():
+            continue
+        try:
+            values[key] = float(text)
+        except ValueError:
+            raise DataError(f"{path}: row {row_number}: {key}={text!r} is not a number") from None
+    return values
+
+
+def metric_logs(run_dir: str | Path) -> list[MetricLog]:
+    """Every ``metrics.csv`` under ``run_dir``, in path order; ``DataError`` if there is none."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise DataError(f"{run}: run folder not found (train one first, e.g. `make demo`)")
+    paths = sorted(run.rglob(METRICS_CSV))
+    if not paths:
+        raise DataError(
+            f"{run}: no {METRICS_CSV} in it; report reads the CSV logs of a fit or cv run"
+            " (configs/logger/csv.yaml)"
+        )
+    return [read_metric_log(path, path.parent.relative_to(run).as_posix()) for path in paths]
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Held-out probabilities with the true labels, and the thresholds the run would decode at."""
+
+    classes: list[str]
+    targets: np.ndarray  # images x classes, 0/1
+    probs: np.ndarray  # images x classes
+    threshold: float  # the run's decision threshold
+    tuned_threshold: float | None  # a cv folder's tuned global threshold
+    source: str  # what the images are, for the figure titles
+
+
+def load_predictions(run_dir: str | Path, data_dir: str | Path) -> Predictions:
+    """The held-out predictions of a cv folder (pooled OOF) or a single run (validation fold)."""
+    run = Path(run_dir)
+    if is_cv_folder(run):
+        return _cv_predictions(run, Path(data_dir))
+    return _run_predictions(run, Path(data_dir))
+
+
+def _cv_predictions(run: Path, data_dir: Path) -> Predictions:
+    """Pooled OOF probabilities of a finished cv folder, with the labels of ``train.csv``."""
+    from ..predict.threshold_report import ThresholdReport
+
+    if not (run / OOF).is_file():
+        raise DataError(f"{run}: no {OOF} yet; finish the cv run (run the same cv command again)")
+    with (run / OOF).open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        rows = list(reader)
+    classes = header[2:]
+    if header[:2] != ["image", "fold"] or not classes:
+        raise DataError(f"{run / OOF}: expected the columns image,fold,<class>...")
+    labels = {sample.image: sample for sample in read_train_csv(data_dir / TRAIN_CSV)}
+    missing = [row[0] for row in rows if row[0] not in labels]
+    if missing:
+        raise DataError(
+            f"{run / OOF}: image {missing[0]} is not in {data_dir / TRAIN_CSV};"
+            " pass the data folder the cv run trained on"
+        )
+    try:
+        probs = np.array([[float(value) for value in row[2:]] for row in rows])
+    except ValueError:
+        raise DataError(f"{run / OOF}: a probability is not a number") from None
+    report = ThresholdReport.load(run / THRESHOLDS)
+    return Predictions(
+        classes=classes,
+        targets=encode_labels([labels[row[0]] for row in rows], classes).astype(np.int64),
+        probs=probs,
+        threshold=report.default_threshold,
+        tuned_threshold=report.global_threshold,
+        source=f"pooled out-of-fold predictions of {len(rows)} images",
+    )
+
+
+def _run_predictions(run: Path, data_dir: Path) -> Predictions:
+    """The run's best checkpoint (else its last) applied to the validation fold it trained with."""
+    from torch.utils.data import DataLoader
+
+    from ..cli.checkpoints import LAST, inspect_checkpoint
+    from ..data import PlantDataModule
+    from ..utils.hardware import default_precision
+    from ..predict.inference import EnsembleClassifier, load_classifier, predict_probabilities
+
+    last = run / "checkpoints" / LAST
+    if not last.is_file():
+        raise DataError(f"{run}: no checkpoints/{LAST}; is it the folder of a fit (or cv) run?")
+    best = inspect_checkpoint(last).best_model_path
+    checkpoint = Path(best) if best and Path(best).is_file() else last
+    model, saved = load_classifier(checkpoint)
+    module = EnsembleClassifier([model])
+    settings = {key: value for key, value in saved.items() if not key.startswith("_")}
+    settings.update(data_dir=str(data_dir), num_workers=0, cache_dir=None)
+    datamodule = PlantDataModule(**settings)
+    datamodule.setup("validate")
+    dataset = datamodule.val_set
+    assert dataset is not None and dataset.targets is not None
+    if list(datamodule.classes) != list(module.classes):
+        raise DataError(
+            f"{checkpoint}: trained on the labels {module.classes}, {data_dir / TRAIN_CSV} has"
+            f" {datamodule.classes}; pass the data folder the run trained on"
+        )
+    loader = DataLoader(dataset, batch_size=datamodule.batch_size)
+    precision = default_precision("auto")
+    trainer = {"accelerator": "auto", "precision": precision, "enable_progress_bar": False}
+    with _quiet_lightning():
+        _, probs = predict_probabilities(module, loader, trainer)
+    return Predictions(
+        classes=list(module.classes),
+        targets=dataset.targets.numpy().astype(np.int64),
+        probs=probs,
+        threshold=float(module.hparams["threshold"]),
+        tuned_threshold=None,
+        source=f"validation fold ({len(dataset)} images) of {checkpoint.name}",
+    )
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's start-up lines and its deprecation noise around one prediction."""
+    logger = logging.getLogger("pytorch_lightning")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+            yield
+    finally:
+        logger.setLevel(level)

@@ -1,0 +1,1 @@
+"""Shared plumbing: errors, whole-file writes, torch files, hardware defaults, signals."""

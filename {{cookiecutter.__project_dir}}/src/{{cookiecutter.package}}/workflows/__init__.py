@@ -1,0 +1,1 @@
+"""Jobs that run many fits: cross-validation and hyper-parameter search."""
