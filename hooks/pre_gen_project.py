@@ -48,7 +48,6 @@ DEPENDENCY_MODULES = {
     "yaml",
     # the `tune` extra, and what it pulls in
     "optuna",
-    "optuna_integration",
     "alembic",
     "sqlalchemy",
     "mako",
