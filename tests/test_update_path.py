@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_as_new_repository, git
+from conftest import ROOT, copy_as_new_repository, git, repository_files
 
 BIN = Path(sys.executable).parent
 MARKER = "Changed in v0.2.0"
@@ -80,3 +80,97 @@ def test_cruft_create_then_update(released, tmp_path, isolated_home):
     assert MARKER in (project / "README.md").read_text()
     assert (project / "src" / "leaf_doctor" / "cli" / "__init__.py").is_file()
     assert json.loads((project / ".cruft.json").read_text())["checkout"] == "v0.2.0"
+
+
+# The last release with the flat package; the layout move (recipe on top, machinery in
+# subpackages) comes after it. CHANGELOG.md lists every file the move renamed.
+FLAT_RELEASE = "v0.2.0"
+USER_METRIC = '''
+
+def top3_hit_rate(probs, targets):
+    """My own diagnostic: the share of images whose true labels are all in the top 3."""
+    top3 = probs.argsort(axis=1)[:, -3:]
+    return float(sum(set(t.nonzero()[0]) <= set(row) for t, row in zip(targets, top3)) / len(probs))
+'''
+
+
+@pytest.fixture
+def across_the_move(tmp_path: Path) -> Path:
+    """A template repository with two tags: the flat release, then this working tree as NEXT."""
+    repo = tmp_path / "template"
+    repo.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", FLAT_RELEASE],
+        capture_output=True,
+        check=False,
+    )
+    assert archive.returncode == 0, (
+        f"the tag {FLAT_RELEASE} is missing from this clone: git fetch --tags"
+        f" ({archive.stderr.decode().strip()})"
+    )
+    subprocess.run(["tar", "-x", "-C", str(repo)], input=archive.stdout, check=True)
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["config", "user.name", "Test"],
+        ["config", "user.email", "test@example.com"],
+        ["add", "--all"],
+        ["commit", "-q", "-m", FLAT_RELEASE],
+        ["tag", FLAT_RELEASE],
+    ):
+        git(repo, *args)
+    for name in git(repo, "ls-files").splitlines():
+        (repo / name).unlink()
+    for name in repository_files(ROOT):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, repo / name)
+    git(repo, "add", "--all")
+    git(repo, "commit", "-q", "-m", "next")
+    git(repo, "tag", "next")
+    return repo
+
+
+@pytest.mark.slow
+def test_cruft_update_across_the_layout_move_keeps_the_user_s_recipe_edits(
+    across_the_move, tmp_path, isolated_home
+):
+    """A project baked from the flat release, with the user's edits to recipe files, updates to
+    the new layout: the machinery moves into subpackages, the edits stay, nothing is rejected."""
+    work = tmp_path / "work"
+    work.mkdir()
+    cruft = str(BIN / "cruft")
+    create = [cruft, "create", str(across_the_move), "--checkout", FLAT_RELEASE, "--no-input"]
+    _run([*create, "--extra-context", json.dumps({"package": "leaf_doctor"})], work, isolated_home)
+    project = work / "kaggle-plant-pathology"
+    package = project / "src" / "leaf_doctor"
+    assert (package / "crossval.py").is_file() and not (package / "workflows").exists()
+    metrics = package / "metrics.py"
+    metrics.write_text(metrics.read_text() + USER_METRIC)
+    config = project / "configs" / "baseline.yaml"
+    config.write_text(config.read_text().replace("max_epochs: 12", "max_epochs: 30"))
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["config", "user.name", "Test"],
+        ["config", "user.email", "test@example.com"],
+        ["add", "--all"],
+        ["commit", "-q", "-m", "baked the flat release, then my edits"],
+    ):
+        git(project, *args)
+    _run([cruft, "update", "--checkout", "next", "--skip-apply-ask"], project, isolated_home)
+
+    assert USER_METRIC in metrics.read_text()
+    assert "max_epochs: 30" in config.read_text()
+    left = [p.name for p in project.rglob("*") if p.suffix in (".rej", ".orig")]
+    conflicts = [
+        str(p.relative_to(project))
+        for p in project.rglob("*.py")
+        if "<<<<<<<" in p.read_text(errors="replace")
+    ]
+    assert left == [] and conflicts == []
+    assert (package / "workflows" / "cv.py").is_file() and (
+        package / "cli" / "__init__.py"
+    ).is_file()
+    assert not (package / "crossval.py").exists() and not (package / "cli.py").exists()
+    probe = "import leaf_doctor.cli, leaf_doctor.workflows.cv, leaf_doctor.metrics as m;"
+    probe += " m.top3_hit_rate"
+    env = dict(isolated_home, PYTHONPATH=str(project / "src"))
+    _run([sys.executable, "-c", probe], project, env)
