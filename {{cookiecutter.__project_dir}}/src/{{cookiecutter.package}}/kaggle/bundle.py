@@ -23,7 +23,7 @@ from typing import Any
 from .. import __version__
 from ..cli.argtypes import command_parser, positive_seconds, unit_interval
 from .manifest import MANIFEST, manifest_dict
-from .target import check_target, move_into_place, staging_folder
+from .target import check_target, staged_folder
 from ..utils.errors import DataError
 from ..folds import fold_checkpoints, is_cv_folder
 from .metadata import (
@@ -216,12 +216,8 @@ def package(
     target = check_target(out, protected, force)
     checkpoints = source_checkpoints(source)
     settings = inference_settings(source, checkpoints, tta, threshold)
-    staging = staging_folder(target)
-    try:
+    with staged_folder(target) as staging:
         build_bundle(staging, root, ids, checkpoints, settings, tta)
-        move_into_place(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return ids
 
 

@@ -1,9 +1,7 @@
 """The Kaggle ids and metadata files of a bundle: two private datasets and a notebook.
 
-``dataset-metadata.json`` is what ``kaggle datasets create|version -p DIR`` reads and
-``kernel-metadata.json`` what ``kaggle kernels push -p DIR`` reads. The ids are
-``USER/<project>-code``, ``USER/<project>-weights`` and ``USER/<project>-submission``; the
-notebook lists the competition and both datasets as its inputs.
+``kaggle datasets create|version -p DIR`` reads ``dataset-metadata.json``, ``kaggle kernels push
+-p DIR`` reads ``kernel-metadata.json``; the notebook lists the competition and both datasets.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ USER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,48}[A-Za-z0-9])?")
 
 @dataclass(frozen=True)
 class Ids:
-    """The Kaggle ids of the bundle: ``user/slug`` of both datasets and of the notebook."""
+    """The Kaggle ids of the bundle: ``USER/<project>-code``, ``-weights`` and ``-submission``."""
 
     user: str
     competition: str
@@ -69,7 +67,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def dataset_metadata(dataset_id: str, what: str) -> dict[str, Any]:
     """``dataset-metadata.json`` of a private dataset."""
     return {
-        "title": f"{dataset_id.split('/')[1]}"[:50],
+        "title": dataset_id.split("/")[1][:50],
         "id": dataset_id,
         "licenses": [{"name": "other"}],
         "subtitle": f"{what} for the {PROJECT} submission notebook"[:80],

@@ -1,18 +1,10 @@
-"""The ``prepare`` command: fill a cache of pre-resized images, so epochs stop paying for
-4000x2672 decodes.
+"""The ``prepare`` command: a cache of pre-resized images, so epochs stop paying for big decodes.
 
-``prepare_cache(DATA_DIR, CACHE_DIR, size)`` writes every image of ``train_images/`` and
-``test_images/`` to the same relative path under ``CACHE_DIR`` (``cache.convert_one``: shorter
-side ``size``, smaller images kept at their size), on all cores (``worker_pool``). It is
-idempotent and resumable: up-to-date files are skipped, and files that cannot be read, or whose
-worker process died (killed for memory, say), are listed at the end instead of stopping the run;
-a full disk stops it with one line (the images cached so far are kept).
-
-A re-run redoes an image when its cached copy is missing or has another size, when its source's
-size or head/tail digest changed, or when its modification time changed and its whole-file digest
-did too: a touched or copied source is kept, a changed one is redone even when its modification
-time went back. Cached images whose source is gone are deleted. The manifest is saved every few
-seconds, so a killed run keeps most of its work.
+Every image of ``train_images/`` and ``test_images/`` goes to the same relative path under the
+cache folder (``cache.convert_one``), on all cores (``worker_pool``). A re-run skips what is up to
+date (``cache.is_up_to_date``), deletes cached images whose source is gone and resumes a killed
+run (the manifest is saved every few seconds); unreadable images, or ones whose worker died, are
+listed at the end, and a full disk stops the run in one line keeping what was cached.
 """
 
 from __future__ import annotations
@@ -20,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,8 +54,7 @@ def prepare_cache(
     workers: int | None = None,
     progress: bool = True,
 ) -> CacheReport:
-    """Build, complete or refresh the cache of ``data_dir`` in ``cache_dir``; see the module
-    docstring."""
+    """Build, complete or refresh the cache of ``data_dir`` in ``cache_dir``."""
     data_dir, cache_dir = Path(data_dir), Path(cache_dir)
     if size < 16:
         raise DataError(f"--size {size} is too small (16 pixels at least)")
@@ -72,7 +63,9 @@ def prepare_cache(
     if cache_dir.resolve() == data_dir.resolve():
         raise DataError("the cache folder must differ from the data folder")
     manifest = create_or_read_manifest(cache_dir, data_dir, size)
-    remove_partial_files(cache_dir)
+    for parent in (cache_dir, *(cache_dir / name for name in IMAGE_FOLDERS)):
+        for partial in parent.glob(f"*{PARTIAL_SUFFIX}"):  # left by an interrupted run
+            partial.unlink(missing_ok=True)
     sources = list_sources(data_dir)
     report = CacheReport(removed=_delete_vanished(cache_dir, data_dir, manifest, sources))
     tasks, report.skipped = stale_or_missing(data_dir, cache_dir, manifest, sources)
@@ -80,23 +73,29 @@ def prepare_cache(
         (cache_dir / folder).mkdir(exist_ok=True)
     workers = workers or available_cores()
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    saver = _ManifestSaver(cache_dir, manifest)
+    saved = time.monotonic()
     try:
         with Progress(*columns, disable=not progress) as bar:
             job = bar.add_task(f"caching at {size}px", total=len(tasks))
 
             def handle(outcome: Outcome) -> None:
+                nonlocal saved
                 _apply_outcome(outcome, cache_dir, manifest, report)
                 bar.advance(job)
-                saver.maybe_save()
+                if time.monotonic() - saved >= SAVE_INTERVAL:
+                    write_manifest(cache_dir, manifest)
+                    saved = time.monotonic()
+
+            def fail(task: Task, exc: BaseException) -> None:
+                handle(_failed(task, exc))
 
             if workers > 1 and len(tasks) > 1:
-                run_in_worker_processes(convert_one, tasks, workers, handle, _failure(handle))
+                run_in_worker_processes(convert_one, tasks, workers, handle, fail)
             else:
                 for task in tasks:
                     handle(convert_one(task))
     finally:
-        saver.save()
+        write_manifest(cache_dir, manifest)
     return report
 
 
@@ -125,70 +124,41 @@ def _delete_vanished(
 def _apply_outcome(
     outcome: Outcome, cache_dir: Path, manifest: Manifest, report: CacheReport
 ) -> None:
-    """Enter an outcome in the manifest and the report; a failed image's old cached copy is
-    deleted (it would be stale)."""
+    """Enter an outcome in the manifest and the report; a failed image's stale copy goes."""
     if outcome.record is None:
         report.failed.append(outcome.error or f"{outcome.rel}: failed")
         manifest.files.pop(outcome.rel, None)
         (cache_dir / outcome.rel).unlink(missing_ok=True)
-        return
-    manifest.files[outcome.rel] = outcome.record
-    if outcome.converted:
-        report.written += 1
     else:
-        report.skipped += 1
-
-
-def _failure(handle: Callable[[Outcome], None]) -> Callable[[Task, BaseException], None]:
-    """What the worker pool calls for an image whose conversion raised or killed its worker."""
-
-    def fail(task: Task, exc: BaseException) -> None:
-        if isinstance(exc, DiskFullError):  # every image after it would fail too
-            raise exc
-        if isinstance(exc, WorkerDied):
-            error = f"{task.source}: the worker process converting it died (out of memory?)"
+        manifest.files[outcome.rel] = outcome.record
+        if outcome.converted:
+            report.written += 1
         else:
-            error = f"{task.source}: {type(exc).__name__}: {exc}"
-        handle(Outcome(task.rel, None, error, False))
-
-    return fail
+            report.skipped += 1
 
 
-class _ManifestSaver:
-    """Writes the manifest at most every ``SAVE_INTERVAL`` seconds, and once at the end."""
-
-    def __init__(self, cache_dir: Path, manifest: Manifest) -> None:
-        self.cache_dir, self.manifest = cache_dir, manifest
-        self.last = time.monotonic()
-
-    def maybe_save(self) -> None:
-        if time.monotonic() - self.last >= SAVE_INTERVAL:
-            self.save()
-
-    def save(self) -> None:
-        write_manifest(self.cache_dir, self.manifest)
-        self.last = time.monotonic()
-
-
-def remove_partial_files(cache_dir: Path) -> None:
-    """Delete the temporary files of an interrupted run (no image name ends like them)."""
-    for folder in (cache_dir, *(cache_dir / name for name in IMAGE_FOLDERS)):
-        if folder.is_dir():
-            for partial in folder.glob(f"*{PARTIAL_SUFFIX}"):
-                partial.unlink(missing_ok=True)
+def _failed(task: Task, exc: BaseException) -> Outcome:
+    """The outcome of an image whose conversion raised ``exc`` or killed its worker."""
+    if isinstance(exc, DiskFullError):  # every image after it would fail too
+        raise exc
+    if isinstance(exc, WorkerDied):
+        error = f"{task.source}: the worker process converting it died (out of memory?)"
+    else:
+        error = f"{task.source}: {type(exc).__name__}: {exc}"
+    return Outcome(task.rel, None, error, False)
 
 
 def list_sources(data_dir: Path) -> dict[str, list[str]]:
     """Image names per cached folder that exists in ``data_dir`` (other files are not cached)."""
-    sources = {}
-    for folder in IMAGE_FOLDERS:
-        if (data_dir / folder).is_dir():
-            sources[folder] = sorted(
-                entry.name
-                for entry in os.scandir(data_dir / folder)
-                if entry.is_file() and has_image_suffix(entry.name)
-            )
-    return sources
+    return {
+        folder: sorted(
+            entry.name
+            for entry in os.scandir(data_dir / folder)
+            if entry.is_file() and has_image_suffix(entry.name)
+        )
+        for folder in IMAGE_FOLDERS
+        if (data_dir / folder).is_dir()
+    }
 
 
 def stale_or_missing(
@@ -209,7 +179,8 @@ def stale_or_missing(
 
 
 def run_command(argv: Sequence[str]) -> int:
-    """``prepare DATA_DIR CACHE_DIR [--size N] [--workers N]``; returns the exit code."""
+    """``prepare DATA_DIR CACHE_DIR [--size N] [--workers N]``; returns the exit code (1 if an
+    image could not be cached)."""
     parser = command_parser(
         "prepare",
         f"Pre-resize {TRAIN_IMAGES}/ and {TEST_IMAGES}/ of DATA_DIR into CACHE_DIR"
@@ -228,19 +199,12 @@ def run_command(argv: Sequence[str]) -> int:
         raise KeyboardInterrupt(
             f"finished images are kept in {args.cache_dir}; run the same command again to resume"
         ) from None
-    return _print_report(report, args.cache_dir)
-
-
-def _print_report(report: CacheReport, cache_dir: Path) -> int:
-    """One summary line on stdout, the unreadable files on stderr; the exit code (1 if any)."""
     removed = f", {report.removed} stale copies removed" if report.removed else ""
     print(
         f"cached {report.written} images, {report.skipped} already done,"
-        f" {len(report.failed)} unreadable{removed} -> {cache_dir}"
+        f" {len(report.failed)} unreadable{removed} -> {args.cache_dir}"
     )
     if report.failed:
         print(f"{len(report.failed)} files could not be cached:", file=sys.stderr)
-        for line in report.failed:
-            print(f"  {line}", file=sys.stderr)
-        return 1
-    return 0
+        print("\n".join(f"  {line}" for line in report.failed), file=sys.stderr)
+    return 1 if report.failed else 0
