@@ -1,19 +1,88 @@
-"""Upload a bundle with the Kaggle CLI: the two datasets, then the notebook.
+"""The Kaggle side of a bundle: its ids, the metadata files the Kaggle CLI reads, the upload.
 
-Each command is printed first and stopped at its timeout. Credentials are only checked for
-presence: a token is never read, printed or stored here.
+``kaggle datasets create|version -p DIR`` reads ``dataset-metadata.json``, ``kaggle kernels push
+-p DIR`` reads ``kernel-metadata.json``. ``push_bundle`` prints each command first and stops it at
+its timeout; credentials are only checked for presence, a token is never read, printed or stored.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
-from ..utils.errors import UserError
+from ..utils.atomic import atomic_write
+from ..utils.errors import DataError, UserError
+from .notebook import NOTEBOOK
+
+PROJECT = "{{ cookiecutter.project }}"
+COMPETITION = "{{ cookiecutter.competition }}"
+SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,48}[a-z0-9])")
+BASE_SLUG = re.sub(r"[^a-z0-9]+", "-", PROJECT.lower()).strip("-")[:38].strip("-")
+USER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,48}[A-Za-z0-9])?")
+
+
+class Ids(NamedTuple):
+    """The Kaggle ids (``user/slug``) of both datasets and the notebook, and the competition."""
+
+    code: str
+    weights: str
+    kernel: str
+    competition: str
+
+
+def check_ids(user: str, competition: str) -> Ids:
+    """``Ids`` of a valid Kaggle user name and competition slug, else ``DataError`` naming it."""
+    if not USER.fullmatch(user):
+        raise DataError(f"--user {user!r}: not a Kaggle user name (letters, digits, - and _)")
+    if not SLUG.fullmatch(competition):
+        raise DataError(
+            f"--competition {competition!r}: not a Kaggle slug (3-50 lowercase letters, digits"
+            " and -, as in kaggle.com/competitions/<slug>)"
+        )
+    slug = f"{user}/{BASE_SLUG}"
+    return Ids(f"{slug}-code", f"{slug}-weights", f"{slug}-submission", competition)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON, whole or not at all (a full disk names ``path``)."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def dataset_metadata(dataset_id: str, what: str) -> dict[str, Any]:
+    """``dataset-metadata.json`` of a private dataset."""
+    return {
+        "title": dataset_id.split("/")[1][:50],
+        "id": dataset_id,
+        "licenses": [{"name": "other"}],
+        "subtitle": f"{what} for the {PROJECT} submission notebook"[:80],
+    }
+
+
+def kernel_metadata(ids: Ids) -> dict[str, Any]:
+    """``kernel-metadata.json``: a private GPU notebook, internet off, reading both datasets."""
+    return {
+        "id": ids.kernel,
+        "title": ids.kernel.split("/")[1],
+        "code_file": NOTEBOOK,
+        "language": "python",
+        "kernel_type": "notebook",
+        "is_private": True,
+        "enable_gpu": True,
+        "enable_internet": False,
+        "competition_sources": [ids.competition],
+        "dataset_sources": [ids.code, ids.weights],
+        "kernel_sources": [],
+        "model_sources": [],
+    }
+
 
 SETUP = (
     "create an API token on kaggle.com (Settings > API) and save it as ~/.kaggle/kaggle.json"

@@ -1,18 +1,21 @@
-"""The ``prepare`` command: a cache of pre-resized images, so epochs stop paying for big decodes.
+"""``prepare``: a cache of pre-resized images (``cache.convert_one``), filled on all cores.
 
-Every image of ``train_images/`` and ``test_images/`` goes to the same relative path under the
-cache folder (``cache.convert_one``), on all cores (``worker_pool``). A re-run skips what is up to
-date (``cache.is_up_to_date``), deletes cached images whose source is gone and resumes a killed
-run (the manifest is saved every few seconds); unreadable images, or ones whose worker died, are
-listed at the end, and a full disk stops the run in one line keeping what was cached.
+A re-run skips what is up to date, deletes copies whose source is gone and resumes a killed run.
+An image that cannot be read, or whose worker process died (out of memory, say: the images it
+may have held are retried one at a time), is listed at the end; a full disk stops the run.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +35,9 @@ from .cache import (
 from ..utils.errors import DataError, DiskFullError
 from ..utils.hardware import available_cores
 from ..layout import IMAGE_FOLDERS, TEST_IMAGES, TRAIN_IMAGES, has_image_suffix
-from .worker_pool import WorkerDied, run_in_worker_processes
 
 SAVE_INTERVAL = 5.0  # seconds between manifest saves, so a killed run keeps most of its work
+TASKS_PER_WORKER = 2  # in flight at once: few enough to know which ones a dead worker held
 
 
 @dataclass
@@ -87,7 +90,13 @@ def prepare_cache(
                     saved = time.monotonic()
 
             def fail(task: Task, exc: BaseException) -> None:
-                handle(_failed(task, exc))
+                if isinstance(exc, DiskFullError):  # every image after it would fail too
+                    raise exc
+                if isinstance(exc, BrokenProcessPool):
+                    error = f"{task.source}: the worker process converting it died (out of memory?)"
+                else:
+                    error = f"{task.source}: {type(exc).__name__}: {exc}"
+                handle(Outcome(task.rel, None, error, False))
 
             if workers > 1 and len(tasks) > 1:
                 run_in_worker_processes(convert_one, tasks, workers, handle, fail)
@@ -102,11 +111,8 @@ def prepare_cache(
 def _delete_vanished(
     cache_dir: Path, data_dir: Path, manifest: Manifest, sources: dict[str, list[str]]
 ) -> int:
-    """Delete cached images whose source is gone; take ``data_dir`` as the new source.
-
-    A folder missing from ``data_dir`` is kept (its sources may have been deleted to save space
-    after caching) unless the cache is being moved to another data folder.
-    """
+    """Delete cached images whose source is gone; take ``data_dir`` as the new source. A folder
+    missing from ``data_dir`` is kept (deleted to save space?) unless the data folder moved."""
     moved = manifest.source != str(data_dir.resolve())
     manifest.source = str(data_dir.resolve())
     present = {f"{folder}/{name}" for folder, names in sources.items() for name in names}
@@ -126,7 +132,7 @@ def _apply_outcome(
 ) -> None:
     """Enter an outcome in the manifest and the report; a failed image's stale copy goes."""
     if outcome.record is None:
-        report.failed.append(outcome.error or f"{outcome.rel}: failed")
+        report.failed.append(str(outcome.error))
         manifest.files.pop(outcome.rel, None)
         (cache_dir / outcome.rel).unlink(missing_ok=True)
     else:
@@ -135,17 +141,6 @@ def _apply_outcome(
             report.written += 1
         else:
             report.skipped += 1
-
-
-def _failed(task: Task, exc: BaseException) -> Outcome:
-    """The outcome of an image whose conversion raised ``exc`` or killed its worker."""
-    if isinstance(exc, DiskFullError):  # every image after it would fail too
-        raise exc
-    if isinstance(exc, WorkerDied):
-        error = f"{task.source}: the worker process converting it died (out of memory?)"
-    else:
-        error = f"{task.source}: {type(exc).__name__}: {exc}"
-    return Outcome(task.rel, None, error, False)
 
 
 def list_sources(data_dir: Path) -> dict[str, list[str]]:
@@ -176,6 +171,84 @@ def stale_or_missing(
             else:
                 tasks.append(Task(rel, str(source), str(target), manifest.size, record))
     return tasks, done
+
+
+def run_in_worker_processes(
+    function: Callable[[Task], Outcome],
+    tasks: Iterable[Task],
+    workers: int,
+    handle: Callable[[Outcome], None],
+    fail: Callable[[Task, BaseException], None],
+) -> None:
+    """Run ``function`` on each task in ``workers`` processes and pass each result to
+    ``handle``; ``fail(task, exc)`` gets a task that raised ``exc``, or whose worker process died
+    twice (``BrokenProcessPool``). Workers ignore Ctrl-C: the main process drops what has not
+    started and hands over what finishes."""
+
+    def finish(future: Future, task: Task) -> None:
+        exc = future.exception()
+        if exc is None:
+            handle(future.result())
+        else:
+            fail(task, exc)
+
+    queue, limit = deque(tasks), TASKS_PER_WORKER * workers
+    while queue:
+        suspects = deque(_run_until_a_worker_dies(function, finish, queue, workers, limit))
+        while suspects:  # one at a time, each in a process of its own
+            for task in _run_until_a_worker_dies(function, finish, suspects, 1, 1):
+                fail(task, BrokenProcessPool())
+
+
+def _run_until_a_worker_dies(
+    function: Callable[[Task], Outcome],
+    finish: Callable[[Future, Task], None],
+    queue: deque[Task],
+    workers: int,
+    limit: int,
+) -> list[Task]:
+    """Run tasks from ``queue``, at most ``limit`` at a time, in a new pool; return the tasks
+    that were in flight if a worker died (empty when the queue was finished)."""
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        in_flight: dict[Future, Task] = {}
+        try:
+            while queue or in_flight:
+                while queue and len(in_flight) < limit:
+                    task = queue.popleft()
+                    try:
+                        in_flight[pool.submit(function, task)] = task
+                    except BrokenProcessPool:
+                        queue.appendleft(task)
+                        return list(in_flight.values())
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                lost = []
+                for future in done:
+                    task = in_flight.pop(future)
+                    if isinstance(future.exception(), BrokenProcessPool):
+                        lost.append(task)
+                    else:
+                        finish(future, task)
+                if lost:
+                    return lost + list(in_flight.values())
+        except BaseException:  # Ctrl-C: drop what has not started, let running tasks finish
+            pool.shutdown(wait=True, cancel_futures=True)
+            for future, task in in_flight.items():
+                if not future.cancelled() and future.exception() is None:
+                    finish(future, task)  # so the caller records it
+            raise
+    return []
+
+
+def _init_worker() -> None:
+    """Leave Ctrl-C to the main process, and exit when the main process is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(1)
 
 
 def run_command(argv: Sequence[str]) -> int:
