@@ -1,8 +1,6 @@
 """The Kaggle side of a bundle: its ids, the metadata files the Kaggle CLI reads, the upload.
 
-``kaggle datasets create|version -p DIR`` reads ``dataset-metadata.json``, ``kaggle kernels push
--p DIR`` reads ``kernel-metadata.json``. ``push_bundle`` prints each command first and stops it at
-its timeout; credentials are only checked for presence, a token is never read, printed or stored.
+Credentials are only checked for presence: a token is never read, printed or stored here.
 """
 
 from __future__ import annotations
@@ -57,7 +55,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def dataset_metadata(dataset_id: str, what: str) -> dict[str, Any]:
-    """``dataset-metadata.json`` of a private dataset."""
+    """``dataset-metadata.json`` of a private dataset (``kaggle datasets create|version``)."""
     return {
         "title": dataset_id.split("/")[1][:50],
         "id": dataset_id,
@@ -67,7 +65,8 @@ def dataset_metadata(dataset_id: str, what: str) -> dict[str, Any]:
 
 
 def kernel_metadata(ids: Ids) -> dict[str, Any]:
-    """``kernel-metadata.json``: a private GPU notebook, internet off, reading both datasets."""
+    """``kernel-metadata.json`` (``kaggle kernels push``): a private GPU notebook, internet off,
+    reading both datasets."""
     return {
         "id": ids.kernel,
         "title": ids.kernel.split("/")[1],

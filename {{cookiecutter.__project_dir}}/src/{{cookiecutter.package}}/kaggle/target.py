@@ -1,9 +1,5 @@
-"""Where ``package`` writes: the checks on ``OUT_DIR`` and the staged move into place.
-
-``package`` never deletes what it did not make: ``check_target`` refuses an ``OUT_DIR`` that is
-or holds a protected folder, and ``--force`` replaces only an earlier bundle (``BUNDLE_FILES``).
-``staged_folder`` builds a folder beside its target and renames it into place (``sample-data``
-uses it too).
+"""Where ``package`` writes: never over what it did not make (``check_target``), and whole
+(``staged_folder`` builds beside the target and renames; ``sample-data`` uses it too).
 """
 
 from __future__ import annotations
@@ -30,11 +26,8 @@ BUNDLE_FILES = {
 
 
 def check_target(out: Path, protected: dict[str, Path], force: bool) -> Path:
-    """The absolute ``OUT_DIR``, or a ``DataError`` if ``package`` may not write or replace it.
-
-    ``protected`` names what must survive, e.g. ``{"the project": root}``: ``OUT_DIR`` may be
-    none of them and hold none of them.
-    """
+    """The absolute ``OUT_DIR``, or a ``DataError`` if ``package`` may not write or replace it:
+    it may be none of the ``protected`` folders (``{"the project": root}``) and hold none."""
     target = Path(os.path.abspath(out))
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
@@ -75,9 +68,8 @@ def foreign_entry(folder: Path) -> str | None:
 
 @contextlib.contextmanager
 def staged_folder(target: Path) -> Iterator[Path]:
-    """Yield a new folder beside ``target`` to build in, and swap it in for ``target`` (absent,
-    empty, or a checked earlier bundle) when the block succeeds; a failed build is removed. The
-    build folders of killed runs (their process has ended) are removed first."""
+    """Yield a new folder beside ``target`` (absent, empty or a checked earlier bundle) and swap it
+    in when the block succeeds; a failed build, and those of killed runs, are removed."""
     pattern = re.compile(rf"\.{re.escape(target.name)}\.(partial-(\d+)-.+|old)")
     for entry in target.parent.iterdir():
         found = pattern.fullmatch(entry.name)

@@ -137,10 +137,8 @@ def _apply_outcome(
         (cache_dir / outcome.rel).unlink(missing_ok=True)
     else:
         manifest.files[outcome.rel] = outcome.record
-        if outcome.converted:
-            report.written += 1
-        else:
-            report.skipped += 1
+        report.written += outcome.converted  # else confirmed by content
+        report.skipped += not outcome.converted
 
 
 def list_sources(data_dir: Path) -> dict[str, list[str]]:
@@ -182,33 +180,26 @@ def run_in_worker_processes(
 ) -> None:
     """Run ``function`` on each task in ``workers`` processes and pass each result to
     ``handle``; ``fail(task, exc)`` gets a task that raised ``exc``, or whose worker process died
-    twice (``BrokenProcessPool``). Workers ignore Ctrl-C: the main process drops what has not
-    started and hands over what finishes."""
-
-    def finish(future: Future, task: Task) -> None:
-        exc = future.exception()
-        if exc is None:
-            handle(future.result())
-        else:
-            fail(task, exc)
-
+    twice (``BrokenProcessPool``)."""
     queue, limit = deque(tasks), TASKS_PER_WORKER * workers
     while queue:
-        suspects = deque(_run_until_a_worker_dies(function, finish, queue, workers, limit))
+        suspects = deque(_run_until_a_worker_dies(function, handle, fail, queue, workers, limit))
         while suspects:  # one at a time, each in a process of its own
-            for task in _run_until_a_worker_dies(function, finish, suspects, 1, 1):
+            for task in _run_until_a_worker_dies(function, handle, fail, suspects, 1, 1):
                 fail(task, BrokenProcessPool())
 
 
 def _run_until_a_worker_dies(
     function: Callable[[Task], Outcome],
-    finish: Callable[[Future, Task], None],
+    handle: Callable[[Outcome], None],
+    fail: Callable[[Task, BaseException], None],
     queue: deque[Task],
     workers: int,
     limit: int,
 ) -> list[Task]:
     """Run tasks from ``queue``, at most ``limit`` at a time, in a new pool; return the tasks
-    that were in flight if a worker died (empty when the queue was finished)."""
+    that were in flight if a worker died (empty when the queue was finished). Workers ignore
+    Ctrl-C: the main process drops what has not started and hands over what finishes."""
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
         in_flight: dict[Future, Task] = {}
         try:
@@ -223,18 +214,20 @@ def _run_until_a_worker_dies(
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 lost = []
                 for future in done:
-                    task = in_flight.pop(future)
-                    if isinstance(future.exception(), BrokenProcessPool):
+                    task, exc = in_flight.pop(future), future.exception()
+                    if isinstance(exc, BrokenProcessPool):
                         lost.append(task)
+                    elif exc is not None:
+                        fail(task, exc)
                     else:
-                        finish(future, task)
+                        handle(future.result())
                 if lost:
                     return lost + list(in_flight.values())
         except BaseException:  # Ctrl-C: drop what has not started, let running tasks finish
             pool.shutdown(wait=True, cancel_futures=True)
-            for future, task in in_flight.items():
+            for future in in_flight:
                 if not future.cancelled() and future.exception() is None:
-                    finish(future, task)  # so the caller records it
+                    handle(future.result())  # so the caller records it
             raise
     return []
 
@@ -261,9 +254,7 @@ def run_command(argv: Sequence[str]) -> int:
     )
     parser.add_argument("data_dir", type=Path, help="the Kaggle-layout data folder")
     parser.add_argument("cache_dir", type=Path, help="where the resized copies go")
-    parser.add_argument(
-        "--size", type=positive_int, default=512, help="shorter side in pixels (512)"
-    )
+    parser.add_argument("--size", type=positive_int, default=512, help="shorter side, pixels (512)")
     parser.add_argument("--workers", type=positive_int, default=None, help="processes (all cores)")
     args = parser.parse_args(argv)
     try:

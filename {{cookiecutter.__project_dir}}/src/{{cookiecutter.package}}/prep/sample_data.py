@@ -1,10 +1,7 @@
 """``sample-data``: a deterministic, learnable miniature of Plant Pathology 2021, drawn afresh.
 
-Each image is a leaf on soil whose lesions depend on its labels (olive-black blotches for scab,
-orange pustules for rust, ringed spots for frog-eye leaf spot, white powder for powdery mildew, a
-browned margin for complex); label sets follow the competition's twelve combinations, and
-``healthy`` never co-occurs with a disease. Sizes are capped by a JPEG (``MAX_SIDE``) and the
-reader (``images.MAX_PIXELS``): drawing takes about 60 bytes of memory a pixel.
+Each leaf shows the lesions of its labels; label sets follow the competition's twelve
+combinations. Sides are capped by a JPEG (``MAX_SIDE``) and by ``images.MAX_PIXELS``.
 """
 
 from __future__ import annotations
@@ -158,24 +155,19 @@ def generate(
     probabilities = weights / weights.sum()
     rng = np.random.default_rng(seed)
     rows: dict[str, list[tuple[str, str]]] = {TRAIN_IMAGES: [], TEST_IMAGES: []}
-    for folder, count, prefix in (
-        (TRAIN_IMAGES, n_train, "train_"),
-        (TEST_IMAGES, n_test, "test_"),
-    ):
+    parts = ((TRAIN_IMAGES, n_train, "train_"), (TEST_IMAGES, n_test, "test_"))
+    for folder, count, prefix in parts:
         (out / folder).mkdir(parents=True, exist_ok=True)
         for index in range(count):
             labels = LABEL_SETS[rng.choice(len(LABEL_SETS), p=probabilities)][0]
             name = f"{prefix}{index:04d}.jpg"
             draw_leaf(labels, rng, size).save(out / folder / name, quality=85)
             rows[folder].append((name, " ".join(labels)))
-    _write_rows(out / TRAIN_CSV, rows[TRAIN_IMAGES])
-    _write_rows(out / SAMPLE_SUBMISSION, [(name, "healthy") for name, _ in rows[TEST_IMAGES]])
+    submission = [(name, "healthy") for name, _ in rows[TEST_IMAGES]]
+    for csv_name, table in ((TRAIN_CSV, rows[TRAIN_IMAGES]), (SAMPLE_SUBMISSION, submission)):
+        with (out / csv_name).open("w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows([("image", "labels"), *table])
     return out
-
-
-def _write_rows(path: Path, rows: list[tuple[str, str]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows([("image", "labels"), *rows])
 
 
 def check_image_size(size: tuple[int, int]) -> None:

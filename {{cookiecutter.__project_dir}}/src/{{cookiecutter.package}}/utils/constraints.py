@@ -17,12 +17,7 @@ from typing import Any, ParamSpec
 
 from .errors import DataError
 
-COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-}
+OPERATORS = {">": "gt", ">=": "ge", "<": "lt", "<=": "le"}  # in the module ``operator``
 
 
 def plain_restricted_number_type(name: str, base_type: type, restrictions: list[tuple]) -> Any:
@@ -32,7 +27,7 @@ def plain_restricted_number_type(name: str, base_type: type, restrictions: list[
 
     def new(cls: type, value: Any) -> Any:
         number = base_type.__new__(cls, value)
-        if not all(COMPARE[op](number, bound) for op, bound in restrictions):
+        if not all(getattr(operator, OPERATORS[op])(number, bound) for op, bound in restrictions):
             raise ValueError(f"{value!r} does not conform to restriction {rule}")
         return number
 
@@ -70,8 +65,6 @@ def plain(value: Any) -> Any:
 
 def check_range(name: str, value: Any, constraint: type) -> Any:
     """``value`` as a plain number if ``constraint`` accepts it, else ``DataError`` naming it."""
-    if value is None:
-        return None
     try:
         return plain(constraint(value))
     except (TypeError, ValueError) as exc:
@@ -90,7 +83,7 @@ def check_declared_ranges(init: Callable[P, None]) -> Callable[P, None]:
             value = bound.arguments.get(name)
             if each and value is not None:
                 bound.arguments[name] = [check_range(name, item, constraint) for item in value]
-            elif name in bound.arguments:
+            elif value is not None:
                 bound.arguments[name] = check_range(name, value, constraint)
         init(*bound.args, **bound.kwargs)
 

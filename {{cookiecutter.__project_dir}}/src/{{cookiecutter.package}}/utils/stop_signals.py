@@ -1,8 +1,5 @@
-"""Ctrl-C and SIGTERM as an exception that every command's clean-up sees.
-
-``Stopped`` is a ``KeyboardInterrupt``, so Lightning's graceful shutdown, ``subprocess.run``
-killing its child and every ``finally`` block run as for Ctrl-C; the command line then ends with
-one line and exit code ``128 + signal``.
+"""Ctrl-C and SIGTERM as ``Stopped``, a ``KeyboardInterrupt``: Lightning's graceful shutdown,
+``subprocess.run`` killing its child and every ``finally`` block run as for Ctrl-C.
 """
 
 from __future__ import annotations
@@ -11,7 +8,6 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
-from types import FrameType
 from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -51,7 +47,7 @@ class StopSignals:
             _ACTIVE.append(self)
         return self
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
+    def _handle(self, signum: int, frame: object) -> None:
         if self.received is not None:
             return  # a repeat: let the clean-up of the first one finish
         self.received = signum
@@ -62,7 +58,6 @@ class StopSignals:
     def __exit__(self, *exc_info: object) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
-        self._previous.clear()
         if self in _ACTIVE:
             _ACTIVE.remove(self)
 
@@ -80,7 +75,6 @@ def not_interrupted() -> Iterator[None]:
         yield
     finally:
         _HELD_BACK.pop()
-    stop = _ACTIVE[-1] if _ACTIVE else None
-    if stop is not None and stop.pending and not _HELD_BACK:
-        stop.pending = False
-        raise Stopped(stop.received or signal.SIGINT)
+    if _ACTIVE and _ACTIVE[-1].pending and not _HELD_BACK:
+        _ACTIVE[-1].pending = False
+        raise Stopped(_ACTIVE[-1].received or signal.SIGINT)

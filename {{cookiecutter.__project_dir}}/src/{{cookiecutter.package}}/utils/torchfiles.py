@@ -1,9 +1,7 @@
 """Write ``torch.save`` files whole, and load them safely: tensors and plain data only, never code.
 
-Writes go through a Python file object: on a full disk torch's own writer only says "unexpected
-pos N vs M", a Python file raises ``ENOSPC``, which ``atomic_write`` names in one line. Loads use
-``weights_only=True`` (a planted file cannot run code); a refusal is one line, without torch's
-advice to load unsafely.
+Writes go through a Python file object, whose ``ENOSPC`` ``atomic_write`` names in one line
+(torch's own writer only says "unexpected pos N vs M"); ``weights_only`` loads run no code.
 """
 
 from __future__ import annotations
