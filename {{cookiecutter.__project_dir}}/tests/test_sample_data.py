@@ -85,7 +85,7 @@ def test_sample_data_on_a_full_disk_is_one_line_and_leaves_nothing(in_tmp, capsy
 
 
 def test_sample_data_writes_a_folder_of_ordinary_permissions_and_clears_killed_runs(in_tmp):
-    (in_tmp / ".fresh.old").mkdir()  # the build folder a killed run left behind
+    (in_tmp / ".fresh.partial-99999999-x").mkdir()  # left by a killed run (no such process)
     old = os.umask(0o022)
     try:
         assert main(["sample-data", "fresh", "--n-train", "2", "--n-test", "1"]) == 0
