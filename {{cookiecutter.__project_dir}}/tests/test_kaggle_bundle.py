@@ -20,14 +20,12 @@ from {{ cookiecutter.package }}.kaggle.manifest import read_manifest
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.utils.errors import UserError
 from {{ cookiecutter.package }}.predict.inference import load_classifier
-from {{ cookiecutter.package }}.kaggle.metadata import COMPETITION, Ids
-from {{ cookiecutter.package }}.kaggle.push import push_bundle
+from {{ cookiecutter.package }}.kaggle.push import BASE_SLUG as BASE, COMPETITION, push_bundle
 
 from helpers import CONFIG_DIR, cli_args, only_error_line, read_csv_rows
 from fake_runs import CLASSES, fake_checkpoint, fake_cv_folder, package
 
 PACKAGE = "{{ cookiecutter.package }}"
-BASE = Ids("tester", COMPETITION).base  # the project name as a Kaggle slug
 
 
 def read_json(path: Path) -> dict:

@@ -1,6 +1,8 @@
 """The committed sample set is what the generator makes, and it looks like the competition."""
 
 import csv
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -80,3 +82,14 @@ def test_sample_data_on_a_full_disk_is_one_line_and_leaves_nothing(in_tmp, capsy
     assert main(["sample-data", "fresh", "--n-train", "2", "--n-test", "1"]) == 2
     assert "fresh: cannot write it, the disk is full" in only_error_line(capsys)
     assert_nothing_written(in_tmp)
+
+
+def test_sample_data_writes_a_folder_of_ordinary_permissions_and_clears_killed_runs(in_tmp):
+    (in_tmp / ".fresh.partial-99999999-x").mkdir()  # left by a killed run (no such process)
+    old = os.umask(0o022)
+    try:
+        assert main(["sample-data", "fresh", "--n-train", "2", "--n-test", "1"]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((in_tmp / "fresh").stat().st_mode) == 0o755
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["fresh"]

@@ -23,19 +23,22 @@ from typing import Any
 from .. import __version__
 from ..cli.argtypes import command_parser, positive_seconds, unit_interval
 from .manifest import MANIFEST, manifest_dict
-from .target import check_target, move_into_place, staging_folder
+from .target import check_target, staged_folder
 from ..utils.errors import DataError
 from ..folds import fold_checkpoints, is_cv_folder
-from .metadata import (
+from .push import (
     COMPETITION,
     PROJECT,
+    TIMEOUT,
     Ids,
     check_ids,
     dataset_metadata,
+    kaggle_executable,
     kernel_metadata,
+    manual_commands,
+    push_bundle,
     write_json,
 )
-from .push import TIMEOUT
 from .notebook import NotebookInputs, write_notebook
 
 TTA_CHOICES = ("none", "hflip", "flips")
@@ -216,12 +219,8 @@ def package(
     target = check_target(out, protected, force)
     checkpoints = source_checkpoints(source)
     settings = inference_settings(source, checkpoints, tta, threshold)
-    staging = staging_folder(target)
-    try:
+    with staged_folder(target) as staging:
         build_bundle(staging, root, ids, checkpoints, settings, tta)
-        move_into_place(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return ids
 
 
@@ -272,12 +271,8 @@ def parser() -> argparse.ArgumentParser:
 
 def run_command(argv: Sequence[str]) -> int:
     """Run ``package`` with the arguments after the command name; returns the exit code."""
-    from .push import manual_commands, push_bundle
-
     args = parser().parse_args(list(argv))
     if args.push:
-        from .push import kaggle_executable
-
         kaggle_executable()  # refuse before building when the CLI or credentials are missing
     ids = package(
         args.source, args.out, args.user, args.competition, args.tta, args.force, args.threshold

@@ -1,21 +1,16 @@
-"""Where ``package`` writes: the checks on ``OUT_DIR`` and the staged move into place.
-
-``package`` never deletes what it did not make. ``check_target`` refuses, before anything is
-built, an ``OUT_DIR`` that is (or contains) the working directory, the project, the home folder
-or the checkpoint/cv folder being packaged, and with ``--force`` it replaces only a folder that
-is recognisably an earlier bundle (``BUNDLE_FILES``: the files ``package`` writes, nothing else).
-``staging_folder`` creates the hidden build folder next to ``OUT_DIR``, first removing the
-partial folders of the same target that a killed run left behind; ``move_into_place`` swaps the
-finished build in with renames.
+"""Where ``package`` writes: never over what it did not make (``check_target``), and whole
+(``staged_folder`` builds beside the target and renames; ``sample-data`` uses it too).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..utils.atomic import current_umask
@@ -31,11 +26,8 @@ BUNDLE_FILES = {
 
 
 def check_target(out: Path, protected: dict[str, Path], force: bool) -> Path:
-    """The absolute ``OUT_DIR``, or a ``DataError`` if ``package`` may not write or replace it.
-
-    ``protected`` names the folders (and files) that must survive, e.g. ``{"the project": root}``:
-    ``OUT_DIR`` may be none of them and hold none of them.
-    """
+    """The absolute ``OUT_DIR``, or a ``DataError`` if ``package`` may not write or replace it:
+    it may be none of the ``protected`` folders (``{"the project": root}``) and hold none."""
     target = Path(os.path.abspath(out))
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
@@ -74,48 +66,36 @@ def foreign_entry(folder: Path) -> str | None:
     return None
 
 
-def staging_folder(target: Path) -> Path:
-    """A new build folder next to ``target`` with ordinary permissions; stale ones removed."""
-    remove_stale(target)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent)
-    )
-    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it private (0700)
-    return staging
-
-
-def remove_stale(target: Path) -> list[Path]:
-    """Remove the build folders of ``target`` whose process has ended (killed runs)."""
+@contextlib.contextmanager
+def staged_folder(target: Path) -> Iterator[Path]:
+    """Yield a new folder beside ``target`` (absent, empty or a checked earlier bundle) and swap it
+    in when the block succeeds; a failed build, and those of killed runs, are removed."""
     pattern = re.compile(rf"\.{re.escape(target.name)}\.(partial-(\d+)-.+|old)")
-    removed = []
     for entry in target.parent.iterdir():
         found = pattern.fullmatch(entry.name)
-        if not found or not entry.is_dir() or entry.is_symlink():
-            continue
-        if found.group(2) and process_alive(int(found.group(2))):
-            continue  # another package run is building it right now
-        shutil.rmtree(entry, ignore_errors=True)
-        removed.append(entry)
-    return removed
+        if found and entry.is_dir() and not entry.is_symlink():
+            if not (found.group(2) and _process_alive(int(found.group(2)))):
+                shutil.rmtree(entry, ignore_errors=True)
+    prefix = f".{target.name}.partial-{os.getpid()}-"
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    try:
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it private (0700)
+        yield staging
+        old = target.with_name(f".{target.name}.old")
+        if target.exists():
+            target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine."""
-    if pid == os.getpid():
-        return True
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (another run building it now)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # it exists, under another user
+        pass
     return True
-
-
-def move_into_place(staging: Path, target: Path) -> None:
-    """Replace ``target`` (absent, empty, or a checked earlier bundle) by ``staging``."""
-    old = target.with_name(f".{target.name}.old")
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)

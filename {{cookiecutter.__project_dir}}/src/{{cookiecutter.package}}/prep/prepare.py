@@ -1,26 +1,21 @@
-"""The ``prepare`` command: fill a cache of pre-resized images, so epochs stop paying for
-4000x2672 decodes.
+"""``prepare``: a cache of pre-resized images (``cache.convert_one``), filled on all cores.
 
-``prepare_cache(DATA_DIR, CACHE_DIR, size)`` writes every image of ``train_images/`` and
-``test_images/`` to the same relative path under ``CACHE_DIR`` (``cache.convert_one``: shorter
-side ``size``, smaller images kept at their size), on all cores (``worker_pool``). It is
-idempotent and resumable: up-to-date files are skipped, and files that cannot be read, or whose
-worker process died (killed for memory, say), are listed at the end instead of stopping the run;
-a full disk stops it with one line (the images cached so far are kept).
-
-A re-run redoes an image when its cached copy is missing or has another size, when its source's
-size or head/tail digest changed, or when its modification time changed and its whole-file digest
-did too: a touched or copied source is kept, a changed one is redone even when its modification
-time went back. Cached images whose source is gone are deleted. The manifest is saved every few
-seconds, so a killed run keeps most of its work.
+A re-run skips what is up to date, deletes copies whose source is gone and resumes a killed run.
+An image that cannot be read, or whose worker process died (out of memory, say: the images it
+may have held are retried one at a time), is listed at the end; a full disk stops the run.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,9 +35,9 @@ from .cache import (
 from ..utils.errors import DataError, DiskFullError
 from ..utils.hardware import available_cores
 from ..layout import IMAGE_FOLDERS, TEST_IMAGES, TRAIN_IMAGES, has_image_suffix
-from .worker_pool import WorkerDied, run_in_worker_processes
 
 SAVE_INTERVAL = 5.0  # seconds between manifest saves, so a killed run keeps most of its work
+TASKS_PER_WORKER = 2  # in flight at once: few enough to know which ones a dead worker held
 
 
 @dataclass
@@ -62,8 +57,7 @@ def prepare_cache(
     workers: int | None = None,
     progress: bool = True,
 ) -> CacheReport:
-    """Build, complete or refresh the cache of ``data_dir`` in ``cache_dir``; see the module
-    docstring."""
+    """Build, complete or refresh the cache of ``data_dir`` in ``cache_dir``."""
     data_dir, cache_dir = Path(data_dir), Path(cache_dir)
     if size < 16:
         raise DataError(f"--size {size} is too small (16 pixels at least)")
@@ -72,7 +66,9 @@ def prepare_cache(
     if cache_dir.resolve() == data_dir.resolve():
         raise DataError("the cache folder must differ from the data folder")
     manifest = create_or_read_manifest(cache_dir, data_dir, size)
-    remove_partial_files(cache_dir)
+    for parent in (cache_dir, *(cache_dir / name for name in IMAGE_FOLDERS)):
+        for partial in parent.glob(f"*{PARTIAL_SUFFIX}"):  # left by an interrupted run
+            partial.unlink(missing_ok=True)
     sources = list_sources(data_dir)
     report = CacheReport(removed=_delete_vanished(cache_dir, data_dir, manifest, sources))
     tasks, report.skipped = stale_or_missing(data_dir, cache_dir, manifest, sources)
@@ -80,34 +76,43 @@ def prepare_cache(
         (cache_dir / folder).mkdir(exist_ok=True)
     workers = workers or available_cores()
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    saver = _ManifestSaver(cache_dir, manifest)
+    saved = time.monotonic()
     try:
         with Progress(*columns, disable=not progress) as bar:
             job = bar.add_task(f"caching at {size}px", total=len(tasks))
 
             def handle(outcome: Outcome) -> None:
+                nonlocal saved
                 _apply_outcome(outcome, cache_dir, manifest, report)
                 bar.advance(job)
-                saver.maybe_save()
+                if time.monotonic() - saved >= SAVE_INTERVAL:
+                    write_manifest(cache_dir, manifest)
+                    saved = time.monotonic()
+
+            def fail(task: Task, exc: BaseException) -> None:
+                if isinstance(exc, DiskFullError):  # every image after it would fail too
+                    raise exc
+                if isinstance(exc, BrokenProcessPool):
+                    error = f"{task.source}: the worker process converting it died (out of memory?)"
+                else:
+                    error = f"{task.source}: {type(exc).__name__}: {exc}"
+                handle(Outcome(task.rel, None, error, False))
 
             if workers > 1 and len(tasks) > 1:
-                run_in_worker_processes(convert_one, tasks, workers, handle, _failure(handle))
+                run_in_worker_processes(convert_one, tasks, workers, handle, fail)
             else:
                 for task in tasks:
                     handle(convert_one(task))
     finally:
-        saver.save()
+        write_manifest(cache_dir, manifest)
     return report
 
 
 def _delete_vanished(
     cache_dir: Path, data_dir: Path, manifest: Manifest, sources: dict[str, list[str]]
 ) -> int:
-    """Delete cached images whose source is gone; take ``data_dir`` as the new source.
-
-    A folder missing from ``data_dir`` is kept (its sources may have been deleted to save space
-    after caching) unless the cache is being moved to another data folder.
-    """
+    """Delete cached images whose source is gone; take ``data_dir`` as the new source. A folder
+    missing from ``data_dir`` is kept (deleted to save space?) unless the data folder moved."""
     moved = manifest.source != str(data_dir.resolve())
     manifest.source = str(data_dir.resolve())
     present = {f"{folder}/{name}" for folder, names in sources.items() for name in names}
@@ -125,70 +130,28 @@ def _delete_vanished(
 def _apply_outcome(
     outcome: Outcome, cache_dir: Path, manifest: Manifest, report: CacheReport
 ) -> None:
-    """Enter an outcome in the manifest and the report; a failed image's old cached copy is
-    deleted (it would be stale)."""
+    """Enter an outcome in the manifest and the report; a failed image's stale copy goes."""
     if outcome.record is None:
-        report.failed.append(outcome.error or f"{outcome.rel}: failed")
+        report.failed.append(str(outcome.error))
         manifest.files.pop(outcome.rel, None)
         (cache_dir / outcome.rel).unlink(missing_ok=True)
-        return
-    manifest.files[outcome.rel] = outcome.record
-    if outcome.converted:
-        report.written += 1
     else:
-        report.skipped += 1
-
-
-def _failure(handle: Callable[[Outcome], None]) -> Callable[[Task, BaseException], None]:
-    """What the worker pool calls for an image whose conversion raised or killed its worker."""
-
-    def fail(task: Task, exc: BaseException) -> None:
-        if isinstance(exc, DiskFullError):  # every image after it would fail too
-            raise exc
-        if isinstance(exc, WorkerDied):
-            error = f"{task.source}: the worker process converting it died (out of memory?)"
-        else:
-            error = f"{task.source}: {type(exc).__name__}: {exc}"
-        handle(Outcome(task.rel, None, error, False))
-
-    return fail
-
-
-class _ManifestSaver:
-    """Writes the manifest at most every ``SAVE_INTERVAL`` seconds, and once at the end."""
-
-    def __init__(self, cache_dir: Path, manifest: Manifest) -> None:
-        self.cache_dir, self.manifest = cache_dir, manifest
-        self.last = time.monotonic()
-
-    def maybe_save(self) -> None:
-        if time.monotonic() - self.last >= SAVE_INTERVAL:
-            self.save()
-
-    def save(self) -> None:
-        write_manifest(self.cache_dir, self.manifest)
-        self.last = time.monotonic()
-
-
-def remove_partial_files(cache_dir: Path) -> None:
-    """Delete the temporary files of an interrupted run (no image name ends like them)."""
-    for folder in (cache_dir, *(cache_dir / name for name in IMAGE_FOLDERS)):
-        if folder.is_dir():
-            for partial in folder.glob(f"*{PARTIAL_SUFFIX}"):
-                partial.unlink(missing_ok=True)
+        manifest.files[outcome.rel] = outcome.record
+        report.written += outcome.converted  # else confirmed by content
+        report.skipped += not outcome.converted
 
 
 def list_sources(data_dir: Path) -> dict[str, list[str]]:
     """Image names per cached folder that exists in ``data_dir`` (other files are not cached)."""
-    sources = {}
-    for folder in IMAGE_FOLDERS:
-        if (data_dir / folder).is_dir():
-            sources[folder] = sorted(
-                entry.name
-                for entry in os.scandir(data_dir / folder)
-                if entry.is_file() and has_image_suffix(entry.name)
-            )
-    return sources
+    return {
+        folder: sorted(
+            entry.name
+            for entry in os.scandir(data_dir / folder)
+            if entry.is_file() and has_image_suffix(entry.name)
+        )
+        for folder in IMAGE_FOLDERS
+        if (data_dir / folder).is_dir()
+    }
 
 
 def stale_or_missing(
@@ -208,8 +171,82 @@ def stale_or_missing(
     return tasks, done
 
 
+def run_in_worker_processes(
+    function: Callable[[Task], Outcome],
+    tasks: Iterable[Task],
+    workers: int,
+    handle: Callable[[Outcome], None],
+    fail: Callable[[Task, BaseException], None],
+) -> None:
+    """Run ``function`` on each task in ``workers`` processes and pass each result to
+    ``handle``; ``fail(task, exc)`` gets a task that raised ``exc``, or whose worker process died
+    twice (``BrokenProcessPool``)."""
+    queue, limit = deque(tasks), TASKS_PER_WORKER * workers
+    while queue:
+        suspects = deque(_run_until_a_worker_dies(function, handle, fail, queue, workers, limit))
+        while suspects:  # one at a time, each in a process of its own
+            for task in _run_until_a_worker_dies(function, handle, fail, suspects, 1, 1):
+                fail(task, BrokenProcessPool())
+
+
+def _run_until_a_worker_dies(
+    function: Callable[[Task], Outcome],
+    handle: Callable[[Outcome], None],
+    fail: Callable[[Task, BaseException], None],
+    queue: deque[Task],
+    workers: int,
+    limit: int,
+) -> list[Task]:
+    """Run tasks from ``queue``, at most ``limit`` at a time, in a new pool; return the tasks
+    that were in flight if a worker died (empty when the queue was finished). Workers ignore
+    Ctrl-C: the main process drops what has not started and hands over what finishes."""
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        in_flight: dict[Future, Task] = {}
+        try:
+            while queue or in_flight:
+                while queue and len(in_flight) < limit:
+                    task = queue.popleft()
+                    try:
+                        in_flight[pool.submit(function, task)] = task
+                    except BrokenProcessPool:
+                        queue.appendleft(task)
+                        return list(in_flight.values())
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                lost = []
+                for future in done:
+                    task, exc = in_flight.pop(future), future.exception()
+                    if isinstance(exc, BrokenProcessPool):
+                        lost.append(task)
+                    elif exc is not None:
+                        fail(task, exc)
+                    else:
+                        handle(future.result())
+                if lost:
+                    return lost + list(in_flight.values())
+        except BaseException:  # Ctrl-C: drop what has not started, let running tasks finish
+            pool.shutdown(wait=True, cancel_futures=True)
+            for future in in_flight:
+                if not future.cancelled() and future.exception() is None:
+                    handle(future.result())  # so the caller records it
+            raise
+    return []
+
+
+def _init_worker() -> None:
+    """Leave Ctrl-C to the main process, and exit when the main process is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(1)
+
+
 def run_command(argv: Sequence[str]) -> int:
-    """``prepare DATA_DIR CACHE_DIR [--size N] [--workers N]``; returns the exit code."""
+    """``prepare DATA_DIR CACHE_DIR [--size N] [--workers N]``; returns the exit code (1 if an
+    image could not be cached)."""
     parser = command_parser(
         "prepare",
         f"Pre-resize {TRAIN_IMAGES}/ and {TEST_IMAGES}/ of DATA_DIR into CACHE_DIR"
@@ -217,9 +254,7 @@ def run_command(argv: Sequence[str]) -> int:
     )
     parser.add_argument("data_dir", type=Path, help="the Kaggle-layout data folder")
     parser.add_argument("cache_dir", type=Path, help="where the resized copies go")
-    parser.add_argument(
-        "--size", type=positive_int, default=512, help="shorter side in pixels (512)"
-    )
+    parser.add_argument("--size", type=positive_int, default=512, help="shorter side, pixels (512)")
     parser.add_argument("--workers", type=positive_int, default=None, help="processes (all cores)")
     args = parser.parse_args(argv)
     try:
@@ -228,19 +263,12 @@ def run_command(argv: Sequence[str]) -> int:
         raise KeyboardInterrupt(
             f"finished images are kept in {args.cache_dir}; run the same command again to resume"
         ) from None
-    return _print_report(report, args.cache_dir)
-
-
-def _print_report(report: CacheReport, cache_dir: Path) -> int:
-    """One summary line on stdout, the unreadable files on stderr; the exit code (1 if any)."""
     removed = f", {report.removed} stale copies removed" if report.removed else ""
     print(
         f"cached {report.written} images, {report.skipped} already done,"
-        f" {len(report.failed)} unreadable{removed} -> {cache_dir}"
+        f" {len(report.failed)} unreadable{removed} -> {args.cache_dir}"
     )
     if report.failed:
         print(f"{len(report.failed)} files could not be cached:", file=sys.stderr)
-        for line in report.failed:
-            print(f"  {line}", file=sys.stderr)
-        return 1
-    return 0
+        print("\n".join(f"  {line}" for line in report.failed), file=sys.stderr)
+    return 1 if report.failed else 0

@@ -1,27 +1,16 @@
-"""A deterministic, learnable miniature of Plant Pathology 2021, drawn from scratch.
+"""``sample-data``: a deterministic, learnable miniature of Plant Pathology 2021, drawn afresh.
 
-Each image is a leaf on a soil-coloured background; the lesions drawn on it depend on its labels
-(olive-black blotches for scab, orange pustules for rust, ringed spots for frog-eye leaf spot,
-white powder for powdery mildew, a browned margin for complex). Label sets follow the real
-competition's twelve combinations and their rough frequencies, and ``healthy`` never co-occurs
-with a disease. The output uses the Kaggle layout, so every command runs on it unchanged.
-
-``sample-data DIR`` (``run_command``) writes the set into a new folder that appears complete or
-not at all. Image sizes are bounded by what the project can use: at most ``images.MAX_PIXELS``
-pixels (the reader refuses larger images; a competition photo, 4000x2672, is a sixth of it) and
-``MAX_SIDE`` pixels a side (the most a JPEG holds). Drawing takes about 60 bytes of memory per
-pixel, so 3.6 GB at the limit rather than the 75 GiB that 100000x100000 would ask for.
+Each leaf shows the lesions of its labels; label sets follow the competition's twelve
+combinations. Sides are capped by a JPEG (``MAX_SIDE``) and by ``images.MAX_PIXELS``.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -29,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from ..cli.argtypes import command_parser, non_negative_int, positive_int
 from ..utils.errors import DataError, full_disk_named
 from ..images import MAX_PIXELS
+from ..kaggle.target import staged_folder
 from ..layout import SAMPLE_SUBMISSION, TEST_IMAGES, TRAIN_CSV, TRAIN_IMAGES
 
 # The twelve label combinations of Plant Pathology 2021, with rough relative frequencies.
@@ -52,24 +42,22 @@ MAX_SIDE = 65_500  # the longest side a JPEG file can hold
 SAMPLING_FLOOR = 3.0
 
 
-def _label_sets_probabilities() -> np.ndarray:
-    weights = np.array([max(weight, SAMPLING_FLOOR) for _, weight in LABEL_SETS])
-    return weights / weights.sum()
+def _rotated(leaf: dict, x: float, y: float) -> tuple[float, float]:
+    """The image coordinates of ``(x, y)`` given along the leaf's axes."""
+    a = leaf["angle"]
+    return (
+        leaf["cx"] + x * math.cos(a) - y * math.sin(a),
+        leaf["cy"] + x * math.sin(a) + y * math.cos(a),
+    )
 
 
-def _leaf_polygon(cx: float, cy: float, length: float, width: float, angle: float) -> list:
-    """Outline of a pointed leaf, as (x, y) points."""
+def _leaf_outline(leaf: dict) -> list[tuple[float, float]]:
+    """Outline of a pointed leaf."""
     points = []
     for step in range(48):
         t = 2 * math.pi * step / 48
-        x = length / 2 * math.cos(t)
-        y = width / 2 * math.sin(t) * (1 - 0.35 * math.cos(t)) * abs(math.sin(t)) ** 0.15
-        points.append(
-            (
-                cx + x * math.cos(angle) - y * math.sin(angle),
-                cy + x * math.sin(angle) + y * math.cos(angle),
-            )
-        )
+        y = leaf["width"] / 2 * math.sin(t) * (1 - 0.35 * math.cos(t)) * abs(math.sin(t)) ** 0.15
+        points.append(_rotated(leaf, leaf["length"] / 2 * math.cos(t), y))
     return points
 
 
@@ -80,14 +68,13 @@ def _spot_centres(rng: np.random.Generator, leaf: dict, count: int) -> list[tupl
         r = 0.8 * math.sqrt(rng.uniform(0, 1))
         t = rng.uniform(0, 2 * math.pi)
         x, y = r * leaf["length"] / 2 * math.cos(t), r * leaf["width"] / 2 * math.sin(t)
-        a = leaf["angle"]
-        centres.append(
-            (
-                leaf["cx"] + x * math.cos(a) - y * math.sin(a),
-                leaf["cy"] + x * math.sin(a) + y * math.cos(a),
-            )
-        )
+        centres.append(_rotated(leaf, x, y))
     return centres
+
+
+def _circle(draw: ImageDraw.ImageDraw, centre: tuple[float, float], r: float, **style: Any) -> None:
+    x, y = centre
+    draw.ellipse((x - r, y - r, x + r, y + r), **style)
 
 
 def _blob(
@@ -123,7 +110,7 @@ def draw_leaf(
         "angle": rng.uniform(-0.5, 0.5),
     }
     green = (int(rng.integers(50, 90)), int(rng.integers(120, 165)), int(rng.integers(35, 70)), 255)
-    outline = _leaf_polygon(leaf["cx"], leaf["cy"], leaf["length"], leaf["width"], leaf["angle"])
+    outline = _leaf_outline(leaf)
     overlay = Image.new("RGBA", size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
     draw.polygon(outline, fill=green)
@@ -131,11 +118,8 @@ def draw_leaf(
         for centre in _spot_centres(rng, leaf, 5):
             _blob(draw, rng, centre, leaf["width"] * 0.22, (150, 110, 50, 255))
         draw.polygon(outline, outline=(120, 80, 40, 255), width=3)
-    a = leaf["angle"]
-    half = leaf["length"] / 2
-    start = (leaf["cx"] - half * math.cos(a), leaf["cy"] - half * math.sin(a))
-    end = (leaf["cx"] + half * math.cos(a), leaf["cy"] + half * math.sin(a))
-    draw.line([start, end], fill=(green[0] + 40, green[1] + 40, green[2] + 30, 255), width=2)
+    midrib = [_rotated(leaf, -leaf["length"] / 2, 0), _rotated(leaf, leaf["length"] / 2, 0)]
+    draw.line(midrib, fill=(green[0] + 40, green[1] + 40, green[2] + 30, 255), width=2)
 
     radius = leaf["width"] * 0.07
     if "scab" in labels:
@@ -144,21 +128,12 @@ def draw_leaf(
     if "rust" in labels:
         for centre in _spot_centres(rng, leaf, int(rng.integers(4, 9))):
             r = radius * rng.uniform(0.6, 1.0)
-            x, y = centre
-            draw.ellipse(
-                (x - 1.6 * r, y - 1.6 * r, x + 1.6 * r, y + 1.6 * r), fill=(220, 200, 60, 255)
-            )
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=(230, 110, 20, 255))
+            _circle(draw, centre, 1.6 * r, fill=(220, 200, 60, 255))
+            _circle(draw, centre, r, fill=(230, 110, 20, 255))
     if "frog_eye_leaf_spot" in labels:
         for centre in _spot_centres(rng, leaf, int(rng.integers(3, 7))):
             r = radius * rng.uniform(0.9, 1.3)
-            x, y = centre
-            draw.ellipse(
-                (x - r, y - r, x + r, y + r),
-                fill=(200, 185, 150, 255),
-                outline=(90, 30, 60, 255),
-                width=2,
-            )
+            _circle(draw, centre, r, fill=(200, 185, 150, 255), outline=(90, 30, 60, 255), width=2)
     if "powdery_mildew" in labels:
         for centre in _spot_centres(rng, leaf, int(rng.integers(2, 4))):
             _blob(draw, rng, centre, leaf["width"] * 0.2, (235, 235, 230, 150))
@@ -172,66 +147,27 @@ def generate(
     n_test: int = 12,
     size: tuple[int, int] = (128, 96),
     seed: int = 2021,
-    quality: int = 85,
 ) -> Path:
-    """Write a Kaggle-layout sample set into ``out_dir`` and return it.
-
-    Creates ``train.csv`` (``image,labels``), ``train_images/``, ``test_images/`` and
-    ``sample_submission.csv``. The same arguments always give the same images and labels.
-    """
+    """Write ``train.csv``, ``train_images/``, ``test_images/`` and ``sample_submission.csv``
+    into ``out_dir`` and return it; the same arguments always give the same files."""
     out = Path(out_dir)
-    (out / TRAIN_IMAGES).mkdir(parents=True, exist_ok=True)
-    (out / TEST_IMAGES).mkdir(parents=True, exist_ok=True)
+    weights = np.array([max(weight, SAMPLING_FLOOR) for _, weight in LABEL_SETS])
+    probabilities = weights / weights.sum()
     rng = np.random.default_rng(seed)
-    probabilities = _label_sets_probabilities()
-
-    def draw_set(count: int, prefix: str, folder: str) -> list[tuple[str, str]]:
-        rows = []
+    rows: dict[str, list[tuple[str, str]]] = {TRAIN_IMAGES: [], TEST_IMAGES: []}
+    parts = ((TRAIN_IMAGES, n_train, "train_"), (TEST_IMAGES, n_test, "test_"))
+    for folder, count, prefix in parts:
+        (out / folder).mkdir(parents=True, exist_ok=True)
         for index in range(count):
             labels = LABEL_SETS[rng.choice(len(LABEL_SETS), p=probabilities)][0]
             name = f"{prefix}{index:04d}.jpg"
-            draw_leaf(labels, rng, size).save(out / folder / name, quality=quality)
-            rows.append((name, " ".join(labels)))
-        return rows
-
-    train_rows = draw_set(n_train, "train_", TRAIN_IMAGES)
-    test_rows = draw_set(n_test, "test_", TEST_IMAGES)
-    _write_rows(out / TRAIN_CSV, train_rows)
-    _write_rows(out / SAMPLE_SUBMISSION, [(name, "healthy") for name, _ in test_rows])
+            draw_leaf(labels, rng, size).save(out / folder / name, quality=85)
+            rows[folder].append((name, " ".join(labels)))
+    submission = [(name, "healthy") for name, _ in rows[TEST_IMAGES]]
+    for csv_name, table in ((TRAIN_CSV, rows[TRAIN_IMAGES]), (SAMPLE_SUBMISSION, submission)):
+        with (out / csv_name).open("w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows([("image", "labels"), *table])
     return out
-
-
-def _write_rows(path: Path, rows: list[tuple[str, str]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "labels"])
-        writer.writerows(rows)
-
-
-def generate_into_new_folder(
-    out_dir: Path, n_train: int, n_test: int, size: tuple[int, int], seed: int
-) -> Path:
-    """``generate`` into ``out_dir``, which must not exist or be empty, all or nothing.
-
-    The set is written into a hidden staging folder beside ``out_dir`` and renamed into place, so
-    an interrupted or failed run leaves no half-written folder behind.
-    """
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise DataError(f"{out_dir}: already exists and is not an empty folder")
-    if min(n_train, *size) < 1 or n_test < 0:
-        raise DataError("--n-train, --width and --height must be positive, --n-test >= 0")
-    check_image_size(size)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        with full_disk_named(out_dir):
-            generate(staging, n_train, n_test, size, seed)
-            if out_dir.exists():
-                out_dir.rmdir()
-            os.replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
 
 
 def check_image_size(size: tuple[int, int]) -> None:
@@ -248,24 +184,27 @@ def check_image_size(size: tuple[int, int]) -> None:
 
 
 def run_command(argv: Sequence[str]) -> int:
-    """``sample-data DIR [--n-train N] [--n-test N] ...``; returns the exit code."""
+    """``sample-data DIR [--n-train N] [--n-test N] ...``: write the set into a new folder that
+    appears complete or not at all; returns the exit code."""
     parser = command_parser(
         "sample-data", "Write a deterministic synthetic sample of the competition data."
     )
     parser.add_argument("out_dir", type=Path, help="folder to create (must not exist or be empty)")
-    parser.add_argument(
-        "--n-train", type=positive_int, default=160, help="training images (default 160)"
-    )
-    parser.add_argument(
-        "--n-test", type=non_negative_int, default=12, help="test images (default 12)"
-    )
-    parser.add_argument("--width", type=positive_int, default=128, help="image width (default 128)")
-    parser.add_argument("--height", type=positive_int, default=96, help="image height (default 96)")
-    parser.add_argument(
-        "--seed", type=non_negative_int, default=2021, help="random seed (default 2021)"
-    )
+    for flag, kind, default, what in (
+        ("--n-train", positive_int, 160, "training images"),
+        ("--n-test", non_negative_int, 12, "test images"),
+        ("--width", positive_int, 128, "image width"),
+        ("--height", positive_int, 96, "image height"),
+        ("--seed", non_negative_int, 2021, "random seed"),
+    ):
+        parser.add_argument(flag, type=kind, default=default, help=f"{what} (default {default})")
     args = parser.parse_args(argv)
-    size = (args.width, args.height)
-    generate_into_new_folder(args.out_dir, args.n_train, args.n_test, size, args.seed)
-    print(f"wrote {args.n_train} training and {args.n_test} test images to {args.out_dir}")
+    out = args.out_dir
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out}: already exists and is not an empty folder")
+    check_image_size((args.width, args.height))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with staged_folder(out) as staging, full_disk_named(out):
+        generate(staging, args.n_train, args.n_test, (args.width, args.height), args.seed)
+    print(f"wrote {args.n_train} training and {args.n_test} test images to {out}")
     return 0

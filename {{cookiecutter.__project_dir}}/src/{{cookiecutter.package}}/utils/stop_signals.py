@@ -1,11 +1,5 @@
-"""Ctrl-C and SIGTERM as an exception that every command's clean-up sees.
-
-``StopSignals`` turns the first SIGINT or SIGTERM into ``Stopped`` (a ``KeyboardInterrupt``, so
-Lightning's graceful shutdown, ``subprocess.run`` killing its child and every ``finally`` block
-run as for Ctrl-C), records which signal came, and ignores repeats so that a second Ctrl-C cannot
-cut the clean-up short. The command line then ends with one line and exit code ``128 + signal``;
-a command that has more to say (what it kept, how to resume) raises ``KeyboardInterrupt`` with
-that text.
+"""Ctrl-C and SIGTERM as ``Stopped``, a ``KeyboardInterrupt``: Lightning's graceful shutdown,
+``subprocess.run`` killing its child and every ``finally`` block run as for Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,7 +8,6 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
-from types import FrameType, TracebackType
 from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -30,8 +23,7 @@ class Stopped(KeyboardInterrupt):
 
 def stopped_message(signum: int, detail: str = "") -> str:
     """The last line a stopped command prints; ``detail``: what the command says it kept."""
-    name = signal.Signals(signum).name
-    how = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else name
+    how = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
     if detail:
         return f"stopped by {how}: {detail}"
     return (
@@ -41,11 +33,8 @@ def stopped_message(signum: int, detail: str = "") -> str:
 
 
 class StopSignals:
-    """Context manager: SIGINT/SIGTERM raise ``Stopped`` once; handlers restored on exit.
-
-    Outside the main thread (where Python cannot install handlers) it does nothing. Inside
-    ``not_interrupted()`` the signal is held back and raised when that block ends.
-    """
+    """Context manager: the first SIGINT/SIGTERM raises ``Stopped`` and repeats are ignored (a
+    second Ctrl-C cannot cut the clean-up short); a no-op outside the main thread."""
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -54,29 +43,21 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
-            for signum in SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in SIGNALS}
             _ACTIVE.append(self)
         return self
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
+    def _handle(self, signum: int, frame: object) -> None:
         if self.received is not None:
             return  # a repeat: let the clean-up of the first one finish
         self.received = signum
-        if _HELD_BACK:
-            self.pending = True
-            return
-        raise Stopped(signum)
+        self.pending = bool(_HELD_BACK)
+        if not self.pending:
+            raise Stopped(signum)
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
-        self._previous.clear()
         if self in _ACTIVE:
             _ACTIVE.remove(self)
 
@@ -87,17 +68,13 @@ _HELD_BACK: list[bool] = []
 
 @contextlib.contextmanager
 def not_interrupted() -> Iterator[None]:
-    """Hold a stop signal back until the block ends (then raise ``Stopped`` as usual).
-
-    For writes in native code that calls back into Python (``torch.save`` to a file object):
-    an exception raised inside it comes out as the library's own error, not as ``Stopped``.
-    """
+    """Hold a stop signal back until the block ends, for native code that calls back into
+    Python (``torch.save`` to a file): raised in there, ``Stopped`` becomes the library's error."""
     _HELD_BACK.append(True)
     try:
         yield
     finally:
         _HELD_BACK.pop()
-    stop = _ACTIVE[-1] if _ACTIVE else None
-    if stop is not None and stop.pending and not _HELD_BACK:
-        stop.pending = False
-        raise Stopped(stop.received or signal.SIGINT)
+    if _ACTIVE and _ACTIVE[-1].pending and not _HELD_BACK:
+        _ACTIVE[-1].pending = False
+        raise Stopped(_ACTIVE[-1].received or signal.SIGINT)

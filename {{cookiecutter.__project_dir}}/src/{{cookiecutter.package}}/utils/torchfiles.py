@@ -1,10 +1,7 @@
 """Write ``torch.save`` files whole, and load them safely: tensors and plain data only, never code.
 
-``save_torch_file`` writes atomically (``atomic_write``) through a Python file object: on a full
-disk torch's own file writer only says "unexpected pos N vs M", a Python file raises the kernel's
-``ENOSPC``, which ``atomic_write`` turns into one line naming the file.
-``torch.load(weights_only=True)`` refuses pickles that would build arbitrary objects (a planted
-file cannot run code); its refusal is turned into one line without torch's advice to load unsafely.
+Writes go through a Python file object, whose ``ENOSPC`` ``atomic_write`` names in one line
+(torch's own writer only says "unexpected pos N vs M"); ``weights_only`` loads run no code.
 """
 
 from __future__ import annotations
@@ -22,9 +19,8 @@ from .stop_signals import not_interrupted
 
 
 def save_torch_file(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` ``obj`` to ``path``, whole or not at all; ``DiskFullError`` naming ``path``
-    when the disk is full. A Ctrl-C or SIGTERM during the write takes effect once it is done
-    (raised inside torch's writer, it would come out as torch's "unexpected pos" error)."""
+    """``torch.save`` ``obj`` to ``path``, whole or not at all. A stop signal during the write
+    takes effect once it is done (raised inside torch's writer, it would become its error)."""
     with not_interrupted(), atomic_write(path) as tmp, tmp.open("wb") as handle:
         torch.save(obj, handle)
 
@@ -32,10 +28,8 @@ def save_torch_file(obj: Any, path: str | os.PathLike) -> None:
 def load_torch_file(
     path: str | Path, what: str, error: type[UserError] = DataError, remedy: str = ""
 ) -> Any:
-    """``torch.load`` a local file with ``weights_only=True`` or raise ``error`` naming it.
-
-    ``remedy``, when given, ends the message of a file that exists but cannot be loaded.
-    """
+    """``torch.load`` a local file with ``weights_only=True`` or raise ``error`` naming it;
+    ``remedy`` ends the message of a file that exists but cannot be loaded."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise error(f"{file}: {what} file not found")
