@@ -1,23 +1,25 @@
 """Backbones: a torchvision model by name, or any ``nn.Module``, turned into a feature extractor.
 
-The classifier is found generically (the last ``nn.Linear`` the model registers: ``fc`` in ResNet
-and RegNet, ``classifier[-1]`` in EfficientNet, ConvNeXt and MobileNet, ``heads.head`` in ViT)
-and replaced by ``nn.Identity``; the LightningModule puts its own head on the features.
+Your own module: put its class in this package (``src/<package>/my_backbones.py``) and name it in
+a config, ``backbone: {class_path: <package>.my_backbones.MyNet, init_args: {...}}``. The
+checkpoint then holds that class path, and ``package`` ships the module in the project's wheel.
+The classifier is found generically (the last ``nn.Linear``: ``fc``, ``classifier[-1]``,
+``heads.head``) and replaced by ``nn.Identity``; the LightningModule puts its own head on top.
 
-Pretrained weights are opt-in and never fetched silently: without a network, the error says how
-to supply them. Every weights file, a local one or torchvision's default in the torch hub cache
-(``$TORCH_HOME/hub/checkpoints``), is loaded with ``torch.load(weights_only=True)``, which reads
-tensors and plain containers only, so a file planted in the cache cannot run code. torch hub's own
-``load_state_dict_from_url`` is never used: it unpickles the cached file with
-``weights_only=False``.
+Pretrained weights are opt-in, never fetched silently, and every weights file (a local one or
+torchvision's in the torch hub cache) is read with ``torch.load(weights_only=True)``: a file
+planted in the cache cannot run code (hub's ``load_state_dict_from_url`` would unpickle it).
 """
 
 from __future__ import annotations
 
 import difflib
 import http.client
+import importlib
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -26,6 +28,8 @@ from torch import nn
 
 from .utils.errors import BackboneError
 from .utils.torchfiles import load_torch_file, refusal_reason
+
+PACKAGE = __name__.split(".")[0]
 
 
 def classification_models() -> list[str]:
@@ -123,23 +127,71 @@ def strip_classifier(module: nn.Module, probe_size: int = 224) -> int:
     return out.shape[1]
 
 
+def is_own_class_path(class_path: str) -> bool:
+    """Whether ``class_path`` names a public attribute of a public module of this package.
+
+    The only class paths a checkpoint may name: this package's code runs on every command
+    already, whereas a private module (``cli.__main__``) may run something when imported.
+    """
+    parts = class_path.split(".")
+    return parts[0] == PACKAGE and len(parts) > 1 and all(_public(part) for part in parts[1:])
+
+
+def _public(name: str) -> bool:
+    return name.isidentifier() and not name.startswith("_")
+
+
+def backbone_class(class_path: Any) -> type[nn.Module]:
+    """The ``nn.Module`` class ``class_path`` names, imported only if ``is_own_class_path``."""
+    if not (isinstance(class_path, str) and is_own_class_path(class_path)):
+        raise BackboneError(
+            f"backbone class path {class_path!r}: name a class of the package {PACKAGE}"
+            f" ({PACKAGE}.my_backbones.MyNet for src/{PACKAGE}/my_backbones.py)"
+        )
+    module, _, name = class_path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise BackboneError(f"backbone class {class_path} cannot be imported: {exc}") from None
+    if not (isinstance(found, type) and issubclass(found, nn.Module)):
+        raise BackboneError(f"backbone class {class_path} is not an nn.Module")
+    return found
+
+
+def build_from_class_path(config: Mapping[str, Any]) -> nn.Module:
+    """The ``nn.Module`` of a ``{class_path, init_args}`` config (nested ones built too)."""
+    built, init_args = backbone_class(config.get("class_path")), config.get("init_args") or {}
+    if not isinstance(init_args, Mapping):
+        raise BackboneError(f"backbone {built.__name__}: init_args must map names to values")
+    arguments = {
+        key: build_from_class_path(value) if isinstance(value, Mapping) and "class_path" in value
+        else value
+        for key, value in init_args.items()
+    }
+    try:
+        return built(**arguments)
+    except TypeError as exc:
+        raise BackboneError(f"backbone {built.__name__}: {exc}") from None
+
+
 def create_backbone(
-    backbone: str | nn.Module, pretrained: bool | str = False
+    backbone: str | nn.Module | Mapping[str, Any], pretrained: bool | str = False
 ) -> tuple[nn.Module, int]:
     """A feature extractor and its output width.
 
     Args:
-        backbone: a torchvision classification model name (``"resnet18"``, ``"efficientnet_b0"``,
-            ``"convnext_tiny"``...) or an ``nn.Module`` instance (used as given).
+        backbone: a torchvision classification model name (``"resnet18"``, ``"convnext_tiny"``...),
+            an ``nn.Module`` (used as given) or a ``{class_path, init_args}`` config of one.
         pretrained: ``False`` for random init, ``True`` for torchvision's default weights (torch hub
-            cache, else download), or a path to a local state-dict file; either is loaded with
-            ``weights_only=True``.
+            cache, else download), or a path to a local state-dict file.
     """
+    if isinstance(backbone, Mapping):
+        backbone = build_from_class_path(backbone)
     if isinstance(backbone, nn.Module):
         if pretrained:
             raise BackboneError(
                 "pretrained applies to a backbone given by name; load the weights"
-                " into your nn.Module before passing it"
+                " into your nn.Module when it is built"
             )
         return backbone, strip_classifier(backbone)
     check_backbone_name(backbone)
