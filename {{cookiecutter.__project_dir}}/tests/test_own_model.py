@@ -80,7 +80,7 @@ def offline_predict(bundle: Path, images: Path, out: Path, work: Path) -> str:
 @pytest.mark.slow
 def test_a_backbone_of_ones_own_module_works_in_every_command(own_backbone, sample_dir, in_tmp):
     # The configs name resnet18: every command after fit must take the backbone from the checkpoint.
-    backbone = ["--model.backbone.class_path", own_backbone, "--model.backbone.init_args.width", "6"]
+    backbone = ["--model.backbone.class_path", own_backbone, "--model.backbone.init_args.width=6"]
     quiet = ["--trainer.enable_progress_bar", "false"]
     assert fit(sample_dir, *backbone, *quiet) == 0
     ckpt = in_tmp / "checkpoints" / "last.ckpt"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import http.client
-import importlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,10 +25,9 @@ import torch
 import torchvision
 from torch import nn
 
+from .utils.class_paths import build_from_class_path
 from .utils.errors import BackboneError
 from .utils.torchfiles import load_torch_file, refusal_reason
-
-PACKAGE = __name__.split(".")[0]
 
 
 def classification_models() -> list[str]:
@@ -125,53 +123,6 @@ def strip_classifier(module: nn.Module, probe_size: int = 224) -> int:
             " not (batch, features); wrap it so that it returns a 2-D feature tensor"
         )
     return out.shape[1]
-
-
-def is_own_class_path(class_path: str) -> bool:
-    """Whether ``class_path`` names a public attribute of a public module of this package.
-
-    The only class paths a checkpoint may name: this package's code runs on every command
-    already, whereas a private module (``cli.__main__``) may run something when imported.
-    """
-    parts = class_path.split(".")
-    return parts[0] == PACKAGE and len(parts) > 1 and all(_public(part) for part in parts[1:])
-
-
-def _public(name: str) -> bool:
-    return name.isidentifier() and not name.startswith("_")
-
-
-def backbone_class(class_path: Any) -> type[nn.Module]:
-    """The ``nn.Module`` class ``class_path`` names, imported only if ``is_own_class_path``."""
-    if not (isinstance(class_path, str) and is_own_class_path(class_path)):
-        raise BackboneError(
-            f"backbone class path {class_path!r}: name a class of the package {PACKAGE}"
-            f" ({PACKAGE}.my_backbones.MyNet for src/{PACKAGE}/my_backbones.py)"
-        )
-    module, _, name = class_path.rpartition(".")
-    try:
-        found = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise BackboneError(f"backbone class {class_path} cannot be imported: {exc}") from None
-    if not (isinstance(found, type) and issubclass(found, nn.Module)):
-        raise BackboneError(f"backbone class {class_path} is not an nn.Module")
-    return found
-
-
-def build_from_class_path(config: Mapping[str, Any]) -> nn.Module:
-    """The ``nn.Module`` of a ``{class_path, init_args}`` config (nested ones built too)."""
-    built, init_args = backbone_class(config.get("class_path")), config.get("init_args") or {}
-    if not isinstance(init_args, Mapping):
-        raise BackboneError(f"backbone {built.__name__}: init_args must map names to values")
-    arguments = {
-        key: build_from_class_path(value) if isinstance(value, Mapping) and "class_path" in value
-        else value
-        for key, value in init_args.items()
-    }
-    try:
-        return built(**arguments)
-    except TypeError as exc:
-        raise BackboneError(f"backbone {built.__name__}: {exc}") from None
 
 
 def create_backbone(

@@ -20,8 +20,8 @@ import torch
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning import Trainer
 
-from ..backbones import PACKAGE, backbone_class, is_own_class_path
 from ..models import PlantClassifier
+from ..utils.class_paths import PACKAGE, backbone_class, is_own_class_path
 from ..utils.errors import BackboneError, DataError
 
 TRAINER_FLAGS = tuple(inspect.signature(Trainer).parameters)
