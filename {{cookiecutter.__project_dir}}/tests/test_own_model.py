@@ -135,3 +135,12 @@ def test_a_checkpoint_s_backbone_class_must_be_a_public_module_class_of_the_pack
     assert expected in only_error_line(capsys)
     assert f"{PACKAGE}.cli.__main__" not in sys.modules
     assert list(in_tmp.iterdir()) == []
+
+
+def test_fit_refuses_a_backbone_class_its_checkpoint_could_not_name(sample_dir, in_tmp, capsys):
+    # It would train, but predict, cv, package and report could not rebuild it from the checkpoint.
+    assert fit(sample_dir, "--model.backbone.class_path", "torchvision.models.SqueezeNet") == 2
+    line = only_error_line(capsys)
+    assert "--model.backbone.class_path torchvision.models.SqueezeNet:" in line
+    assert f"a checkpoint names only classes of {PACKAGE}" in line
+    assert list(in_tmp.iterdir()) == []

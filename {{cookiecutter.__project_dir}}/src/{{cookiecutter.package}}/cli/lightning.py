@@ -39,6 +39,7 @@ from ..predict.submission import SubmissionWriter
 from ..predict.threshold_report import ThresholdChoice, decide_threshold
 from .trainer_checks import (
     LIGHTNING_KEYS,
+    check_backbone_setting,
     check_checkpoint_settings,
     check_hyper_parameters,
     check_trainer_settings,
@@ -212,6 +213,7 @@ class PlantCLI(LightningCLI):
         trainer = config.trainer
         check_trainer_settings(trainer)
         check_checkpoint_settings(config.get("checkpoint"))
+        check_backbone_setting(config.model)
         check_logger_packages(trainer.get("logger"))
         if trainer.get("precision") is None:
             trainer.precision = default_precision(trainer.get("accelerator", "auto"))

@@ -199,6 +199,19 @@ def check_hyper_parameters(path: str | Path, hparams: Mapping[str, Any]) -> None
         )
 
 
+def check_backbone_setting(model: Any) -> None:
+    """Refuse, before training, a backbone class path its checkpoint could not name."""
+    backbone = model.get("backbone")
+    backbone = backbone.as_dict() if hasattr(backbone, "as_dict") else backbone
+    for field, class_path in _class_paths({"backbone": backbone}):
+        if not is_own_class_path(class_path):
+            raise DataError(
+                f"--model.{field} {class_path}: a checkpoint names only classes of {PACKAGE};"
+                f" put yours in src/{PACKAGE}/my_backbones.py (it may wrap a class from elsewhere)"
+                f" and name it {PACKAGE}.my_backbones.<Class>"
+            )
+
+
 def _class_paths(value: Any, field: str = "") -> list[tuple[str, str]]:
     """Every ``(field, value)`` of a class-path key anywhere in nested dicts and lists."""
     found: list[tuple[str, str]] = []
