@@ -32,8 +32,8 @@ class PlantClassifier(pl.LightningModule):
     """Multi-label image classifier.
 
     Args:
-        backbone: torchvision model name, or an ``nn.Module`` (its last ``nn.Linear`` is replaced)
-            named by class path in a config (saved in the checkpoint) or given as an instance (not).
+        backbone: torchvision model name or an ``nn.Module`` (its last ``nn.Linear`` is replaced);
+            a checkpoint holds a module named by class path in a config, not an instance.
         classes: label vocabulary; ``None`` takes it from the datamodule's ``train.csv`` at fit.
         pretrained: ``False``, ``True`` (torchvision default weights) or a local weights file.
         threshold: probability above which a label is predicted in validation metrics.
