@@ -45,8 +45,8 @@ def load_classifier(path: str | Path) -> tuple[PlantClassifier, dict[str, Any]]:
     """
     checkpoint = load_torch_file(path, "checkpoint")
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(hparams, dict) or not hparams.get("classes"):
-        raise DataError(f"{path}: not a checkpoint of this package (no classes)")
+    if not isinstance(hparams, dict) or not hparams.get("classes") or "backbone" not in hparams:
+        raise DataError(f"{path}: not a checkpoint of this package (no backbone or classes)")
     check_hyper_parameters(path, hparams)
     arguments = {key: value for key, value in hparams.items() if key in MODEL_ARGUMENTS}
     model = PlantClassifier(**{**arguments, "pretrained": False})
