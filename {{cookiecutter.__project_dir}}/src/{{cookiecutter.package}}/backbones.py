@@ -1,15 +1,14 @@
 """Backbones: a torchvision model by name, or any ``nn.Module``, turned into a feature extractor.
 
-The classifier is found generically (the last ``nn.Linear`` the model registers: ``fc`` in ResNet
-and RegNet, ``classifier[-1]`` in EfficientNet, ConvNeXt and MobileNet, ``heads.head`` in ViT)
-and replaced by ``nn.Identity``; the LightningModule puts its own head on the features.
+Your own module: put its class in this package (``src/<package>/my_backbones.py``) and name it in
+a config, ``backbone: {class_path: <package>.my_backbones.MyNet, init_args: {...}}``. The
+checkpoint then holds that class path, and ``package`` ships the module in the project's wheel.
+The classifier is found generically (the last ``nn.Linear``: ``fc``, ``classifier[-1]``,
+``heads.head``) and replaced by ``nn.Identity``; the LightningModule puts its own head on top.
 
-Pretrained weights are opt-in and never fetched silently: without a network, the error says how
-to supply them. Every weights file, a local one or torchvision's default in the torch hub cache
-(``$TORCH_HOME/hub/checkpoints``), is loaded with ``torch.load(weights_only=True)``, which reads
-tensors and plain containers only, so a file planted in the cache cannot run code. torch hub's own
-``load_state_dict_from_url`` is never used: it unpickles the cached file with
-``weights_only=False``.
+Pretrained weights are opt-in, never fetched silently, and every weights file (a local one or
+torchvision's in the torch hub cache) is read with ``torch.load(weights_only=True)``: a file
+planted in the cache cannot run code (hub's ``load_state_dict_from_url`` would unpickle it).
 """
 
 from __future__ import annotations
@@ -17,13 +16,16 @@ from __future__ import annotations
 import difflib
 import http.client
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
 import torchvision
 from torch import nn
 
+from .utils.class_paths import build_from_class_path
 from .utils.errors import BackboneError
 from .utils.torchfiles import load_torch_file, refusal_reason
 
@@ -124,22 +126,23 @@ def strip_classifier(module: nn.Module, probe_size: int = 224) -> int:
 
 
 def create_backbone(
-    backbone: str | nn.Module, pretrained: bool | str = False
+    backbone: str | nn.Module | Mapping[str, Any], pretrained: bool | str = False
 ) -> tuple[nn.Module, int]:
     """A feature extractor and its output width.
 
     Args:
-        backbone: a torchvision classification model name (``"resnet18"``, ``"efficientnet_b0"``,
-            ``"convnext_tiny"``...) or an ``nn.Module`` instance (used as given).
+        backbone: a torchvision classification model name (``"resnet18"``, ``"convnext_tiny"``...),
+            an ``nn.Module`` (used as given) or a ``{class_path, init_args}`` config of one.
         pretrained: ``False`` for random init, ``True`` for torchvision's default weights (torch hub
-            cache, else download), or a path to a local state-dict file; either is loaded with
-            ``weights_only=True``.
+            cache, else download), or a path to a local state-dict file.
     """
+    if isinstance(backbone, Mapping):
+        backbone = build_from_class_path(backbone)
     if isinstance(backbone, nn.Module):
         if pretrained:
             raise BackboneError(
                 "pretrained applies to a backbone given by name; load the weights"
-                " into your nn.Module before passing it"
+                " into your nn.Module when it is built"
             )
         return backbone, strip_classifier(backbone)
     check_backbone_name(backbone)

@@ -8,13 +8,11 @@ is enough to predict and decode.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 import torch
 from torch import nn
 
@@ -34,7 +32,8 @@ class PlantClassifier(pl.LightningModule):
     """Multi-label image classifier.
 
     Args:
-        backbone: torchvision model name or an ``nn.Module`` (its last ``nn.Linear`` is replaced).
+        backbone: torchvision model name or an ``nn.Module`` (its last ``nn.Linear`` is replaced);
+            a checkpoint holds a module named by class path in a config, not an instance.
         classes: label vocabulary; ``None`` takes it from the datamodule's ``train.csv`` at fit.
         pretrained: ``False``, ``True`` (torchvision default weights) or a local weights file.
         threshold: probability above which a label is predicted in validation metrics.
@@ -61,7 +60,10 @@ class PlantClassifier(pl.LightningModule):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
+        # Lightning 2.3-2.6 has no public way to ask whether LightningCLI built this model from a
+        # config (then the hyper-parameters are that config: the backbone is its class path).
+        instance = isinstance(backbone, nn.Module) and _given_hyperparameters.get() is None
+        self.save_hyperparameters(ignore=["backbone"] if instance else None)
         self.backbone, self.num_features = create_backbone(backbone, pretrained)
         self.dropout = nn.Dropout(dropout)
         self.head: nn.Linear | None = None
@@ -211,66 +213,3 @@ class PlantClassifier(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
-
-
-MODEL_CLASS_PATH = f"{PlantClassifier.__module__}.{PlantClassifier.__qualname__}"
-MODEL_ARGUMENTS = frozenset(inspect.signature(PlantClassifier).parameters)
-# What Lightning itself adds to the hyper-parameters of a model built by its CLI.
-LIGHTNING_KEYS = {"_instantiator": "pytorch_lightning.cli.instantiate_module"}
-ALLOWED_CLASS_PATHS = frozenset({MODEL_CLASS_PATH, *LIGHTNING_KEYS.values()})
-CLASS_PATH_KEYS = ("class_path", "_class_path", *LIGHTNING_KEYS)
-
-
-def check_hyper_parameters(path: str | Path, hparams: Mapping[str, Any]) -> None:
-    """``DataError`` naming ``path`` and the field when a checkpoint's model hyper-parameters fail.
-
-    Run it before the hyper-parameters reach a parser or the model: a class path is resolved by
-    importing its module, so one from a checkpoint must be on ``ALLOWED_CLASS_PATHS`` before
-    anything imports it. The backbone of a checkpoint is a torchvision model name; every other
-    key must be an argument of ``PlantClassifier``.
-    """
-    for field, class_path in _class_paths(hparams):
-        if class_path not in ALLOWED_CLASS_PATHS:
-            raise DataError(
-                f"{path}: hyper-parameter {field} names {class_path!r}, which this package does"
-                f" not build (allowed: {', '.join(sorted(ALLOWED_CLASS_PATHS))}); nothing was"
-                " imported: use a checkpoint this package trained"
-            )
-    unknown = sorted(str(key) for key in hparams if key not in MODEL_ARGUMENTS | {*CLASS_PATH_KEYS})
-    if unknown:
-        raise DataError(
-            f"{path}: hyper-parameter {unknown[0]!r} is not an argument of"
-            f" {PlantClassifier.__name__}; use a checkpoint this package trained"
-        )
-    if "backbone" not in hparams:
-        raise DataError(
-            f"{path}: no hyper-parameter 'backbone': the model was built on an nn.Module"
-            " backbone, which its checkpoint does not hold; predict from Python with that module"
-        )
-    backbone = hparams["backbone"]
-    if not isinstance(backbone, str):
-        raise DataError(
-            f"{path}: hyper-parameter 'backbone' is {_described(backbone)}, not a torchvision"
-            " model name; use a checkpoint this package trained"
-        )
-
-
-def _class_paths(value: Any, field: str = "") -> list[tuple[str, str]]:
-    """Every ``(field, value)`` of a class-path key anywhere in nested dicts and lists."""
-    found: list[tuple[str, str]] = []
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            name = f"{field}.{key}" if field else str(key)
-            if key in CLASS_PATH_KEYS:
-                found.append((repr(name), str(item)))
-            found += _class_paths(item, name)
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            found += _class_paths(item, f"{field}[{index}]")
-    return found
-
-
-def _described(value: Any) -> str:
-    """``value`` as an error message shows it: its type, and the value when it is short."""
-    shown = repr(value)
-    return type(value).__name__ if len(shown) > 60 else f"{type(value).__name__} {shown}"

@@ -33,12 +33,15 @@ from ..data import PlantDataModule
 from ..folds import fold_checkpoints, is_cv_folder
 from ..predict.inference import predict_with_ensemble
 from .loggers import check_logger_packages
-from ..models import LIGHTNING_KEYS, PlantClassifier, check_hyper_parameters
+from ..models import PlantClassifier
 from ..utils.quiet import drop_adverts
 from ..predict.submission import SubmissionWriter
 from ..predict.threshold_report import ThresholdChoice, decide_threshold
 from .trainer_checks import (
+    LIGHTNING_KEYS,
+    check_backbone_setting,
     check_checkpoint_settings,
+    check_hyper_parameters,
     check_trainer_settings,
     drop_progress_bars,
     one_line_parse_error,
@@ -210,6 +213,7 @@ class PlantCLI(LightningCLI):
         trainer = config.trainer
         check_trainer_settings(trainer)
         check_checkpoint_settings(config.get("checkpoint"))
+        check_backbone_setting(config.model)
         check_logger_packages(trainer.get("logger"))
         if trainer.get("precision") is None:
             trainer.precision = default_precision(trainer.get("accelerator", "auto"))

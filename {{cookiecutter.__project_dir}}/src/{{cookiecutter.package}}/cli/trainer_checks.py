@@ -4,20 +4,25 @@ Three sources of a traceback a user could trigger by typing a flag: the parser's
 messages (``one_line_parse_error``), settings this machine cannot run or Lightning would fail on
 mid-run (``check_trainer_settings`` and ``check_checkpoint_settings``, before Lightning looks at
 them) and whatever else Lightning refuses while building the Trainer (``trainer_refusal`` names
-the ``--trainer.*`` flags involved).
+the ``--trainer.*`` flags involved). ``check_hyper_parameters`` does the same for the model
+settings a checkpoint holds, before any class path in them is imported.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning import Trainer
 
-from ..utils.errors import DataError
+from ..models import PlantClassifier
+from ..utils.class_paths import PACKAGE, backbone_class, is_own_class_path
+from ..utils.errors import BackboneError, DataError
 
 TRAINER_FLAGS = tuple(inspect.signature(Trainer).parameters)
 CUDA_NAMES = ("gpu", "cuda")
@@ -140,3 +145,89 @@ def trainer_refusal(exc: BaseException) -> DataError | None:
     flags = [f"--trainer.{name}" for name in dict.fromkeys(names)]
     named = f" ({', '.join(flags)})" if flags else ""
     return DataError(f"Lightning refused the trainer settings{named}: {message}")
+
+
+MODEL_CLASS_PATH = f"{PlantClassifier.__module__}.{PlantClassifier.__qualname__}"
+MODEL_ARGUMENTS = frozenset(inspect.signature(PlantClassifier).parameters)
+# What Lightning itself adds to the hyper-parameters of a model built by its CLI.
+LIGHTNING_KEYS = {"_instantiator": "pytorch_lightning.cli.instantiate_module"}
+ALLOWED_CLASS_PATHS = frozenset({MODEL_CLASS_PATH, *LIGHTNING_KEYS.values()})
+CLASS_PATH_KEYS = ("class_path", "_class_path", *LIGHTNING_KEYS)
+
+
+def check_hyper_parameters(path: str | Path, hparams: Mapping[str, Any]) -> None:
+    """``DataError`` naming ``path`` and the field when a checkpoint's model hyper-parameters fail.
+
+    Run it before the hyper-parameters reach a parser or the model: a class path is resolved by
+    importing its module, and a checkpoint is data that must not choose which code runs. So a
+    backbone's class path must name a class of this package (``is_own_class_path``: code that
+    runs on every command already), any other one must be on ``ALLOWED_CLASS_PATHS``, and every
+    key must be an argument of ``PlantClassifier``.
+    """
+    for field, class_path in _class_paths(hparams):
+        backbone = field.startswith("backbone.")
+        if is_own_class_path(class_path) if backbone else class_path in ALLOWED_CLASS_PATHS:
+            continue
+        allowed = f"a class of {PACKAGE}" if backbone else ", ".join(sorted(ALLOWED_CLASS_PATHS))
+        raise DataError(
+            f"{path}: hyper-parameter {field!r} names {class_path!r}, which this package does"
+            f" not build (allowed: {allowed}); nothing was imported: use a checkpoint this"
+            " package trained"
+        )
+    unknown = sorted(str(key) for key in hparams if key not in MODEL_ARGUMENTS | {*CLASS_PATH_KEYS})
+    if unknown:
+        raise DataError(
+            f"{path}: hyper-parameter {unknown[0]!r} is not an argument of"
+            f" {PlantClassifier.__name__}; use a checkpoint this package trained"
+        )
+    if "backbone" not in hparams:
+        raise DataError(
+            f"{path}: no hyper-parameter 'backbone': the model was built on an nn.Module"
+            " instance, which its checkpoint does not hold; name the module's class in a config"
+            " (--model.backbone.class_path) and the checkpoint will hold it"
+        )
+    backbone = hparams["backbone"]
+    if isinstance(backbone, Mapping) and "class_path" in backbone:
+        try:
+            backbone_class(backbone["class_path"])
+        except BackboneError as exc:
+            raise DataError(f"{path}: hyper-parameter 'backbone': {exc}") from None
+    elif not isinstance(backbone, str):
+        raise DataError(
+            f"{path}: hyper-parameter 'backbone' is {_described(backbone)}, not a torchvision"
+            " model name nor a class path; use a checkpoint this package trained"
+        )
+
+
+def check_backbone_setting(model: Any) -> None:
+    """Refuse, before training, a backbone class path its checkpoint could not name."""
+    backbone = model.get("backbone")
+    backbone = backbone.as_dict() if hasattr(backbone, "as_dict") else backbone
+    for field, class_path in _class_paths({"backbone": backbone}):
+        if not is_own_class_path(class_path):
+            raise DataError(
+                f"--model.{field} {class_path}: a checkpoint names only classes of {PACKAGE};"
+                f" put yours in src/{PACKAGE}/my_backbones.py (it may wrap a class from elsewhere)"
+                f" and name it {PACKAGE}.my_backbones.<Class>"
+            )
+
+
+def _class_paths(value: Any, field: str = "") -> list[tuple[str, str]]:
+    """Every ``(field, value)`` of a class-path key anywhere in nested dicts and lists."""
+    found: list[tuple[str, str]] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            name = f"{field}.{key}" if field else str(key)
+            if key in CLASS_PATH_KEYS:
+                found.append((name, str(item)))
+            found += _class_paths(item, name)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found += _class_paths(item, f"{field}[{index}]")
+    return found
+
+
+def _described(value: Any) -> str:
+    """``value`` as an error message shows it: its type, and the value when it is short."""
+    shown = repr(value)
+    return type(value).__name__ if len(shown) > 60 else f"{type(value).__name__} {shown}"

@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader
 from ..data import ImageDataset, build_transforms, normalize_batch
 from ..utils.errors import DataError
 from ..utils.hardware import default_precision
-from ..models import MODEL_ARGUMENTS, PlantClassifier, check_hyper_parameters
+from ..cli.trainer_checks import MODEL_ARGUMENTS, check_hyper_parameters
+from ..models import PlantClassifier
 from ..utils.torchfiles import load_torch_file
 
 TTA = Literal["none", "hflip", "flips"]
@@ -39,7 +40,8 @@ def load_classifier(path: str | Path) -> tuple[PlantClassifier, dict[str, Any]]:
     """A ``PlantClassifier`` with the weights of checkpoint ``path``; the data settings it saved.
 
     Nothing is downloaded (``pretrained`` is off: the weights come from the checkpoint), nothing
-    is imported (``check_hyper_parameters``), and the file is loaded with ``weights_only=True``.
+    outside this package is imported (``check_hyper_parameters``), and the file is loaded with
+    ``weights_only=True``.
     """
     checkpoint = load_torch_file(path, "checkpoint")
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
