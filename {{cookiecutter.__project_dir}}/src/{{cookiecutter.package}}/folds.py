@@ -1,11 +1,7 @@
-"""The one split of ``fit`` and ``cv``: seeded multi-label stratified folds that keep identical
-images together.
-
-The 2021 training set holds exact duplicates (some with conflicting labels); a pair split across
-folds leaks the label of a validation image into training and inflates the score. Files with
-identical bytes form a group; groups, not rows, are assigned to folds by iterative
-stratification (a group counts with the union of its rows' labels), so rare label combinations
-reach every fold. ``fit`` validates on one fold of this assignment; ``cv`` trains every fold.
+"""The one split of ``fit`` and ``cv``: seeded multi-label stratified folds, identical images
+in one fold (PP2021 holds exact duplicates: a pair split across folds leaks a validation label
+into training). Groups of identical files, not rows, are assigned by iterative stratification
+(a group counts with the union of its rows' labels); ``fit`` validates on one fold of them.
 """
 
 from __future__ import annotations
@@ -30,10 +26,8 @@ def readable_digest(path: Path) -> str:
     try:
         return file_digest(path)
     except OSError as exc:
-        raise DataError(
-            f"{path}: cannot be read to look for identical images"
-            f" ({exc.strerror or type(exc).__name__})"
-        ) from None
+        reason = exc.strerror or type(exc).__name__
+        raise DataError(f"{path}: cannot be read to look for identical images ({reason})") from None
 
 
 def duplicate_groups(folder: Path, names: Sequence[str]) -> list[list[str]]:

@@ -1,15 +1,10 @@
 """Image files: any file Pillow reads becomes an upright 8-bit RGB image, decoded no larger than
-needed, and hostile files fail with one line naming them; ``file_digest`` is the one digest of a
-file's bytes.
+needed (JPEG DCT scaling), EXIF orientation applied, every mode mapped onto 0..255 (16-bit
+samples divided by 257, float ones read as 0.0..1.0, transparency laid on white); hostile files
+fail with one line naming them. ``file_digest`` is the one digest of a file's bytes.
 
-JPEGs are decoded with DCT scaling (``Image.draft``) to the smallest reduction that still covers
-the requested size, which makes 4000x2672 competition photos cheap to read. EXIF orientation is
-applied; every mode becomes RGB with its full range mapped onto 0..255 (16-bit samples divided by
-257, float samples read as 0.0..1.0, transparent pixels laid on white).
-
-An image declaring more than ``MAX_PIXELS`` pixels is refused from its header, before decoding:
-six times a Plant Pathology 2021 photo, whose RGB decode (192 MB per loader worker) still fits in
-memory. Raise it here if your images are larger.
+``MAX_PIXELS``, refused from the header before decoding, is six times a PP2021 photo; its RGB
+decode (192 MB per loader worker) still fits in memory. Raise it if your images are larger.
 """
 
 from __future__ import annotations

@@ -75,12 +75,8 @@ def read_train_csv(path: str | Path) -> list[Sample]:
 
 
 def label_key(label: str) -> str:
-    """The form in which two label names are compared: NFKC, format characters removed, casefolded.
-
-    Names with the same key look the same to a reader (``scab``, ``Scab``, ``scab`` followed by
-    a zero-width space, full-width ``ｓｃａｂ``; ``é`` composed or as ``e`` plus an accent) but
-    would be different classes, and loggers that normalise names would merge their metrics.
-    """
+    """The form in which two label names are compared: NFKC, format characters removed, casefolded
+    (``Scab``, ``scab`` + zero-width space and full-width ``ｓｃａｂ`` all look like ``scab``)."""
     normal = unicodedata.normalize("NFKC", label)
     visible = "".join(char for char in normal if unicodedata.category(char) != "Cf")
     return unicodedata.normalize("NFKC", visible.casefold())
@@ -138,4 +134,3 @@ def encode_labels(samples: Sequence[Sample], classes: Sequence[str]) -> np.ndarr
                 )
             targets[row, index[label]] = 1.0
     return targets
-
