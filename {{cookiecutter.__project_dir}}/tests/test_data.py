@@ -14,9 +14,11 @@ from {{ cookiecutter.package }}.images import load_image
 from {{ cookiecutter.package }}.folds import assign_folds, duplicate_groups, validation_split
 from {{ cookiecutter.package }}.labels import Sample, encode_labels, label_vocabulary, read_train_csv
 from {{ cookiecutter.package }}.models import PlantClassifier
+from {{ cookiecutter.package }}.utils import hardware
+from {{ cookiecutter.package }}.workflows import cv
 from {{ cookiecutter.package }}.workflows.fit_jobs import parse_fit_config
 
-from helpers import cli_args, read_csv_rows
+from helpers import QUICK_EPOCH, cli_args, read_csv_rows
 from cv_checks import add_copies
 
 PP2021_LABELS = [
@@ -97,6 +99,26 @@ def test_fit_keeps_identical_images_on_one_side_and_validates_on_a_cv_fold(data_
         assert [group for group in groups if 0 < len(val & set(group)) < len(group)] == []
         plan = assign_folds(images, targets, n_folds, seed, groups)  # cv --folds n_folds
         assert val == {name for name, k in zip(plan.images, plan.folds) if k == fold}
+
+
+SMALL = ["--data.image_size", "32", "--data.batch_size", "16"]
+
+
+@pytest.mark.slow
+def test_unset_loader_workers_mean_auto_in_fit_and_in_cv(sample_dir, in_tmp, monkeypatch):
+    monkeypatch.setattr(hardware, "available_cores", lambda: 2)  # auto: 1 loader worker
+    used: list[int] = []
+    real = cv.predict_images
+
+    def recording(*args, **kwargs):
+        used.append(args[5])  # num_workers
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cv, "predict_images", recording)
+    flags = ["--folds", "2", "--out", "cv", *cli_args(sample_dir, *QUICK_EPOCH, *SMALL)]
+    assert main(["cv", *flags, "--data.num_workers", "null"]) == 0
+    assert PlantDataModule(str(sample_dir)).num_workers == 1
+    assert used == [1, 1]
 
 
 @pytest.mark.parametrize(
