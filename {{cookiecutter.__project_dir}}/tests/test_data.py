@@ -11,7 +11,8 @@ from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule, build_transforms, normalize_batch
 from {{ cookiecutter.package }}.utils.errors import DataError
 from {{ cookiecutter.package }}.images import load_image
-from {{ cookiecutter.package }}.folds import assign_folds, duplicate_groups, validation_split
+from {{ cookiecutter.package }}.folds import assign_folds, validation_split
+from {{ cookiecutter.package }}.prep.image_checks import duplicate_groups
 from {{ cookiecutter.package }}.labels import Sample, encode_labels, label_vocabulary, read_train_csv
 from {{ cookiecutter.package }}.models import PlantClassifier
 from {{ cookiecutter.package }}.utils import hardware

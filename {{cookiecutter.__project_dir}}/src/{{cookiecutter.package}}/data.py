@@ -28,7 +28,8 @@ from .utils.constraints import (
 from .utils.errors import DataError
 from .utils.hardware import default_num_workers
 from .prep.folder_checks import check_cached, check_listed_images, list_images
-from .folds import duplicate_groups, split_from_file, validation_split
+from .prep.image_checks import duplicate_groups
+from .folds import split_from_file, validation_split
 from .images import load_image
 from .labels import Sample, encode_labels, label_vocabulary, read_train_csv
 from .layout import TEST_IMAGES, TRAIN_CSV, TRAIN_IMAGES

@@ -1,43 +1,22 @@
 """The one split of ``fit`` and ``cv``: seeded multi-label stratified folds, identical images
 in one fold (PP2021 holds exact duplicates: a pair split across folds leaks a validation label
-into training). Groups of identical files, not rows, are assigned by iterative stratification
-(a group counts with the union of its rows' labels); ``fit`` validates on one fold of them.
+into training). Groups of identical files (``prep.image_checks.duplicate_groups``), not rows,
+are assigned by iterative stratification (a group counts with the union of its rows' labels);
+``fit`` validates on one fold of them, ``cv`` trains them all.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .images import file_digest
 from .utils.atomic import atomic_write
 from .utils.errors import DataError
-from .utils.hardware import available_cores
-
-
-def readable_digest(path: Path) -> str:
-    """``file_digest``, with ``DataError`` naming the file if it cannot be read."""
-    try:
-        return file_digest(path)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise DataError(f"{path}: cannot be read to look for identical images ({reason})") from None
-
-
-def duplicate_groups(folder: Path, names: Sequence[str]) -> list[list[str]]:
-    """Groups (two files or more) of ``names`` in ``folder`` whose bytes are identical."""
-    with ThreadPoolExecutor(max_workers=max(1, available_cores())) as pool:
-        digests = list(pool.map(readable_digest, (folder / name for name in names)))
-    by_digest: dict[str, list[str]] = {}
-    for name, digest in zip(names, digests):
-        by_digest.setdefault(digest, []).append(name)
-    return [sorted(group) for group in by_digest.values() if len(group) > 1]
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Image checks made before training or a report: a cheap header check, and a full decode of a
-folder's listed images on all cores that remembers the files it verified.
+"""Image checks made before training or a report: a cheap header check, a full decode of a
+folder's listed images that remembers the files it verified, and the search for identical files.
 """
 
 from __future__ import annotations
@@ -8,20 +8,67 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import PIL
 from PIL import Image
 
-from ..images import MAX_PIXELS, bomb_warnings_ignored, check_pixel_count, decode, errors_named
+from ..images import (
+    MAX_PIXELS,
+    bomb_warnings_ignored,
+    check_pixel_count,
+    decode,
+    errors_named,
+    file_digest,
+)
 from ..utils.errors import DataError
 from ..utils.hardware import available_cores
 
 # Folders with fewer listed images are verified on every run: it takes seconds, so no stamp file.
 STAMP_MIN_FILES = 500
 PROGRESS_MIN_FILES = 200
+T = TypeVar("T")
+
+
+def on_all_cores(job: Callable[[Path], T], paths: Sequence[Path], description: str) -> list[T]:
+    """``job`` of every path, one thread per available core (Pillow and hashlib release the
+    GIL), with a progress bar when the list is long."""
+    # Here, not at the top: the offline inference path (a Kaggle notebook) imports the package.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    results: list[T] = []
+    with (
+        Progress(*columns, disable=len(paths) < PROGRESS_MIN_FILES) as bar,
+        ThreadPoolExecutor(max_workers=available_cores()) as pool,
+    ):
+        task = bar.add_task(description, total=len(paths))
+        for result in pool.map(job, paths):
+            bar.advance(task)
+            results.append(result)
+    return results
+
+
+def readable_digest(path: Path) -> str:
+    """``file_digest``, with ``DataError`` naming the file if it cannot be read."""
+    try:
+        return file_digest(path)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise DataError(f"{path}: cannot be read to look for identical images ({reason})") from None
+
+
+def duplicate_groups(folder: Path, names: Sequence[str]) -> list[list[str]]:
+    """Groups (two files or more) of ``names`` in ``folder`` whose bytes are identical."""
+    paths = [folder / name for name in names]
+    digests = on_all_cores(readable_digest, paths, f"looking for identical {folder.name}")
+    by_digest: dict[str, list[str]] = {}
+    for name, digest in zip(names, digests):
+        by_digest.setdefault(digest, []).append(name)
+    return [sorted(group) for group in by_digest.values() if len(group) > 1]
 
 
 def check_image_header(path: Path) -> tuple[int, int]:
@@ -52,34 +99,25 @@ def verify_image(path: Path) -> str | None:
 def find_unreadable(folder: Path, names: Sequence[str], label: str = "") -> dict[str, str]:
     """Decode every listed image of ``folder``; map each one that fails to its error line.
 
-    One thread per available core (Pillow releases the GIL while decoding). Files verified
-    before, unchanged since (same size and modification time in nanoseconds) and decoded by the
-    same Pillow are skipped: large folders keep a stamp file under the user's cache folder
-    (``$XDG_CACHE_HOME`` or ``~/.cache``), so a read-only data folder works too.
+    Files verified before, unchanged since (same size and modification time in nanoseconds) and
+    decoded by the same Pillow are skipped: large folders keep a stamp file under the user's cache
+    folder (``$XDG_CACHE_HOME`` or ``~/.cache``), so a read-only data folder works too.
     """
     stats = {name: _stat_key(folder / name) for name in names}
     remember = len(names) >= STAMP_MIN_FILES
     verified = _read_stamp(folder) if remember else {}
     todo = [name for name in names if stats[name] is None or verified.get(name) != stats[name]]
     failures: dict[str, str] = {}
-    # Here, not at the top: the offline inference path (a Kaggle notebook) imports the package.
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with (
-        Progress(*columns, disable=len(todo) < PROGRESS_MIN_FILES) as bar,
-        bomb_warnings_ignored(),
-        ThreadPoolExecutor(max_workers=available_cores()) as pool,
-    ):
-        job = bar.add_task(f"decoding {label or folder.name}", total=len(todo))
-        for name, reason in zip(todo, pool.map(verify_image, (folder / n for n in todo))):
-            bar.advance(job)
-            key = stats[name]
-            if reason is not None:
-                failures[name] = reason
-                verified.pop(name, None)
-            elif key is not None:  # a file that could not be stat'ed is verified again next run
-                verified[name] = key
+    with bomb_warnings_ignored():
+        paths = [folder / name for name in todo]
+        reasons = on_all_cores(verify_image, paths, f"decoding {label or folder.name}")
+    for name, reason in zip(todo, reasons):
+        key = stats[name]
+        if reason is not None:
+            failures[name] = reason
+            verified.pop(name, None)
+        elif key is not None:  # a file that could not be stat'ed is verified again next run
+            verified[name] = key
     if remember and todo:
         _write_stamp(folder, {name: verified[name] for name in names if name in verified})
     return failures

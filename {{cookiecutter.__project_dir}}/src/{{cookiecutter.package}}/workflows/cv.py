@@ -34,7 +34,8 @@ from ..cli.argtypes import fit_job_parser, positive_int
 from ..utils.atomic import atomic_write
 from ..cli.checkpoints import LAST, inspect_checkpoint
 from ..utils.errors import DataError
-from ..folds import FoldPlan, assign_folds, duplicate_groups
+from ..folds import FoldPlan, assign_folds
+from ..prep.image_checks import duplicate_groups
 from ..utils.hardware import default_num_workers
 from .cv_files import (
     BEST,
