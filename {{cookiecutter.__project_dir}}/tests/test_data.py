@@ -1,5 +1,6 @@
 """CSV parsing, label encoding, the stratified split, image decoding and the datamodule."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,7 @@ def test_fit_keeps_identical_images_on_one_side_and_validates_on_a_cv_fold(data_
     assert len(groups) == len(originals)
     settings = parse_fit_config(cli_args(data_copy, "--data.num_workers", "0")).data.as_dict()
     n_folds = round(1 / settings["val_fraction"])
+    validated: set[str] = set()  # with the settings of fit
     for seed, fold in [(settings["seed"], settings["fold"]), (1, 1), (2, n_folds - 1)]:
         datamodule = PlantDataModule(**{**settings, "seed": seed, "fold": fold})  # as fit does
         datamodule.setup("fit")
@@ -100,6 +102,13 @@ def test_fit_keeps_identical_images_on_one_side_and_validates_on_a_cv_fold(data_
         assert [group for group in groups if 0 < len(val & set(group)) < len(group)] == []
         plan = assign_folds(images, targets, n_folds, seed, groups)  # cv --folds n_folds
         assert val == {name for name, k in zip(plan.images, plan.folds) if k == fold}
+        validated = validated or val
+    cache = data_copy.parent / "cache"
+    assert main(["prepare", str(data_copy), str(cache), "--size", "64"]) == 0
+    shutil.rmtree(data_copy / "train_images")  # groups now come from the cache's manifest
+    cached = PlantDataModule(**{**settings, "cache_dir": str(cache)})
+    cached.setup("fit")
+    assert set(cached.val_set.names) == validated
 
 
 SMALL = ["--data.image_size", "32", "--data.batch_size", "16"]

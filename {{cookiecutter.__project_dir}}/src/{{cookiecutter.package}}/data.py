@@ -180,8 +180,7 @@ class PlantDataModule(pl.LightningDataModule):
             if self.split_file is not None:
                 train_idx, val_idx = split_from_file(self.split_file, names, self.fold)
             else:
-                # the files read: a cache's copies of identical images are identical, cheaper
-                groups = duplicate_groups(self.images_dir(TRAIN_IMAGES), names)
+                groups = duplicate_groups(self.data_dir / TRAIN_IMAGES, names, self.cache_dir)
                 train_idx, val_idx = validation_split(
                     names, targets, self.val_fraction, self.fold, self.seed, groups
                 )

@@ -25,6 +25,7 @@ from ..images import (
     file_digest,
 )
 from ..utils.errors import DataError
+from .cache import read_manifest
 from ..utils.hardware import available_cores
 
 # Folders with fewer listed images are verified on every run: it takes seconds, so no stamp file.
@@ -61,10 +62,20 @@ def readable_digest(path: Path) -> str:
         raise DataError(f"{path}: cannot be read to look for identical images ({reason})") from None
 
 
-def duplicate_groups(folder: Path, names: Sequence[str]) -> list[list[str]]:
-    """Groups (two files or more) of ``names`` in ``folder`` whose bytes are identical."""
-    paths = [folder / name for name in names]
-    digests = on_all_cores(readable_digest, paths, f"looking for identical {folder.name}")
+def duplicate_groups(
+    folder: Path, names: Sequence[str], cache_dir: Path | None = None
+) -> list[list[str]]:
+    """Groups (two files or more) of ``names`` in ``folder`` whose bytes are identical.
+
+    With a ``prepare`` cache, the digests of the sources that its manifest records are used: no
+    file is read, and the groups are those of the sources even where they were deleted.
+    """
+    if cache_dir is not None:
+        files = read_manifest(cache_dir).files
+        digests = [files[f"{folder.name}/{name}"]["digest"] for name in names]
+    else:
+        paths = [folder / name for name in names]
+        digests = on_all_cores(readable_digest, paths, f"looking for identical {folder.name}")
     by_digest: dict[str, list[str]] = {}
     for name, digest in zip(names, digests):
         by_digest.setdefault(digest, []).append(name)
