@@ -12,13 +12,9 @@ import torch
 from torch import nn
 
 from {{ cookiecutter.package }}.cli import main
-from {{ cookiecutter.package }}.folds import (
-    assign_folds,
-    clear_cv_folder,
-    duplicate_groups,
-    read_folds,
-    read_plan,
-)
+from {{ cookiecutter.package }}.folds import assign_folds, read_folds
+from {{ cookiecutter.package }}.prep.image_checks import duplicate_groups
+from {{ cookiecutter.package }}.workflows.cv_files import clear_cv_folder, read_plan
 from {{ cookiecutter.package }}.predict.inference import EnsembleClassifier, load_classifier
 from {{ cookiecutter.package }}.labels import encode_labels, label_vocabulary, read_train_csv
 from {{ cookiecutter.package }}.metrics import decode, samples_f1

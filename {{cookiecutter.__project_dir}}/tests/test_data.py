@@ -1,5 +1,6 @@
 """CSV parsing, label encoding, the stratified split, image decoding and the datamodule."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +12,16 @@ from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule, build_transforms, normalize_batch
 from {{ cookiecutter.package }}.utils.errors import DataError
 from {{ cookiecutter.package }}.images import load_image
-from {{ cookiecutter.package }}.labels import (
-    Sample,
-    encode_labels,
-    label_vocabulary,
-    read_train_csv,
-    stratified_split,
-)
+from {{ cookiecutter.package }}.folds import assign_folds, validation_split
+from {{ cookiecutter.package }}.prep.image_checks import duplicate_groups
+from {{ cookiecutter.package }}.labels import Sample, encode_labels, label_vocabulary, read_train_csv
 from {{ cookiecutter.package }}.models import PlantClassifier
+from {{ cookiecutter.package }}.utils import hardware
+from {{ cookiecutter.package }}.workflows import cv
+from {{ cookiecutter.package }}.workflows.fit_jobs import parse_fit_config
 
-from helpers import cli_args, read_csv_rows
+from helpers import QUICK_EPOCH, cli_args, read_csv_rows
+from cv_checks import add_copies
 
 PP2021_LABELS = [
     "complex",
@@ -50,17 +51,18 @@ def test_encode_labels_multi_hot():
 def test_split_is_stratified_seeded_and_k_fold_ready(sample_dir):
     samples = read_train_csv(sample_dir / "train.csv")
     targets = encode_labels(samples, label_vocabulary(samples))
-    train_idx, val_idx = stratified_split(targets, 0.2, fold=0, seed=1)
+    names = [sample.image for sample in samples]
+    train_idx, val_idx = validation_split(names, targets, 0.2, fold=0, seed=1)
     assert set(train_idx).isdisjoint(val_idx)
     assert len(train_idx) + len(val_idx) == len(samples)
-    again = stratified_split(targets, 0.2, fold=0, seed=1)
+    again = validation_split(names, targets, 0.2, fold=0, seed=1)
     assert np.array_equal(val_idx, again[1])
-    assert not np.array_equal(val_idx, stratified_split(targets, 0.2, fold=0, seed=2)[1])
+    assert not np.array_equal(val_idx, validation_split(names, targets, 0.2, fold=0, seed=2)[1])
     # every label, rare ones included, is present in validation in about the right share
     share = targets[val_idx].sum(0) / targets.sum(0)
     assert (targets[val_idx].sum(0) > 0).all()
     assert np.all(np.abs(share - 0.2) < 0.12), share
-    splits = [stratified_split(targets, 0.2, fold=k, seed=1) for k in range(5)]
+    splits = [validation_split(names, targets, 0.2, fold=k, seed=1) for k in range(5)]
     folds = [val for _, val in splits]
     # folds 0..4 partition the images: each is validated exactly once, trained on otherwise
     assert sorted(np.concatenate(folds).tolist()) == list(range(len(samples)))
@@ -81,13 +83,61 @@ def test_datamodule_seed_and_fold_choose_the_validation_set(sample_dir):
     assert set(_validation_images(sample_dir, seed=1, fold=1)).isdisjoint(chosen)
 
 
+def test_fit_keeps_identical_images_on_one_side_and_validates_on_a_cv_fold(data_copy):
+    originals = [sample.image for sample in read_train_csv(data_copy / "train.csv")][:40]
+    add_copies(data_copy, {f"copy_{name}": (name, None) for name in originals})
+    samples = read_train_csv(data_copy / "train.csv")
+    images = [sample.image for sample in samples]
+    targets = encode_labels(samples, label_vocabulary(samples))
+    groups = duplicate_groups(data_copy / "train_images", images)
+    assert len(groups) == len(originals)
+    settings = parse_fit_config(cli_args(data_copy, "--data.num_workers", "0")).data.as_dict()
+    n_folds = round(1 / settings["val_fraction"])
+    validated: set[str] = set()  # with the settings of fit
+    for seed, fold in [(settings["seed"], settings["fold"]), (1, 1), (2, n_folds - 1)]:
+        datamodule = PlantDataModule(**{**settings, "seed": seed, "fold": fold})  # as fit does
+        datamodule.setup("fit")
+        val = set(datamodule.val_set.names)
+        assert set(datamodule.train_set.names) == set(images) - val
+        assert [group for group in groups if 0 < len(val & set(group)) < len(group)] == []
+        plan = assign_folds(images, targets, n_folds, seed, groups)  # cv --folds n_folds
+        assert val == {name for name, k in zip(plan.images, plan.folds) if k == fold}
+        validated = validated or val
+    cache = data_copy.parent / "cache"
+    assert main(["prepare", str(data_copy), str(cache), "--size", "64"]) == 0
+    shutil.rmtree(data_copy / "train_images")  # groups now come from the cache's manifest
+    cached = PlantDataModule(**{**settings, "cache_dir": str(cache)})
+    cached.setup("fit")
+    assert set(cached.val_set.names) == validated
+
+
+SMALL = ["--data.image_size", "32", "--data.batch_size", "16"]
+
+
+@pytest.mark.slow
+def test_unset_loader_workers_mean_auto_in_fit_and_in_cv(sample_dir, in_tmp, monkeypatch):
+    monkeypatch.setattr(hardware, "available_cores", lambda: 2)  # auto: 1 loader worker
+    used: list[int] = []
+    real = cv.predict_images
+
+    def recording(*args, **kwargs):
+        used.append(args[5])  # num_workers
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cv, "predict_images", recording)
+    flags = ["--folds", "2", "--out", "cv", *cli_args(sample_dir, *QUICK_EPOCH, *SMALL)]
+    assert main(["cv", *flags, "--data.num_workers", "null"]) == 0
+    assert PlantDataModule(str(sample_dir)).num_workers == 1
+    assert used == [1, 1]
+
+
 @pytest.mark.parametrize(
     ("val_fraction", "fold", "message"),
     [(0.0, 0, "val_fraction"), (0.9, 0, "val_fraction"), (0.25, 4, "fold=4")],
 )
 def test_split_rejects_bad_settings(val_fraction, fold, message):
     with pytest.raises(DataError, match=message):
-        stratified_split(np.eye(4).repeat(3, axis=0), val_fraction, fold)
+        validation_split(list("abcdefghijkl"), np.eye(4).repeat(3, axis=0), val_fraction, fold)
 
 
 def _write(path: Path, text: str) -> Path:

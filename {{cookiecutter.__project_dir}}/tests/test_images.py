@@ -11,11 +11,12 @@ import pytest
 import pytorch_lightning as pl
 from PIL import Image
 
-from {{ cookiecutter.package }} import images
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule
 from {{ cookiecutter.package }}.utils.errors import DataError
-from {{ cookiecutter.package }}.images import MAX_PIXELS, find_unreadable, load_image
+from {{ cookiecutter.package }}.images import MAX_PIXELS, load_image
+from {{ cookiecutter.package }}.prep import image_checks
+from {{ cookiecutter.package }}.prep.image_checks import find_unreadable
 from {{ cookiecutter.package }}.models import PlantClassifier
 
 from helpers import cli_args, only_error_line
@@ -224,7 +225,7 @@ def test_huge_declared_dimensions_are_one_data_error(tmp_path, make):
         load_image(path)
     assert "\n" not in str(caught.value)
     with pytest.raises(DataError, match=path.name):
-        images.check_image_header(path)
+        image_checks.check_image_header(path)
 
 
 def test_a_bomb_pillow_only_warns_about_is_refused_before_decoding(tmp_path):
@@ -305,19 +306,19 @@ def test_predict_names_a_bomb_among_the_test_images(
 
 def _count_decodes(monkeypatch) -> list[Path]:
     decoded: list[Path] = []
-    real = images.verify_image
+    real = image_checks.verify_image
 
     def counting(path: Path) -> str | None:
         decoded.append(path)
         return real(path)
 
-    monkeypatch.setattr(images, "verify_image", counting)
+    monkeypatch.setattr(image_checks, "verify_image", counting)
     return decoded
 
 
 def test_verified_images_are_remembered_outside_the_data_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
-    monkeypatch.setattr(images, "STAMP_MIN_FILES", 4)
+    monkeypatch.setattr(image_checks, "STAMP_MIN_FILES", 4)
     decoded = _count_decodes(monkeypatch)
     folder = tmp_path / "images"
     folder.mkdir()
@@ -327,7 +328,7 @@ def test_verified_images_are_remembered_outside_the_data_folder(tmp_path, monkey
     assert find_unreadable(folder, names) == {}
     assert len(decoded) == 6
     assert sorted(p.name for p in folder.iterdir()) == names  # nothing written beside the data
-    assert images.stamp_path(folder).is_file()
+    assert image_checks.stamp_path(folder).is_file()
 
     decoded.clear()
     assert find_unreadable(folder, names) == {}

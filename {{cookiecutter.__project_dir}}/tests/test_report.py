@@ -12,7 +12,7 @@ from PIL import Image
 from {{ cookiecutter.package }}.reports import plots
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.utils.errors import DataError
-from {{ cookiecutter.package }}.folds import FOLDS_CSV, OOF, PLAN, THRESHOLDS
+from {{ cookiecutter.package }}.workflows.cv_files import FOLDS_CSV, OOF, PLAN, THRESHOLDS
 from {{ cookiecutter.package }}.labels import encode_labels, label_vocabulary, read_train_csv
 from {{ cookiecutter.package }}.reports.report import DATA_FIGURES, RUN_FIGURES
 from {{ cookiecutter.package }}.reports.run_logs import load_predictions, metric_logs

@@ -1,7 +1,8 @@
-"""Images for the model: transforms, the dataset, and the DataModule over a Kaggle-layout folder.
+"""Images for the model: the dataset, and the DataModule over a Kaggle-layout folder.
 
-The rows, labels and folds come from ``labels``; this module checks that every image a stage will
-read is there and decodes, then serves uint8 batches that are normalised on the training device.
+Rows and labels come from ``labels``, folds from ``folds``, augmentations from ``transforms``;
+this module checks that every image a stage will read is there and decodes, then serves uint8
+batches that are normalised on the training device.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
 
 from .prep.cache import check_cache
 from .utils.constraints import (
@@ -28,47 +28,18 @@ from .utils.constraints import (
 from .utils.errors import DataError
 from .utils.hardware import default_num_workers
 from .prep.folder_checks import check_cached, check_listed_images, list_images
-from .folds import split_from_file
+from .prep.image_checks import duplicate_groups
+from .folds import split_from_file, validation_split
 from .images import load_image
-from .labels import Sample, encode_labels, label_vocabulary, read_train_csv, stratified_split
+from .labels import Sample, encode_labels, label_vocabulary, read_train_csv
 from .layout import TEST_IMAGES, TRAIN_CSV, TRAIN_IMAGES
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def build_transforms(image_size: int, train: bool) -> Callable[[Any], torch.Tensor]:
-    """Augmentations for training, a plain resize otherwise; both give ``image_size`` squares.
-
-    The result is a uint8 CHW tensor: loader workers hand the main process a quarter of the bytes
-    of float32, and ``normalize_batch`` scales whole batches on the training device instead.
-    """
-    if train:
-        geometry = [
-            v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.RandomVerticalFlip(),
-            v2.ColorJitter(brightness=0.2, contrast=0.2),
-        ]
-    else:
-        geometry = [v2.Resize((image_size, image_size), antialias=True)]
-    return v2.Compose([*geometry, v2.PILToTensor()])
-
-
-def normalize_batch(images: torch.Tensor) -> torch.Tensor:
-    """uint8 NCHW images -> float32, scaled to [0, 1] and normalised with ImageNet statistics."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    return (images.float() / 255.0 - mean) / std
+from .transforms import build_transforms, normalize_batch
 
 
 class ImageDataset(Dataset):
-    """Images from one folder, with multi-hot targets when given; items are dicts.
-
-    Each item holds ``image`` (a uint8 CHW tensor), ``id`` (the file name), ``index`` (its
-    position, which tells apart the repeats a distributed sampler pads with) and, for labelled
-    data, ``target`` (multi-hot float tensor).
-    """
+    """Images from one folder; each item is a dict of ``image`` (uint8 CHW), ``id`` (the file
+    name), ``index`` (tells apart the repeats a distributed sampler pads with) and, with
+    ``targets``, ``target`` (multi-hot)."""
 
     def __init__(
         self,
@@ -106,10 +77,11 @@ class PlantDataModule(pl.LightningDataModule):
         data_dir: folder with ``train.csv``, ``train_images/`` and (for predict) ``test_images/``.
         image_size: side of the square images fed to the model, the same for train and val.
         batch_size: images per batch (the batch-size finder tunes this attribute).
-        num_workers: loader processes; ``None`` picks one per spare core.
-        val_fraction: share of images held out; ``round(1/val_fraction)`` folds.
+        num_workers: loader processes; ``None`` (auto) picks one per spare core.
+        val_fraction: share of images held out: one of ``round(1/val_fraction)`` folds, the
+            folds ``cv`` assigns (identical images share a fold; see ``folds``).
         fold: which fold is the validation set.
-        seed: seed of the stratified split.
+        seed: seed of the folds.
         cache_dir: a cache made by ``prepare`` (pre-resized images); ``train.csv`` and the list of
             test images still come from ``data_dir``, so labels and order are unchanged.
         split_file: an ``image,fold`` CSV (``cv`` writes one) that assigns the folds instead of
@@ -134,7 +106,7 @@ class PlantDataModule(pl.LightningDataModule):
         self.data_dir = Path(data_dir)
         self.image_size = image_size
         self.batch_size = batch_size
-        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.num_workers = default_num_workers(num_workers)
         self.val_fraction = val_fraction
         self.fold = fold
         self.seed = seed
@@ -152,20 +124,12 @@ class PlantDataModule(pl.LightningDataModule):
         return self.data_dir / TRAIN_CSV
 
     @property
-    def train_images(self) -> Path:
-        return self.data_dir / TRAIN_IMAGES
-
-    @property
     def test_images(self) -> Path:
         return self.data_dir / TEST_IMAGES
 
     def images_dir(self, folder: str) -> Path:
         """Where the images of ``folder`` are read from: the cache when there is one."""
         return (self.cache_dir or self.data_dir) / folder
-
-    def _check_cache(self) -> None:
-        if self.cache_dir is not None:
-            check_cache(self.cache_dir, self.data_dir, self.image_size)
 
     def _check_data_dir(self) -> None:
         if not self.data_dir.is_dir():
@@ -197,7 +161,8 @@ class PlantDataModule(pl.LightningDataModule):
         if stage in self._checked:
             return
         self._check_data_dir()
-        self._check_cache()
+        if self.cache_dir is not None:
+            check_cache(self.cache_dir, self.data_dir, self.image_size)
         if stage == "predict":
             names = list_images(self.test_images)
             if self.cache_dir is not None:
@@ -211,12 +176,13 @@ class PlantDataModule(pl.LightningDataModule):
         """Multi-hot targets and the (cached) train / validation indices."""
         if self._split_cache is None:
             targets = encode_labels(self.samples, self.classes)
+            names = [sample.image for sample in self.samples]
             if self.split_file is not None:
-                names = [sample.image for sample in self.samples]
                 train_idx, val_idx = split_from_file(self.split_file, names, self.fold)
             else:
-                train_idx, val_idx = stratified_split(
-                    targets, self.val_fraction, self.fold, self.seed
+                groups = duplicate_groups(self.data_dir / TRAIN_IMAGES, names, self.cache_dir)
+                train_idx, val_idx = validation_split(
+                    names, targets, self.val_fraction, self.fold, self.seed, groups
                 )
             self._split_cache = (targets, train_idx, val_idx)
         return self._split_cache
@@ -271,11 +237,8 @@ class PlantDataModule(pl.LightningDataModule):
         return self._loader(self.val_set, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        """The validation fold again: ``test`` re-scores the images ``validate`` scores.
-
-        The competition's test labels are hidden, so there is no labelled held-out set here; the
-        score ``test`` reports is the validation score, not an estimate on unseen images.
-        """
+        """The validation fold again (the competition's test labels are hidden): ``test`` reports
+        the validation score, not an estimate on unseen images."""
         return self._loader(self.val_set, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:

@@ -1,23 +1,14 @@
-"""Cross-validation folds that keep identical images together, and the layout of a ``cv`` folder.
-
-The 2021 training set holds exact duplicates (some with conflicting labels); a pair split across
-folds leaks the label of a validation image into training and inflates the CV score. Files with
-identical content form a group; groups, not rows, are assigned to folds by the seeded multi-label
-iterative stratification (a group counts with the union of its rows' labels).
-
-A ``cv`` folder holds ``CV_FILES`` and one ``fold{k}/`` run folder per fold holding
-``FOLD_OUTPUTS``: ``clear_fold`` and ``clear_cv_folder`` remove those and nothing else.
+"""The one split of ``fit`` and ``cv``: seeded multi-label stratified folds, identical images
+in one fold (PP2021 holds exact duplicates: a pair split across folds leaks a validation label
+into training). Groups of identical files (``prep.image_checks.duplicate_groups``), not rows,
+are assigned by iterative stratification (a group counts with the union of its rows' labels);
+``fit`` validates on one fold of them, ``cv`` trains them all.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
-import re
-import shutil
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,52 +17,6 @@ import numpy as np
 
 from .utils.atomic import atomic_write
 from .utils.errors import DataError
-from .utils.hardware import available_cores
-from .labels import multilabel_kfold
-
-FOLDS_CSV = "folds.csv"
-PLAN = "plan.json"
-BEST = "best.ckpt"
-OOF = "oof.csv"
-THRESHOLDS = "thresholds.json"
-SUMMARY = "cv.json"
-FIT_CONFIG = "fit_config.yaml"
-CV_FILES = (FOLDS_CSV, PLAN, OOF, THRESHOLDS, SUMMARY, FIT_CONFIG)
-# What a fold's fit and cv write into fold{k}/: checkpoints, logs (a logger's save_dir, or
-# Lightning's default logger), the config Lightning saves there when no logger has a folder.
-FOLD_OUTPUTS = ("checkpoints", "logs", "lightning_logs", "config.yaml", BEST, OOF)
-FOLD_NAME = re.compile(r"fold\d+")
-CHUNK = 1 << 20
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def readable_digest(path: Path) -> str:
-    """``file_digest``, with ``DataError`` naming the file if it cannot be read."""
-    try:
-        return file_digest(path)
-    except OSError as exc:
-        raise DataError(
-            f"{path}: cannot be read to look for identical images"
-            f" ({exc.strerror or type(exc).__name__})"
-        ) from None
-
-
-def duplicate_groups(folder: Path, names: Sequence[str]) -> list[list[str]]:
-    """Groups (two files or more) of ``names`` in ``folder`` whose bytes are identical."""
-    with ThreadPoolExecutor(max_workers=max(1, available_cores())) as pool:
-        digests = list(pool.map(readable_digest, (folder / name for name in names)))
-    by_digest: dict[str, list[str]] = {}
-    for name, digest in zip(names, digests):
-        by_digest.setdefault(digest, []).append(name)
-    return [sorted(group) for group in by_digest.values() if len(group) > 1]
 
 
 @dataclass(frozen=True)
@@ -90,6 +35,14 @@ class FoldPlan:
             writer.writerow(["image", "fold"])
             writer.writerows(zip(self.images, (int(f) for f in self.folds)))
         return Path(path)
+
+
+def multilabel_kfold(n_folds: int, seed: int) -> Any:
+    """A shuffled, seeded ``MultilabelStratifiedKFold`` (imported here: the offline inference
+    path, a Kaggle notebook without ``iterstrat``, imports this package)."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    return MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
 
 
 def assign_folds(
@@ -128,6 +81,32 @@ def assign_folds(
     )
 
 
+def validation_split(
+    images: Sequence[str],
+    targets: np.ndarray,
+    val_fraction: float = 0.2,
+    fold: int = 0,
+    seed: int = 42,
+    groups: Sequence[Sequence[str]] = (),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train / validation indices of ``fit``: fold ``fold`` of ``assign_folds`` held out.
+
+    ``round(1 / val_fraction)`` folds (0.2 -> 5), so with the same seed fold ``k`` of ``fit`` is
+    fold ``k`` of ``cv --folds 5``, and sweeping ``fold`` gives disjoint validation sets.
+    """
+    if not 0.0 < val_fraction <= 0.5:
+        raise DataError(f"val_fraction={val_fraction} must be in (0, 0.5]")
+    n_folds = round(1.0 / val_fraction)
+    if not 0 <= fold < n_folds:
+        raise DataError(f"fold={fold} must be in 0..{n_folds - 1} for val_fraction={val_fraction}")
+    return held_out(assign_folds(images, targets, n_folds, seed, groups).folds, fold)
+
+
+def held_out(folds: np.ndarray, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train / validation indices with fold ``fold`` of ``folds`` (one per image) held out."""
+    return np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+
+
 def read_folds(path: str | Path) -> dict[str, int]:
     """``image -> fold`` from a ``folds.csv``; ``DataError`` naming the file and row if broken."""
     path = Path(path)
@@ -148,82 +127,6 @@ def read_folds(path: str | Path) -> dict[str, int]:
     return folds
 
 
-def fold_dir(out: Path, fold: int) -> Path:
-    """The run folder of one fold."""
-    return out / f"fold{fold}"
-
-
-def written_by_cv(folder: Path, names: Sequence[str]) -> list[Path]:
-    """The entries of ``names`` in ``folder``, and the temporary files ``atomic_write`` left."""
-    found = [folder / name for name in names if (folder / name).exists()]
-    for name in names:
-        found += sorted(folder.glob(f".{name}.*.partial"))
-    return found
-
-
-def remove(paths: Sequence[Path]) -> None:
-    """Delete files and whole folders."""
-    for path in paths:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-
-
-def fold_leftovers(run: Path) -> list[Path]:
-    """What an earlier start of this fold wrote into its run folder (``FOLD_OUTPUTS``)."""
-    return written_by_cv(run, FOLD_OUTPUTS) if run.is_dir() else []
-
-
-def clear_fold(run: Path) -> None:
-    """Remove the fold's own outputs; the folder too when nothing else is left in it."""
-    remove(fold_leftovers(run))
-    if run.is_dir() and not any(run.iterdir()):
-        run.rmdir()
-
-
-def clear_cv_folder(out: Path) -> list[str]:
-    """Remove every file ``cv`` wrote into the ``cv`` folder ``out``; return what is left there.
-
-    Call it only on a ``cv`` folder (``is_cv_folder``): the names cv writes are common ones, and
-    in another folder they are not cv's to delete.
-    """
-    for run in out.iterdir():
-        if run.is_dir() and FOLD_NAME.fullmatch(run.name):
-            clear_fold(run)
-    remove(written_by_cv(out, CV_FILES))
-    return sorted(p.name for p in out.iterdir())
-
-
-def is_cv_folder(path: str | Path) -> bool:
-    """Whether ``path`` is a folder written by ``cv`` (it holds ``folds.csv`` and fold models)."""
-    folder = Path(path)
-    return folder.is_dir() and (folder / FOLDS_CSV).is_file()
-
-
-def fold_checkpoints(out: str | Path) -> list[Path]:
-    """``fold{k}/best.ckpt`` of a ``cv`` folder, in fold order; ``DataError`` if one is missing."""
-    out = Path(out)
-    plan = read_plan(out)
-    missing = [k for k in range(plan["folds"]) if not (fold_dir(out, k) / BEST).is_file()]
-    if missing:
-        raise DataError(
-            f"{out}: fold(s) {', '.join(map(str, missing))} have no {BEST} yet; finish the cv"
-            " run (run the same cv command again)"
-        )
-    return [fold_dir(out, k) / BEST for k in range(plan["folds"])]
-
-
-def read_plan(out: Path) -> dict[str, Any]:
-    """The ``plan.json`` of a ``cv`` folder; ``DataError`` if it is missing or damaged."""
-    try:
-        plan = json.loads((out / PLAN).read_text())
-        int(plan["folds"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{out / PLAN}: missing or damaged ({type(exc).__name__})") from None
-    return dict(plan)
-
-
 def split_from_file(
     path: str | Path, images: Sequence[str], fold: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -240,4 +143,4 @@ def split_from_file(
         raise DataError(
             f"--data.fold {fold}: {path} has the folds {', '.join(map(str, sorted(set(assigned))))}"
         )
-    return np.flatnonzero(assigned != fold), np.flatnonzero(assigned == fold)
+    return held_out(assigned, fold)

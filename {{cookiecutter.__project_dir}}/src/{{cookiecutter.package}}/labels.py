@@ -1,10 +1,9 @@
-"""The labels of the Kaggle layout: ``train.csv``, the label vocabulary, the encoding, the folds.
+"""The labels of the Kaggle layout: ``train.csv``, the label vocabulary and the encoding.
 
 ``train.csv`` has the columns ``image,labels``; ``labels`` is a space-separated list of names.
 ``read_train_csv`` refuses, with one line naming the row, anything that would silently train on
-wrong labels. The label vocabulary is read from the CSV (sorted), never hard-coded, so the same
-code serves Plant Pathology 2020, 2021 or any other multi-label image set. Validation is a seeded
-multi-label iteratively-stratified fold, so rare label combinations show up in validation too.
+wrong labels. The vocabulary is read from the CSV (sorted), never hard-coded, so the same code
+serves Plant Pathology 2020, 2021 or any other multi-label image set.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -77,22 +75,16 @@ def read_train_csv(path: str | Path) -> list[Sample]:
 
 
 def label_key(label: str) -> str:
-    """The form in which two label names are compared: NFKC, format characters removed, casefolded.
-
-    Names with the same key look the same to a reader (``scab``, ``Scab``, ``scab`` followed by
-    a zero-width space, full-width ``ｓｃａｂ``; ``é`` composed or as ``e`` plus an accent) but
-    would be different classes, and loggers that normalise names would merge their metrics.
-    """
+    """The form in which two label names are compared: NFKC, format characters removed, casefolded
+    (``Scab``, ``scab`` + zero-width space and full-width ``ｓｃａｂ`` all look like ``scab``)."""
     normal = unicodedata.normalize("NFKC", label)
     visible = "".join(char for char in normal if unicodedata.category(char) != "Cf")
     return unicodedata.normalize("NFKC", visible.casefold())
 
 
 def _refuse_spelling_variants(path: Path, samples: Sequence[Sample]) -> None:
-    """``DataError`` naming both rows if two label names differ only in ``label_key``'s ways.
-
-    They would silently become two classes; which spelling is right is the user's call.
-    """
+    """``DataError`` naming both rows if two label names differ only in ``label_key``'s ways
+    (they would silently become two classes; which spelling is right is the user's call)."""
     first_row: dict[str, tuple[str, int]] = {}
     for row_number, sample in enumerate(samples, start=2):
         for label in sample.labels:
@@ -115,12 +107,8 @@ def _refuse_spelling_variants(path: Path, samples: Sequence[Sample]) -> None:
 
 
 def _refuse_a_single_class(path: Path, samples: Sequence[Sample]) -> None:
-    """``DataError`` if every row carries the same one label.
-
-    With one class every target is 1: always answering it is a perfect model, every F1 is 1 and
-    the arg-max fallback predicts it for every image, so there is nothing to learn or to tune.
-    A multi-label model needs at least two label names to tell apart.
-    """
+    """``DataError`` if every row carries the same one label: every target would be 1 and every
+    F1 1, with nothing to learn or to tune."""
     classes = label_vocabulary(samples)
     if len(classes) < 2:
         raise DataError(
@@ -146,36 +134,3 @@ def encode_labels(samples: Sequence[Sample], classes: Sequence[str]) -> np.ndarr
                 )
             targets[row, index[label]] = 1.0
     return targets
-
-
-def stratified_split(
-    targets: np.ndarray, val_fraction: float = 0.2, fold: int = 0, seed: int = 42
-) -> tuple[np.ndarray, np.ndarray]:
-    """Train / validation indices: fold ``fold`` of a seeded multi-label stratified k-fold.
-
-    The number of folds is ``round(1 / val_fraction)`` (0.2 -> 5 folds), so sweeping ``fold``
-    over ``0..k-1`` gives a full cross-validation with disjoint validation sets.
-    """
-    if not 0.0 < val_fraction <= 0.5:
-        raise DataError(f"val_fraction={val_fraction} must be in (0, 0.5]")
-    n_folds = round(1.0 / val_fraction)
-    if not 0 <= fold < n_folds:
-        raise DataError(f"fold={fold} must be in 0..{n_folds - 1} for val_fraction={val_fraction}")
-    if len(targets) < n_folds:
-        raise DataError(f"{len(targets)} images are too few for {n_folds} folds")
-    splitter = multilabel_kfold(n_folds, seed)
-    for index, (train_idx, val_idx) in enumerate(splitter.split(np.zeros(len(targets)), targets)):
-        if index == fold:
-            return np.sort(train_idx), np.sort(val_idx)
-    raise AssertionError("unreachable: fold was range-checked")
-
-
-def multilabel_kfold(n_folds: int, seed: int) -> Any:
-    """A shuffled, seeded ``MultilabelStratifiedKFold`` with ``n_folds`` splits.
-
-    ``iterstrat`` is imported here, not at module level: only splitting needs it, and the
-    offline inference path (a Kaggle notebook, which lacks it) imports this module.
-    """
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
-    return MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)

@@ -1,9 +1,5 @@
-"""The Kaggle data layout, named once: the file and folder names, and which files are images.
-
-A competition folder holds ``train.csv`` (``image,labels``), ``train_images/``, ``test_images/``
-and ``sample_submission.csv``; a ``prepare`` cache repeats the two image folders. Every module
-that reads or writes such a folder takes the names from here. This module imports nothing heavy.
-"""
+"""The Kaggle data layout, named once: the file and folder names, and which files are images
+(a ``prepare`` cache repeats the two image folders). This module imports nothing heavy."""
 
 from __future__ import annotations
 
@@ -23,10 +19,8 @@ def has_image_suffix(name: str) -> bool:
 
 
 def not_an_image(name: str) -> str | None:
-    """Why the file ``name`` is not taken as an image to predict, or ``None`` if it is one.
-
-    Hidden files and macOS ``._*`` resource files are refused even with an image suffix.
-    """
+    """Why the file ``name`` is not taken as an image to predict, or ``None`` if it is one
+    (hidden files and macOS ``._*`` resource files are refused even with an image suffix)."""
     if name.startswith("._"):
         return "a macOS resource-fork file"
     if name.startswith("."):

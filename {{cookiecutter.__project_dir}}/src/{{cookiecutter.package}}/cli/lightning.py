@@ -30,7 +30,7 @@ from ..utils.errors import DataError
 from ..utils.hardware import default_precision
 from ..utils.constraints import PositiveInt
 from ..data import PlantDataModule
-from ..folds import fold_checkpoints, is_cv_folder
+from ..workflows.cv_files import fold_checkpoints, is_cv_folder
 from ..predict.inference import predict_with_ensemble
 from .loggers import check_logger_packages
 from ..models import PlantClassifier

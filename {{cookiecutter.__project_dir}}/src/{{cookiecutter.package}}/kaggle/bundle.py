@@ -25,7 +25,7 @@ from ..cli.argtypes import command_parser, positive_seconds, unit_interval
 from .manifest import MANIFEST, manifest_dict
 from .target import check_target, staged_folder
 from ..utils.errors import DataError
-from ..folds import fold_checkpoints, is_cv_folder
+from ..workflows.cv_files import fold_checkpoints, is_cv_folder
 from .push import (
     COMPETITION,
     PROJECT,

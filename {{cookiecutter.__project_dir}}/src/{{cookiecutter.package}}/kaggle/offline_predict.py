@@ -48,7 +48,7 @@ def predict_folder(
     folder = Path(images)
     names = list_images(folder)
     ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta, threshold=threshold)
-    workers = default_num_workers() if num_workers is None else num_workers
+    workers = default_num_workers(num_workers)
     ids, probs = predict_images(
         ensemble, folder, names, image_size, batch_size, workers, accelerator, precision
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..utils.atomic import atomic_write
 from ..utils.errors import DataError
-from ..folds import THRESHOLDS
+from ..workflows.cv_files import THRESHOLDS
 
 MIN_POSITIVES = 20
 """A class with fewer positive OOF images than this keeps the global threshold.

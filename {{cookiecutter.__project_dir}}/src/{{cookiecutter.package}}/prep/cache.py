@@ -26,7 +26,7 @@ from PIL import Image
 
 from ..utils.atomic import atomic_write
 from ..utils.errors import DataError, disk_full, is_disk_full
-from ..images import load_image
+from ..images import file_digest, load_image
 from ..layout import IMAGE_FOLDERS
 
 MANIFEST = "cache.json"
@@ -202,15 +202,6 @@ def source_fingerprint(path: Path) -> dict[str, Any]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_tail": digest}
 
 
-def content_digest(path: Path) -> str:
-    """BLAKE2b digest of the whole file."""
-    digest = hashlib.blake2b(digest_size=20)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def is_up_to_date(source: Path, target: Path, record: dict[str, Any] | None) -> bool:
     """Whether ``target`` is the cached copy of ``source`` as it is now, by the cheap checks.
 
@@ -235,7 +226,7 @@ def convert_one(task: Task) -> Outcome:
     source, target = Path(task.source), Path(task.target)
     try:
         fingerprint = source_fingerprint(source)
-        digest = content_digest(source)
+        digest = file_digest(source)
     except OSError as exc:
         return Outcome(task.rel, None, f"{source}: cannot read ({exc})", False)
     previous = task.previous

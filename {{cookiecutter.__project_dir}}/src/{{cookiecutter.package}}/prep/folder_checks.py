@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .cache import cached_names
 from ..utils.errors import DataError
-from ..images import check_image_header, find_unreadable
+from .image_checks import check_image_header, find_unreadable
 from ..labels import Sample
 from ..layout import IMAGE_SUFFIXES, not_an_image
 

@@ -111,7 +111,7 @@ def image_sizes(data_dir: str | Path, samples: Sequence[Sample]) -> Figure:
 
     ``DataError`` naming the first image that is unreadable or larger than training accepts.
     """
-    from ..images import check_image_header
+    from ..prep.image_checks import check_image_header
 
     sizes = Counter(check_image_header(Path(data_dir) / TRAIN_IMAGES / s.image) for s in samples)
     figure, axes = _figure(5.5, 4.5)

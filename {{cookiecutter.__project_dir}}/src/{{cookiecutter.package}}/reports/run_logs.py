@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..utils.errors import DataError
-from ..folds import OOF, THRESHOLDS, is_cv_folder
+from ..workflows.cv_files import OOF, THRESHOLDS, is_cv_folder
 from ..labels import encode_labels, read_train_csv
 from ..layout import TRAIN_CSV
 

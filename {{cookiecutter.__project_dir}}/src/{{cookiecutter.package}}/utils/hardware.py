@@ -40,6 +40,9 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_num_workers() -> int:
-    """Loader workers: one per available core, less one for the training loop, at most 8."""
+def default_num_workers(requested: int | None = None) -> int:
+    """Loader workers: ``requested``, or if ``None`` (auto) one per available core, less one for
+    the training loop, at most 8."""
+    if requested is not None:
+        return requested
     return max(0, min(8, available_cores() - 1))

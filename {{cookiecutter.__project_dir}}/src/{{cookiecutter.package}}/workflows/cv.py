@@ -34,7 +34,10 @@ from ..cli.argtypes import fit_job_parser, positive_int
 from ..utils.atomic import atomic_write
 from ..cli.checkpoints import LAST, inspect_checkpoint
 from ..utils.errors import DataError
-from ..folds import (
+from ..folds import FoldPlan, assign_folds
+from ..prep.image_checks import duplicate_groups
+from ..utils.hardware import default_num_workers
+from .cv_files import (
     BEST,
     FIT_CONFIG,
     FOLDS_CSV,
@@ -42,11 +45,8 @@ from ..folds import (
     PLAN,
     SUMMARY,
     THRESHOLDS,
-    FoldPlan,
-    assign_folds,
     clear_cv_folder,
     clear_fold,
-    duplicate_groups,
     fold_dir,
     fold_leftovers,
     is_cv_folder,
@@ -225,7 +225,7 @@ def write_fold_oof(config: Any, out: Path, fold: int, plan: FoldPlan) -> Path:
         images,
         int(data.image_size),
         int(data.batch_size),
-        int(data.num_workers or 0),
+        default_num_workers(data.num_workers),
         config.trainer.get("accelerator") or "auto",
         config.trainer.get("precision"),
     )

@@ -1,0 +1,180 @@
+"""Image checks made before training or a report: a cheap header check, a full decode of a
+folder's listed images that remembers the files it verified, and the search for identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import PIL
+from PIL import Image
+
+from ..images import (
+    MAX_PIXELS,
+    bomb_warnings_ignored,
+    check_pixel_count,
+    decode,
+    errors_named,
+    file_digest,
+)
+from ..utils.errors import DataError
+from .cache import read_manifest
+from ..utils.hardware import available_cores
+
+# Folders with fewer listed images are verified on every run: it takes seconds, so no stamp file.
+STAMP_MIN_FILES = 500
+PROGRESS_MIN_FILES = 200
+T = TypeVar("T")
+
+
+def on_all_cores(job: Callable[[Path], T], paths: Sequence[Path], description: str) -> list[T]:
+    """``job`` of every path, one thread per available core (Pillow and hashlib release the
+    GIL), with a progress bar when the list is long."""
+    # Here, not at the top: the offline inference path (a Kaggle notebook) imports the package.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    results: list[T] = []
+    with (
+        Progress(*columns, disable=len(paths) < PROGRESS_MIN_FILES) as bar,
+        ThreadPoolExecutor(max_workers=available_cores()) as pool,
+    ):
+        task = bar.add_task(description, total=len(paths))
+        for result in pool.map(job, paths):
+            bar.advance(task)
+            results.append(result)
+    return results
+
+
+def readable_digest(path: Path) -> str:
+    """``file_digest``, with ``DataError`` naming the file if it cannot be read."""
+    try:
+        return file_digest(path)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise DataError(f"{path}: cannot be read to look for identical images ({reason})") from None
+
+
+def duplicate_groups(
+    folder: Path, names: Sequence[str], cache_dir: Path | None = None
+) -> list[list[str]]:
+    """Groups (two files or more) of ``names`` in ``folder`` whose bytes are identical.
+
+    With a ``prepare`` cache, the digests of the sources that its manifest records are used: no
+    file is read, and the groups are those of the sources even where they were deleted.
+    """
+    if cache_dir is not None:
+        files = read_manifest(cache_dir).files
+        digests = [files[f"{folder.name}/{name}"]["digest"] for name in names]
+    else:
+        paths = [folder / name for name in names]
+        digests = on_all_cores(readable_digest, paths, f"looking for identical {folder.name}")
+    by_digest: dict[str, list[str]] = {}
+    for name, digest in zip(names, digests):
+        by_digest.setdefault(digest, []).append(name)
+    return [sorted(group) for group in by_digest.values() if len(group) > 1]
+
+
+def check_image_header(path: Path) -> tuple[int, int]:
+    """Cheaply confirm that ``path`` exists, starts like an image and is not too large; return
+    the ``(width, height)`` its header declares."""
+    with (
+        errors_named(path, "not a readable image"),
+        bomb_warnings_ignored(),
+        Image.open(path) as image,
+    ):
+        check_pixel_count(path, image.size)
+        return image.size
+
+
+def verify_image(path: Path) -> str | None:
+    """Decode ``path`` completely (at the smallest JPEG scale); the error line, or None if fine.
+
+    The smallest DCT scale still entropy-decodes the whole file, so truncated and corrupt files
+    fail here as they would in training. Call it inside ``bomb_warnings_ignored``.
+    """
+    try:
+        decode(path, 1, "not a readable image")
+    except DataError as exc:
+        return str(exc)
+    return None
+
+
+def find_unreadable(folder: Path, names: Sequence[str], label: str = "") -> dict[str, str]:
+    """Decode every listed image of ``folder``; map each one that fails to its error line.
+
+    Files verified before, unchanged since (same size and modification time in nanoseconds) and
+    decoded by the same Pillow are skipped: large folders keep a stamp file under the user's cache
+    folder (``$XDG_CACHE_HOME`` or ``~/.cache``), so a read-only data folder works too.
+    """
+    stats = {name: _stat_key(folder / name) for name in names}
+    remember = len(names) >= STAMP_MIN_FILES
+    verified = _read_stamp(folder) if remember else {}
+    todo = [name for name in names if stats[name] is None or verified.get(name) != stats[name]]
+    failures: dict[str, str] = {}
+    with bomb_warnings_ignored():
+        paths = [folder / name for name in todo]
+        reasons = on_all_cores(verify_image, paths, f"decoding {label or folder.name}")
+    for name, reason in zip(todo, reasons):
+        key = stats[name]
+        if reason is not None:
+            failures[name] = reason
+            verified.pop(name, None)
+        elif key is not None:  # a file that could not be stat'ed is verified again next run
+            verified[name] = key
+    if remember and todo:
+        _write_stamp(folder, {name: verified[name] for name in names if name in verified})
+    return failures
+
+
+def _stat_key(path: Path) -> list[int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def stamp_path(folder: Path) -> Path:
+    """Where the verified-files stamp of ``folder`` lives (outside it: it may be read-only)."""
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.blake2b(str(folder.resolve()).encode(), digest_size=10).hexdigest()
+    return cache_home / __name__.split(".")[0] / "verified" / f"{key}.json"
+
+
+def _decoder_key() -> str:
+    return f"Pillow {PIL.__version__}, MAX_PIXELS {MAX_PIXELS}"
+
+
+def _read_stamp(folder: Path) -> dict[str, list[int]]:
+    """The files of ``folder`` verified before, or nothing if the stamp is absent or unusable."""
+    try:
+        stamp = json.loads(stamp_path(folder).read_text())
+        if stamp["folder"] != str(folder.resolve()) or stamp["decoder"] != _decoder_key():
+            return {}
+        return {str(name): list(key) for name, key in stamp["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _write_stamp(folder: Path, files: dict[str, list[int]]) -> None:
+    """Replace the stamp atomically; a cache folder that cannot be written just means no stamp."""
+    path = stamp_path(folder)
+    stamp = {"folder": str(folder.resolve()), "decoder": _decoder_key(), "files": files}
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=path.name, suffix=".partial", dir=path.parent)
+        with os.fdopen(handle, "w") as out:
+            json.dump(stamp, out)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)

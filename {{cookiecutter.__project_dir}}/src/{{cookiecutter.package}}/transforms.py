@@ -1,0 +1,38 @@
+"""The augmentations: what a training image goes through, what an evaluated one does, and the
+normalisation applied to whole batches on the training device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def build_transforms(image_size: int, train: bool) -> Callable[[Any], torch.Tensor]:
+    """Augmentations for training, a plain resize otherwise; both give ``image_size`` squares.
+
+    The result is a uint8 CHW tensor: loader workers hand the main process a quarter of the bytes
+    of float32, and ``normalize_batch`` scales whole batches on the training device instead.
+    """
+    if train:
+        geometry = [
+            v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.ColorJitter(brightness=0.2, contrast=0.2),
+        ]
+    else:
+        geometry = [v2.Resize((image_size, image_size), antialias=True)]
+    return v2.Compose([*geometry, v2.PILToTensor()])
+
+
+def normalize_batch(images: torch.Tensor) -> torch.Tensor:
+    """uint8 NCHW images -> float32, scaled to [0, 1] and normalised with ImageNet statistics."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    return (images.float() / 255.0 - mean) / std
