@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .utils.atomic import atomic_write
+from .utils.atomic import write_csv
 from .utils.errors import DataError
 from .utils.hardware import available_cores
 from .labels import multilabel_kfold
@@ -85,11 +85,7 @@ class FoldPlan:
 
     def save(self, path: str | Path) -> Path:
         """Write ``image,fold`` rows (the format ``--data.split_file`` reads)."""
-        with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["image", "fold"])
-            writer.writerows(zip(self.images, (int(f) for f in self.folds)))
-        return Path(path)
+        return write_csv(path, ["image", "fold"], zip(self.images, (int(f) for f in self.folds)))
 
 
 def assign_folds(

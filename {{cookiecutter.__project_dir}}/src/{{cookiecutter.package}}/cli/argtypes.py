@@ -1,7 +1,6 @@
-"""The ``argparse`` pieces shared by the commands that do not train (``prepare``, ``sample-data``).
-
-A parser whose refusals are one ``error:`` line, and number types that name the bad value. This
-module imports nothing heavy, so a command's ``--help`` stays instant.
+"""The ``argparse`` pieces shared by the commands: the one ``error:`` line of a refused command
+line (``refuse``, LightningCLI's parser too), parsers, and number types that name the bad value.
+This module imports nothing heavy, so a command's ``--help`` stays instant.
 """
 
 from __future__ import annotations
@@ -12,12 +11,17 @@ from pathlib import Path
 from typing import NoReturn
 
 
+def refuse(prog: str, message: str) -> NoReturn:
+    """Print a parser's refusal as one ``error:`` line pointing at ``--help``; exit with 2."""
+    print(f"error: {message} (see: {prog.replace(' [options]', '')} --help)", file=sys.stderr)
+    sys.exit(2)
+
+
 class OneLineArgumentParser(argparse.ArgumentParser):
     """``argparse`` parser whose refusals are one ``error:`` line naming the option."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"error: {message} (see: {self.prog} --help)", file=sys.stderr)
-        sys.exit(2)
+        refuse(self.prog, message)
 
 
 def program_name() -> str:

@@ -33,12 +33,12 @@ from .metadata import (
     check_ids,
     dataset_metadata,
     kernel_metadata,
-    write_json,
 )
 from .push import TIMEOUT
 from .notebook import NotebookInputs, write_notebook
+from ..predict.tta import TTA_NAMES, check_tta
+from ..utils.atomic import write_json
 
-TTA_CHOICES = ("none", "hflip", "flips")
 WHEEL_TIMEOUT = 600  # seconds; a pure-Python wheel builds in a few
 DESCRIPTION = (
     "Write a checkpoint or a cv folder as two Kaggle datasets (code, weights) and an"
@@ -204,8 +204,7 @@ def package(
 ) -> Ids:
     """Check everything, build the bundle next to ``out``, then move it into place."""
     ids = check_ids(user, competition)
-    if tta not in TTA_CHOICES:
-        raise DataError(f"--tta {tta}: use one of {', '.join(TTA_CHOICES)}")
+    check_tta(tta)
     root = project_root()
     protected = {
         "the working directory": Path.cwd(),
@@ -240,7 +239,7 @@ def parser() -> argparse.ArgumentParser:
         "--competition", default=COMPETITION, help=f"competition slug (default: {COMPETITION})"
     )
     build.add_argument(
-        "--tta", choices=TTA_CHOICES, default="none", help="test-time augmentation of the notebook"
+        "--tta", choices=TTA_NAMES, default="none", help="test-time augmentation of the notebook"
     )
     build.add_argument(
         "--model.threshold",

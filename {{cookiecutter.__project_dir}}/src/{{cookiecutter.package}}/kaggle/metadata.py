@@ -8,13 +8,10 @@ notebook lists the competition and both datasets as its inputs.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ..utils.atomic import atomic_write
 from ..utils.errors import DataError
 from .notebook import NOTEBOOK
 
@@ -58,12 +55,6 @@ def check_ids(user: str, competition: str) -> Ids:
             " and -, as in kaggle.com/competitions/<slug>)"
         )
     return Ids(user, competition)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as indented JSON, whole or not at all (a full disk names ``path``)."""
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def dataset_metadata(dataset_id: str, what: str) -> dict[str, Any]:

@@ -6,18 +6,17 @@ dataset and ``test_images/`` of the competition, each a few folders deep at most
 inputs as ``/kaggle/input/<slug>``; nested layouts such as ``.../<owner>/<slug>/`` are found too).
 It installs the wheel with ``pip install --no-index --no-deps``, predicts through
 ``offline_predict.predict_with_manifest`` and writes ``submission.csv`` to ``KAGGLE_WORKING``
-(default ``/kaggle/working``). The JSON is written with ``json``: no nbformat needed here.
+(default ``/kaggle/working``). No nbformat needed to write it.
 """
 
 from __future__ import annotations
 
-import json
 from string import Template
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..utils.atomic import atomic_write
+from ..utils.atomic import write_json
 from ..layout import TEST_IMAGES
 
 NOTEBOOK = "inference.ipynb"
@@ -131,7 +130,4 @@ def _cell(kind: str, text: str, index: int) -> dict[str, Any]:
 
 def write_notebook(folder: Path, inputs: NotebookInputs) -> Path:
     """Write ``inference.ipynb`` into ``folder``; returns its path."""
-    target = folder / NOTEBOOK
-    with atomic_write(target) as tmp:
-        tmp.write_text(json.dumps(notebook_json(inputs), indent=1) + "\n", encoding="utf-8")
-    return target
+    return write_json(folder / NOTEBOOK, notebook_json(inputs), indent=1)

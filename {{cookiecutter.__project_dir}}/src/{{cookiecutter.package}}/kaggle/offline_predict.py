@@ -19,7 +19,7 @@ from ..utils.hardware import default_num_workers
 from ..predict.inference import EnsembleClassifier, predict_images, speed_line
 from ..metrics import decode, labels_to_text
 from ..utils.quiet import drop_adverts
-from ..predict.submission import one_row_per_image, write_csv_atomically, write_probabilities
+from ..predict.submission import one_row_per_image, write_probabilities, write_submission
 
 drop_adverts()
 
@@ -56,7 +56,7 @@ def predict_folder(
     labels = labels_to_text(decode(probs, ensemble.hparams["threshold"]), ensemble.classes)
     if probabilities is not None:
         write_probabilities(probabilities, ids, probs, ensemble.classes)
-    written = write_csv_atomically(out, ["image", "labels"], list(zip(ids, labels)))
+    written = write_submission(out, ids, labels)
     print(speed_line(ensemble.timer, ensemble))
     return written
 

@@ -1,12 +1,10 @@
-"""Write predictions as a Kaggle submission (``image,labels``), atomically.
+"""Write predictions as a Kaggle submission (``image,labels``) and per-class probabilities.
 
-The file appears only when every test image has been predicted: rows go to a temporary file in
-the same folder, which is renamed over the target at the end. An interrupted run leaves nothing.
+A file appears only when every test image has been predicted, and whole (``utils.atomic``).
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,20 +14,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from ..utils.atomic import atomic_write
+from ..utils.atomic import write_csv
 from ..utils.errors import DataError
 from ..metrics import decode, labels_to_text
 
 
-def write_csv_atomically(
-    path: str | Path, header: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> Path:
-    """Write ``rows`` under ``header`` to ``path`` via a temporary file and an atomic rename."""
-    with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return Path(path)
+def write_submission(path: str | Path, ids: Sequence[str], labels: Sequence[str]) -> Path:
+    """The Kaggle submission: ``image,labels`` per image, atomically."""
+    return write_csv(path, ["image", "labels"], zip(ids, labels))
 
 
 def write_probabilities(
@@ -37,7 +29,7 @@ def write_probabilities(
 ) -> Path:
     """``image,<class>...`` per image, rounded to 6 decimals (for ensembling), atomically."""
     rows = [[name, *np.round(row, 6).tolist()] for name, row in zip(ids, probs)]
-    return write_csv_atomically(path, ["image", *classes], rows)
+    return write_csv(path, ["image", *classes], rows)
 
 
 class SubmissionWriter(BasePredictionWriter):
@@ -72,7 +64,7 @@ class SubmissionWriter(BasePredictionWriter):
         ids, probs = one_row_per_image(ids, probs, getattr(expected, "names", None))
         classes: list[str] = list(getattr(pl_module, "classes"))
         labels = labels_to_text(decode(probs, pl_module.hparams["threshold"]), classes)
-        write_csv_atomically(self.path, ["image", "labels"], list(zip(ids, labels)))
+        write_submission(self.path, ids, labels)
         if self.probabilities_path:
             write_probabilities(self.probabilities_path, ids, probs, classes)
 

@@ -7,7 +7,7 @@ the cache was built from and, per image, its source's size, modification time, a
 first and last 8 KiB, a digest of the whole file, and the cached file's size.
 
 ``convert_one`` writes one cached copy, an upright RGB JPEG whose shorter side is the cache's size,
-atomically (its temporary file ends in ``.partial``, which no image name does), or confirms an
+atomically (its temporary file ends in ``PARTIAL_SUFFIX``, which no image name does), or confirms an
 existing one by content. ``is_up_to_date`` is the cheap test that skips an image. ``check_cache``
 refuses, before training, a cache that is damaged, stale, too small or built from another data
 folder.
@@ -16,7 +16,6 @@ folder.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +23,14 @@ from typing import Any, NamedTuple
 
 from PIL import Image
 
-from ..utils.atomic import atomic_write
-from ..utils.errors import DataError, disk_full, is_disk_full
+from ..utils.atomic import atomic_write, write_json
+from ..utils.errors import DataError
+from ..utils.jsonfile import field, read_json
 from ..images import load_image
 from ..layout import IMAGE_FOLDERS
 
 MANIFEST = "cache.json"
 MANIFEST_FORMAT = 2
-PARTIAL_SUFFIX = ".partial"
 HEAD_TAIL_BYTES = 8192
 RECORD_FIELDS = ("size", "mtime_ns", "head_tail", "digest", "cached_size")
 JPEG_QUALITY = 95
@@ -70,42 +69,25 @@ def read_manifest(cache_dir: str | Path) -> Manifest:
     path = Path(cache_dir) / MANIFEST
     if not path.is_file():
         raise DataError(f"{cache_dir}: not an image cache (no {MANIFEST}); build it with prepare")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return _parse_manifest(data)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        reason = " ".join(str(exc).split())
-        raise DataError(
-            f"{path}: not a valid cache manifest ({reason}); delete {cache_dir} and run prepare"
-            " again"
-        ) from None
+    again = f"; delete {cache_dir} and run prepare again"
+    return read_json(path, _parse_manifest, "cache manifest", again)
 
 
 def _parse_manifest(data: Any) -> Manifest:
-    """Check the structure of the decoded JSON; ``ValueError`` saying what is wrong."""
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    if data.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"format {data.get('format')!r}, expected {MANIFEST_FORMAT}")
-    size, source, files = data.get("size"), data.get("source"), data.get("files")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"size {size!r} is not a positive integer")
-    if not isinstance(source, str) or not source:
-        raise ValueError(f"source {source!r} is not a folder")
-    if not isinstance(files, dict):
-        raise ValueError("files is not an object")
+    """Check the structure of the decoded JSON; ``DataError`` saying what is wrong."""
+    if field(data, "format", int) != MANIFEST_FORMAT:
+        raise DataError(f"format {data['format']!r}, expected {MANIFEST_FORMAT}")
+    files = field(data, "files", dict)
     for rel, record in files.items():
         if not isinstance(record, dict) or any(name not in record for name in RECORD_FIELDS):
-            raise ValueError(f"the record of {rel} is incomplete")
-    return Manifest(size, source, files)
+            raise DataError(f"the record of {rel} is incomplete")
+    return Manifest(field(data, "size", int, minimum=1), field(data, "source", str), files)
 
 
 def write_manifest(cache_dir: Path, manifest: Manifest) -> None:
     """Replace ``cache.json`` atomically."""
     data = {"format": MANIFEST_FORMAT, "size": manifest.size, "source": manifest.source}
-    text = json.dumps({**data, "files": manifest.files}, indent=0)
-    with atomic_write(cache_dir / MANIFEST) as tmp:  # its temporary name ends in PARTIAL_SUFFIX
-        tmp.write_text(text + "\n", encoding="utf-8")
+    write_json(cache_dir / MANIFEST, {**data, "files": manifest.files}, indent=0)
 
 
 def create_or_read_manifest(cache_dir: Path, data_dir: Path, size: int) -> Manifest:
@@ -246,21 +228,15 @@ def convert_one(task: Task) -> Outcome:
         and digest == previous["digest"]
     ):
         return Outcome(task.rel, {**previous, **fingerprint}, None, False)
-    partial = target.with_name(f"{target.name}.{os.getpid()}{PARTIAL_SUFFIX}")
     try:
-        _write_resized(source, partial, task.size)
-        cached_size = partial.stat().st_size
-        os.replace(partial, target)
+        with atomic_write(target) as partial:  # a full disk raises DiskFullError naming target
+            _write_resized(source, partial, task.size)
+            cached_size = partial.stat().st_size
     except DataError as exc:
-        partial.unlink(missing_ok=True)
         return Outcome(task.rel, None, str(exc), False)
     except MemoryError:
-        partial.unlink(missing_ok=True)
         return Outcome(task.rel, None, f"{source}: out of memory while converting it", False)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
-        if is_disk_full(exc):
-            raise disk_full(target, exc) from None
         return Outcome(task.rel, None, f"{source}: cannot write {target} ({exc})", False)
     record = {**fingerprint, "digest": digest, "cached_size": cached_size}
     return Outcome(task.rel, record, None, True)

@@ -15,7 +15,6 @@ pixel, so 3.6 GB at the limit rather than the 75 GiB that 100000x100000 would as
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import shutil
@@ -27,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..cli.argtypes import command_parser, non_negative_int, positive_int
+from ..utils.atomic import write_csv
 from ..utils.errors import DataError, full_disk_named
 from ..images import MAX_PIXELS
 from ..layout import SAMPLE_SUBMISSION, TEST_IMAGES, TRAIN_CSV, TRAIN_IMAGES
@@ -196,16 +196,9 @@ def generate(
 
     train_rows = draw_set(n_train, "train_", TRAIN_IMAGES)
     test_rows = draw_set(n_test, "test_", TEST_IMAGES)
-    _write_rows(out / TRAIN_CSV, train_rows)
-    _write_rows(out / SAMPLE_SUBMISSION, [(name, "healthy") for name, _ in test_rows])
+    write_csv(out / TRAIN_CSV, ["image", "labels"], train_rows)
+    write_csv(out / SAMPLE_SUBMISSION, ["image", "labels"], [(n, "healthy") for n, _ in test_rows])
     return out
-
-
-def _write_rows(path: Path, rows: list[tuple[str, str]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "labels"])
-        writer.writerows(rows)
 
 
 def generate_into_new_folder(

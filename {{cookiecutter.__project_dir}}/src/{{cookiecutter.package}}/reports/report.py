@@ -1,4 +1,5 @@
 """``report DATA_DIR [RUN_DIR] --out DIR``: the notebooks' figures, written as PNG files.
+(And ``summary_table``, the text table of ``cv`` and ``tune``.)
 
 For people who do not use notebooks, and for CI artifacts. The data figures (label counts,
 co-occurrence, label sets, sample images, image sizes) come from ``DATA_DIR``; with ``RUN_DIR``
@@ -11,13 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from ..cli.argtypes import command_parser
 from ..utils.errors import DataError
 from ..labels import read_train_csv
 from ..layout import TRAIN_CSV
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DATA_FIGURES = (
     "label_counts",
@@ -27,6 +30,13 @@ DATA_FIGURES = (
     "image_sizes",
 )
 RUN_FIGURES = ("training_curves", "per_class_f1", "f1_vs_threshold")
+
+
+def summary_table(rows: Sequence[Sequence[object]]) -> str:
+    """Rows of cells (the first one the header) as an aligned text table, for a command's log."""
+    cells = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
 
 
 def data_figures(data_dir: str | Path) -> dict[str, Figure]:
