@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import __version__
 from ..cli.argtypes import command_parser, positive_seconds, unit_interval
-from .manifest import MANIFEST, manifest_dict
+from .manifest import Manifest, write_manifest
 from .target import check_target, move_into_place, staging_folder
 from ..utils.errors import DataError
 from ..folds import fold_checkpoints, is_cv_folder
@@ -157,16 +157,15 @@ def write_weights(
     for source, name in zip(checkpoints, names):
         before, after = strip_checkpoint(source, folder / name)
         print(f"{source}: {megabytes(before)} -> weights/{name}: {megabytes(after)}")
-    manifest = manifest_dict(
-        names,
-        settings["classes"],
-        settings["image_size"],
-        settings["batch_size"],
-        settings["threshold"],
-        tta,
-        settings["provenance"],
+    manifest = Manifest(
+        checkpoints=[folder / name for name in names],
+        classes=settings["classes"],
+        image_size=settings["image_size"],
+        batch_size=settings["batch_size"],
+        threshold=settings["threshold"],
+        tta=tta,
     )
-    write_json(folder / MANIFEST, manifest)
+    write_manifest(folder, manifest, settings["provenance"])
 
 
 def build_bundle(

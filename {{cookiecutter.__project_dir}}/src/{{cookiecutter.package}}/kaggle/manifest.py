@@ -1,19 +1,17 @@
-"""``manifest.json`` of a weights bundle: which checkpoints, and how ``predict`` used them.
+"""``manifest.json`` of a weights bundle: its checkpoints and the settings ``predict`` used.
 
-``package`` writes it next to the stripped checkpoints; the offline notebook reads it (through
-``offline_predict.predict_with_manifest``) so that it predicts with the same label vocabulary,
-image size, batch size, thresholds and TTA as ``predict`` would. ``read_manifest`` validates
-every field, so a damaged or hand-edited file is one ``DataError`` naming the field. This module
-imports nothing heavy.
+``package`` writes it; the offline notebook reads it (``offline_predict.predict_with_manifest``),
+each field checked, so a damaged file is one ``DataError`` naming the field. Imports nothing heavy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..predict.tta import TTA_NAMES
+from ..utils.atomic import write_json
 from ..utils.errors import DataError
 from ..utils.jsonfile import field, read_json
 
@@ -23,7 +21,7 @@ FORMAT = 1
 
 @dataclass(frozen=True)
 class Manifest:
-    """The inference settings of a bundle; ``checkpoints`` are absolute paths."""
+    """The inference settings of a bundle; ``checkpoints`` are paths next to the manifest."""
 
     checkpoints: list[Path]
     classes: list[str]
@@ -33,26 +31,11 @@ class Manifest:
     tta: str
 
 
-def manifest_dict(
-    checkpoint_names: list[str],
-    classes: list[str],
-    image_size: int,
-    batch_size: int,
-    threshold: float | list[float],
-    tta: str,
-    provenance: dict[str, Any],
-) -> dict[str, Any]:
-    """The JSON content of a manifest; ``provenance`` says where the settings came from."""
-    return {
-        "format": FORMAT,
-        "checkpoints": checkpoint_names,
-        "classes": classes,
-        "image_size": image_size,
-        "batch_size": batch_size,
-        "threshold": threshold,
-        "tta": tta,
-        **provenance,
-    }
+def write_manifest(folder: Path, manifest: Manifest, provenance: dict[str, Any]) -> Path:
+    """Write ``folder/manifest.json`` (checkpoints by file name); ``provenance`` says where the
+    settings came from."""
+    data = {**asdict(manifest), "checkpoints": [path.name for path in manifest.checkpoints]}
+    return write_json(folder / MANIFEST, {"format": FORMAT, **data, **provenance})
 
 
 def read_manifest(path: str | Path) -> Manifest:

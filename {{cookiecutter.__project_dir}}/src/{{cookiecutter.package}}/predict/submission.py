@@ -33,12 +33,10 @@ def write_probabilities(
 
 
 class SubmissionWriter(BasePredictionWriter):
-    """Collects ``predict_step`` outputs and writes the submission CSV at the end of predict.
+    """Write the submission at the end of predict: every test image once, in file-name order.
 
-    Every test image appears exactly once, in file-name order, on any number of devices: each
-    process's predictions are gathered (a distributed sampler pads with repeated images, which
-    are dropped). A run that did not predict every image of the test folder writes nothing.
-    The decision threshold is the model's ``threshold`` (``--model.threshold``).
+    Predictions of all devices are gathered (a distributed sampler's repeats dropped); a run that
+    missed an image writes nothing. Decodes at the model's ``threshold``.
 
     Args:
         path: where to write the submission (``submission.csv`` in the current folder).

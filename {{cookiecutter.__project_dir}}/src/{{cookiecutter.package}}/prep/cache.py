@@ -1,16 +1,8 @@
-"""The image cache on disk: its manifest ``cache.json``, one image's cached copy, and the check
-that training may read a cache.
-
-A cache holds pre-resized copies of ``train_images/`` and ``test_images/`` (the ``prepare``
-command fills it, see ``prepare.py``) and the manifest, which records the size, the data folder
-the cache was built from and, per image, its source's size, modification time, a digest of its
-first and last 8 KiB, a digest of the whole file, and the cached file's size.
-
-``convert_one`` writes one cached copy, an upright RGB JPEG whose shorter side is the cache's size,
-atomically (its temporary file ends in ``PARTIAL_SUFFIX``, which no image name does), or confirms an
-existing one by content. ``is_up_to_date`` is the cheap test that skips an image. ``check_cache``
-refuses, before training, a cache that is damaged, stale, too small or built from another data
-folder.
+"""The image cache that ``prepare`` fills: its manifest ``cache.json``, one image's cached copy
+(``convert_one``: an upright RGB JPEG whose shorter side is the cache's size, written whole) and
+``check_cache``, which refuses before training a cache that is damaged, stale, too small or built
+from another data folder. The manifest records per image its source's size, modification time,
+head-and-tail and whole-file digests, and the cached copy's size.
 """
 
 from __future__ import annotations
@@ -91,10 +83,7 @@ def write_manifest(cache_dir: Path, manifest: Manifest) -> None:
 
 
 def create_or_read_manifest(cache_dir: Path, data_dir: Path, size: int) -> Manifest:
-    """The manifest of an existing cache at ``size``, or a new cache folder with an empty one.
-
-    Refuses a cache built at another size and a non-empty folder that is not a cache.
-    """
+    """The manifest of the cache at ``size`` in ``cache_dir``, or a new empty cache there."""
     if (cache_dir / MANIFEST).exists():
         manifest = read_manifest(cache_dir)
         if manifest.size != size:
@@ -114,13 +103,9 @@ def create_or_read_manifest(cache_dir: Path, data_dir: Path, size: int) -> Manif
 
 
 def check_cache(cache_dir: str | Path, data_dir: str | Path, image_size: int) -> None:
-    """Before training or predicting from a cache: refuse it if it is damaged, built smaller
-    than ``image_size``, built from another data folder, or stale (one-line ``DataError``).
-
-    Stale means a source in ``data_dir`` changed since prepare, or a cached file is missing or
-    has another size than prepare wrote (a truncated copy). Sources that were deleted after
-    caching are fine: the cache is what training reads.
-    """
+    """``DataError`` unless the cache is sound, at least ``image_size``, built from ``data_dir``
+    and up to date: no source changed and no cached file went missing or changed size since
+    prepare (deleted sources are fine: the cache is what training reads)."""
     cache_dir, data_dir = Path(cache_dir), Path(data_dir)
     manifest = read_manifest(cache_dir)
     if manifest.size < image_size:
@@ -194,11 +179,8 @@ def content_digest(path: Path) -> str:
 
 
 def is_up_to_date(source: Path, target: Path, record: dict[str, Any] | None) -> bool:
-    """Whether ``target`` is the cached copy of ``source`` as it is now, by the cheap checks.
-
-    A changed modification time alone is not decided here: the worker compares whole-file
-    digests (``convert_one``).
-    """
+    """Whether ``target`` is the cached copy of ``source`` as it is now, by the cheap checks
+    (a changed modification time alone is left to ``convert_one``'s digest)."""
     if record is None or file_size(target) != record["cached_size"]:
         return False
     try:
@@ -209,11 +191,8 @@ def is_up_to_date(source: Path, target: Path, record: dict[str, Any] | None) -> 
 
 
 def convert_one(task: Task) -> Outcome:
-    """Write the cached copy of one image (or confirm it by content).
-
-    Raises only ``DiskFullError`` (naming the cached copy): a full disk fails every image after
-    this one, so it stops the run instead of being one more unreadable file.
-    """
+    """Write the cached copy of one image (or confirm it by content); raises only
+    ``DiskFullError``, which would fail every later image too."""
     source, target = Path(task.source), Path(task.target)
     try:
         fingerprint = source_fingerprint(source)

@@ -1,12 +1,8 @@
-"""Write a file so that its path only ever shows the old content or the complete new one.
+"""Whole-file writers: a path shows its old content or the complete new one, never a part.
 
-``atomic_write(path)`` yields a temporary path in the same folder (so the final rename never
-crosses filesystems); on success the file gets the permissions an ordinary new file would have
-(``0666`` less the umask, not ``mkstemp``'s private ``0600``), is flushed to disk and renamed over
-``path``. On any error, or an interrupt, the temporary file is removed and ``path`` is untouched;
-a full disk, met while creating or writing the temporary file, is a one-line ``DiskFullError``
-naming ``path``. ``write_text``, ``write_json`` and ``write_csv`` are the whole-file writers every
-text output of the package goes through (``torchfiles.save_torch_file`` for torch files).
+``atomic_write`` is the one mechanism (a temporary file in the same folder, flushed, renamed over
+the target; a full disk is one ``DiskFullError`` line naming the target); ``write_text``,
+``write_json`` and ``write_csv`` use it for every text output (``torchfiles`` for torch files).
 """
 
 from __future__ import annotations
@@ -34,7 +30,11 @@ def current_umask() -> int:
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path to write; rename it over ``path`` when the block succeeds."""
+    """Yield a temporary path to write; rename it over ``path`` when the block succeeds.
+
+    The file gets the permissions of an ordinary new file (``0666`` less the umask); on any error
+    or interrupt the temporary file is removed and ``path`` is untouched.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with full_disk_named(target):
