@@ -25,11 +25,16 @@ def write_submission(path: str | Path, ids: Sequence[str], labels: Sequence[str]
 
 
 def write_probabilities(
-    path: str | Path, ids: Sequence[str], probs: np.ndarray, classes: Sequence[str]
+    path: str | Path,
+    ids: Sequence[str],
+    probs: np.ndarray,
+    classes: Sequence[str],
+    fold: int | None = None,
 ) -> Path:
-    """``image,<class>...`` per image, rounded to 6 decimals (for ensembling), atomically."""
-    rows = [[name, *np.round(row, 6).tolist()] for name, row in zip(ids, probs)]
-    return write_csv(path, ["image", *classes], rows)
+    """``image,[fold,]<class>...`` per image, rounded to 6 decimals (for ensembling), atomically."""
+    folds = [] if fold is None else [fold]
+    rows = [[name, *folds, *np.round(row, 6).tolist()] for name, row in zip(ids, probs)]
+    return write_csv(path, ["image", *(["fold"] if folds else []), *classes], rows)
 
 
 class SubmissionWriter(BasePredictionWriter):

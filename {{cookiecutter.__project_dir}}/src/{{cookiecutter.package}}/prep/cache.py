@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -78,8 +78,7 @@ def _parse_manifest(data: Any) -> Manifest:
 
 def write_manifest(cache_dir: Path, manifest: Manifest) -> None:
     """Replace ``cache.json`` atomically."""
-    data = {"format": MANIFEST_FORMAT, "size": manifest.size, "source": manifest.source}
-    write_json(cache_dir / MANIFEST, {**data, "files": manifest.files}, indent=0)
+    write_json(cache_dir / MANIFEST, {"format": MANIFEST_FORMAT, **asdict(manifest)}, indent=0)
 
 
 def create_or_read_manifest(cache_dir: Path, data_dir: Path, size: int) -> Manifest:

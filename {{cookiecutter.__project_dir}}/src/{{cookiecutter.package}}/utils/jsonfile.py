@@ -1,7 +1,5 @@
-"""Read a JSON file the package wrote (manifests, ``thresholds.json``) and check its fields.
-
-``read_json`` turns a missing, undecodable or invalid file into one ``DataError`` naming the file;
-``field`` is the one check of a field's type, so a hand-edited file names the bad field.
+"""Read a JSON file the package wrote (the manifests, ``thresholds.json``), checking its fields:
+a missing, damaged or hand-edited file is one ``DataError`` naming the file and the field.
 """
 
 from __future__ import annotations

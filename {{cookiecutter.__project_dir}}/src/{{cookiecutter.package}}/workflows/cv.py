@@ -52,6 +52,7 @@ from ..folds import (
     read_plan,
 )
 from ..predict.inference import EnsembleClassifier, predict_images
+from ..predict.submission import write_probabilities
 from ..labels import Sample, encode_labels, label_vocabulary, read_train_csv
 from ..layout import TRAIN_CSV, TRAIN_IMAGES
 from .fit_jobs import config_changes, config_only_cli, fit_config_yaml, run_folder_flags, yaml
@@ -227,8 +228,7 @@ def write_fold_oof(config: Any, out: Path, fold: int, plan: FoldPlan) -> Path:
         config.trainer.get("accelerator") or "auto",
         config.trainer.get("precision"),
     )
-    rows = [[name, fold, *np.round(p, 6).tolist()] for name, p in zip(ids, probs)]
-    return write_csv(run / OOF, ["image", "fold", *module.classes], rows)
+    return write_probabilities(run / OOF, ids, probs, module.classes, fold=fold)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
