@@ -37,7 +37,7 @@ from .loggers import check_logger_packages
 from ..models import LIGHTNING_KEYS, PlantClassifier, check_hyper_parameters
 from ..utils.quiet import drop_adverts
 from ..predict.submission import SubmissionWriter
-from ..predict.tta import TTA_NAMES
+from ..predict.tta import TTA
 from ..predict.threshold_report import ThresholdChoice, decide_threshold
 from .trainer_checks import (
     check_checkpoint_settings,
@@ -106,7 +106,7 @@ class PlantCLI(LightningCLI):
             parser.add_lightning_class_args(SubmissionWriter, "submission")
             parser.add_argument(
                 "--tta",
-                choices=TTA_NAMES,
+                type=TTA,
                 default="none",
                 help="test-time augmentation: average over flipped views (flips: h, v and both)",
             )

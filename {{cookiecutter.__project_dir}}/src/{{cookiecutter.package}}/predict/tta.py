@@ -6,19 +6,18 @@ first). This module imports nothing heavy, so the bundle's manifest and the CLI 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 from ..utils.errors import DataError
 
 if TYPE_CHECKING:
     import torch
 
-TTA_VIEWS: dict[str, tuple[tuple[int, ...], ...]] = {
-    "none": ((),),
-    "hflip": ((), (3,)),
-    "flips": ((), (3,), (2,), (2, 3)),  # identity, horizontal, vertical, both (NCHW dims)
-}
-TTA_NAMES = tuple(TTA_VIEWS)
+TTA = Literal["none", "hflip", "flips"]  # the type of a --tta option
+TTA_NAMES: tuple[str, ...] = get_args(TTA)
+# Per name, in order: the NCHW dims each averaged view flips (() the batch itself, 3 horizontal).
+VIEWS: list[tuple[tuple[int, ...], ...]] = [((),), ((), (3,)), ((), (3,), (2,), (2, 3))]
+TTA_VIEWS = dict(zip(TTA_NAMES, VIEWS, strict=True))
 
 
 def check_tta(tta: str) -> str:
