@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from {{ cookiecutter.package }}.kaggle.manifest import read_manifest
+from {{ cookiecutter.package }}.kaggle.offline_predict import predict_with_manifest
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.utils.errors import UserError
 from {{ cookiecutter.package }}.predict.inference import load_classifier
@@ -90,6 +91,30 @@ def test_weights_are_stripped_to_what_inference_reads(bundle):
     assert manifest.checkpoints == [stripped] and manifest.tta == "none"
     assert manifest.threshold == 0.5 and manifest.batch_size == 4
     assert "kaggle datasets create -p" in printed and "kaggle kernels push -p" in printed
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"format": 2}, "not a manifest of format 1"),
+        ({"checkpoints": "model.ckpt"}, "'checkpoints' must be a list"),
+        ({"classes": []}, "'classes' must list one name or more"),
+        ({"tta": "rot90"}, "'tta' must be one of none, hflip, flips"),
+        ({"image_size": 0}, "'image_size' must be at least 1"),
+        ({"batch_size": True}, "'batch_size' must be a number"),
+        ({"threshold": [0.5]}, rf"'threshold' must be a number in \[0, 1\] or {len(CLASSES)} of"),
+        ({"threshold": 1.5}, "'threshold' must be a number in"),
+    ],
+)
+def test_the_notebook_refuses_a_damaged_manifest_naming_the_field(bundle, tmp_path, edit, message):
+    weights = Path(shutil.copytree(bundle[0] / "weights", tmp_path / "weights"))
+    manifest = weights / "manifest.json"
+    manifest.write_text(json.dumps({**read_json(manifest), **edit}), encoding="utf-8")
+    out = tmp_path / "submission.csv"
+    with pytest.raises(UserError, match=message) as refused:
+        predict_with_manifest(manifest, tmp_path / "test_images", out)
+    assert str(refused.value).startswith(f"{manifest}: not a valid bundle manifest (")
+    assert "\n" not in str(refused.value) and not out.exists()
 
 
 def notebook_finder(notebook: Path, kaggle_input: Path, monkeypatch) -> dict:

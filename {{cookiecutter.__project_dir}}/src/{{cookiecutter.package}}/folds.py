@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .utils.atomic import atomic_write
+from .utils.atomic import write_csv
 from .utils.errors import DataError
 
 
@@ -30,11 +30,7 @@ class FoldPlan:
 
     def save(self, path: str | Path) -> Path:
         """Write ``image,fold`` rows (the format ``--data.split_file`` reads)."""
-        with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["image", "fold"])
-            writer.writerows(zip(self.images, (int(f) for f in self.folds)))
-        return Path(path)
+        return write_csv(path, ["image", "fold"], zip(self.images, (int(f) for f in self.folds)))
 
 
 def multilabel_kfold(n_folds: int, seed: int) -> Any:

@@ -28,7 +28,7 @@ LIGHTNING = "cli.lightning"
 
 
 class Command(NamedTuple):
-    """One subcommand: its line in the overview, and the module (dotted, under the package) that runs it."""
+    """One subcommand: its line in the overview, and the module that runs it (under the package)."""
 
     summary: str
     module: str

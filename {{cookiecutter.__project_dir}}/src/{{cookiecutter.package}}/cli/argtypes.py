@@ -1,7 +1,6 @@
-"""The ``argparse`` pieces shared by the commands that do not train (``prepare``, ``sample-data``).
-
-A parser whose refusals are one ``error:`` line, and number types that name the bad value. This
-module imports nothing heavy, so a command's ``--help`` stays instant.
+"""The ``argparse`` pieces shared by the commands: the one ``error:`` line of a refused command
+line (``refuse``, LightningCLI's parser too), parsers, and number types that name the bad value.
+This module imports nothing heavy, so a command's ``--help`` stays instant.
 """
 
 from __future__ import annotations
@@ -9,15 +8,21 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+
+def refuse(prog: str, message: str) -> NoReturn:
+    """Print a parser's refusal as one ``error:`` line pointing at ``--help``; exit with 2."""
+    print(f"error: {message} (see: {prog.replace(' [options]', '')} --help)", file=sys.stderr)
+    sys.exit(2)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
     """``argparse`` parser whose refusals are one ``error:`` line naming the option."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"error: {message} (see: {self.prog} --help)", file=sys.stderr)
-        sys.exit(2)
+        refuse(self.prog, message)
 
 
 def program_name() -> str:
@@ -31,36 +36,27 @@ def command_parser(command: str, description: str) -> OneLineArgumentParser:
     return OneLineArgumentParser(prog=f"{program_name()} {command}", description=description)
 
 
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
+def _bounded(
+    convert: Callable[[str], Any], ok: Callable[[Any], bool], rule: str, name: str
+) -> Callable[[str], Any]:
+    """An ``argparse`` type: ``convert`` the text, refuse a value that is not ``ok``."""
+
+    def parse(text: str) -> Any:
+        value = convert(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text} is not {rule}")
+        return value
+
+    parse.__name__ = name  # argparse names it in "invalid NAME value"
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """An ``argparse`` type: an integer of at least 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def positive_seconds(text: str) -> float:
-    """An ``argparse`` type: a finite number of seconds above 0."""
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    """An ``argparse`` type: a number from 0 to 1 (a probability, a decision threshold)."""
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a number from 0 to 1")
-    return value
+positive_int = _bounded(int, lambda v: v >= 1, "a positive integer", "positive_int")
+non_negative_int = _bounded(int, lambda v: v >= 0, "an integer of 0 or more", "non_negative_int")
+positive_seconds = _bounded(
+    float, lambda v: 0 < v < float("inf"), "a positive number of seconds", "positive_seconds"
+)
+unit_interval = _bounded(float, lambda v: 0 <= v <= 1, "a number from 0 to 1", "unit_interval")
 
 
 def fit_job_parser(command: str, description: str) -> OneLineArgumentParser:

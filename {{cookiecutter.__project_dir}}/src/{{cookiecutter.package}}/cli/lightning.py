@@ -12,12 +12,13 @@ import sys
 import warnings
 from argparse import ArgumentError
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn
 
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.tuner import Tuner
 
+from .argtypes import refuse
 from .checkpoints import (
     AtomicCheckpointIO,
     CheckpointInfo,
@@ -36,6 +37,7 @@ from .loggers import check_logger_packages
 from ..models import PlantClassifier
 from ..utils.quiet import drop_adverts
 from ..predict.submission import SubmissionWriter
+from ..predict.tta import TTA
 from ..predict.threshold_report import ThresholdChoice, decide_threshold
 from .trainer_checks import (
     LIGHTNING_KEYS,
@@ -63,9 +65,7 @@ class OneLineErrorParser(LightningArgumentParser):
         if not self.exit_on_error:
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
-        prog = parser.prog.replace(" [options]", "")
-        sys.stderr.write(f"error: {one_line_parse_error(message)} (see: {prog} --help)\n")
-        sys.exit(2)
+        refuse(parser.prog, one_line_parse_error(message))
 
 
 class FitConfigSaver(SaveConfigCallback):
@@ -109,7 +109,7 @@ class PlantCLI(LightningCLI):
             parser.add_lightning_class_args(SubmissionWriter, "submission")
             parser.add_argument(
                 "--tta",
-                type=Literal["none", "hflip", "flips"],
+                type=TTA,
                 default="none",
                 help="test-time augmentation: average over flipped views (flips: h, v and both)",
             )

@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import __version__
 from ..cli.argtypes import command_parser, positive_seconds, unit_interval
-from .manifest import MANIFEST, manifest_dict
+from .manifest import Manifest, write_manifest
 from .target import check_target, staged_folder
 from ..utils.errors import DataError
 from ..workflows.cv_files import fold_checkpoints, is_cv_folder
@@ -37,11 +37,11 @@ from .push import (
     kernel_metadata,
     manual_commands,
     push_bundle,
-    write_json,
 )
 from .notebook import NotebookInputs, write_notebook
+from ..predict.tta import TTA_NAMES, check_tta
+from ..utils.atomic import write_json
 
-TTA_CHOICES = ("none", "hflip", "flips")
 WHEEL_TIMEOUT = 600  # seconds; a pure-Python wheel builds in a few
 DESCRIPTION = (
     "Write a checkpoint or a cv folder as two Kaggle datasets (code, weights) and an"
@@ -160,16 +160,15 @@ def write_weights(
     for source, name in zip(checkpoints, names):
         before, after = strip_checkpoint(source, folder / name)
         print(f"{source}: {megabytes(before)} -> weights/{name}: {megabytes(after)}")
-    manifest = manifest_dict(
-        names,
-        settings["classes"],
-        settings["image_size"],
-        settings["batch_size"],
-        settings["threshold"],
-        tta,
-        settings["provenance"],
+    manifest = Manifest(
+        checkpoints=[folder / name for name in names],
+        classes=settings["classes"],
+        image_size=settings["image_size"],
+        batch_size=settings["batch_size"],
+        threshold=settings["threshold"],
+        tta=tta,
     )
-    write_json(folder / MANIFEST, manifest)
+    write_manifest(folder, manifest, settings["provenance"])
 
 
 def build_bundle(
@@ -207,8 +206,7 @@ def package(
 ) -> Ids:
     """Check everything, build the bundle next to ``out``, then move it into place."""
     ids = check_ids(user, competition)
-    if tta not in TTA_CHOICES:
-        raise DataError(f"--tta {tta}: use one of {', '.join(TTA_CHOICES)}")
+    check_tta(tta)
     root = project_root()
     protected = {
         "the working directory": Path.cwd(),
@@ -239,7 +237,7 @@ def parser() -> argparse.ArgumentParser:
         "--competition", default=COMPETITION, help=f"competition slug (default: {COMPETITION})"
     )
     build.add_argument(
-        "--tta", choices=TTA_CHOICES, default="none", help="test-time augmentation of the notebook"
+        "--tta", choices=TTA_NAMES, default="none", help="test-time augmentation of the notebook"
     )
     build.add_argument(
         "--model.threshold",

@@ -1,24 +1,21 @@
-"""The offline submission notebook ``inference.ipynb`` that ``package`` writes (nbformat 4 JSON).
+"""The offline submission notebook ``inference.ipynb`` that ``package`` writes (nbformat 4.5).
 
-The notebook finds its inputs by name under ``KAGGLE_INPUT`` (default ``/kaggle/input``) instead
-of trusting one mount layout: the wheel in the code dataset, ``manifest.json`` in the weights
-dataset and ``test_images/`` of the competition, each a few folders deep at most (Kaggle mounts
-inputs as ``/kaggle/input/<slug>``; nested layouts such as ``.../<owner>/<slug>/`` are found too).
-It installs the wheel with ``pip install --no-index --no-deps``, predicts through
-``offline_predict.predict_with_manifest`` and writes ``submission.csv`` to ``KAGGLE_WORKING``
-(default ``/kaggle/working``). The JSON is written with ``json``: no nbformat needed here.
+It finds its inputs by name a few folders deep under ``KAGGLE_INPUT`` (Kaggle mounts inputs as
+``/kaggle/input/<slug>``, or nested deeper): the wheel, which it installs offline, the bundle's
+manifest and the test images; it predicts with ``offline_predict.predict_with_manifest`` into
+``KAGGLE_WORKING``.
 """
 
 from __future__ import annotations
 
-import json
 from string import Template
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..utils.atomic import atomic_write
+from ..utils.atomic import write_json
 from ..layout import TEST_IMAGES
+from .manifest import MANIFEST
 
 NOTEBOOK = "inference.ipynb"
 SEARCH_DEPTH = 6
@@ -70,7 +67,7 @@ importlib.invalidate_caches()"""
 
 PREDICT = """from $package.kaggle.offline_predict import predict_with_manifest
 
-manifest = find_input("manifest.json", WEIGHTS_DATASET)
+manifest = find_input($manifest, WEIGHTS_DATASET)
 test_images = find_input(TEST_FOLDER, COMPETITION)
 KAGGLE_WORKING.mkdir(parents=True, exist_ok=True)
 started = time.monotonic()
@@ -102,6 +99,7 @@ def notebook_json(inputs: NotebookInputs) -> dict[str, Any]:
     """The notebook as an nbformat 4.5 document (a dict ready for ``json.dump``)."""
     literals = {key: repr(value) for key, value in inputs.__dict__.items()}
     values = {**literals, "test_folder": repr(TEST_IMAGES), "depth": str(SEARCH_DEPTH)}
+    values["manifest"] = repr(MANIFEST)
     values["package"] = inputs.package
     cells = [
         _cell("markdown", Template(INTRO).substitute(inputs.__dict__), 0),
@@ -121,9 +119,8 @@ def notebook_json(inputs: NotebookInputs) -> dict[str, Any]:
 
 
 def _cell(kind: str, text: str, index: int) -> dict[str, Any]:
-    lines = text.splitlines(keepends=True)
     cell: dict[str, Any] = {"cell_type": kind, "id": f"cell-{index}", "metadata": {}}
-    cell["source"] = lines
+    cell["source"] = text.splitlines(keepends=True)
     if kind == "code":
         cell.update(execution_count=None, outputs=[])
     return cell
@@ -131,7 +128,4 @@ def _cell(kind: str, text: str, index: int) -> dict[str, Any]:
 
 def write_notebook(folder: Path, inputs: NotebookInputs) -> Path:
     """Write ``inference.ipynb`` into ``folder``; returns its path."""
-    target = folder / NOTEBOOK
-    with atomic_write(target) as tmp:
-        tmp.write_text(json.dumps(notebook_json(inputs), indent=1) + "\n", encoding="utf-8")
-    return target
+    return write_json(folder / NOTEBOOK, notebook_json(inputs), indent=1)

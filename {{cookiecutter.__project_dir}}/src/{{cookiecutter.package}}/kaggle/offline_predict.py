@@ -1,11 +1,8 @@
-"""Predict a folder of images into a submission CSV from Python: the API of the offline notebook.
+"""Predict a folder of images into a submission CSV from Python: the offline notebook's API.
 
-``predict_folder`` is ``predict`` without the command line: the same checkpoint loader, ensemble,
-TTA views, image transforms, Trainer precision and decoding, so for the same checkpoint(s),
-settings and images it writes the same rows. ``predict_with_manifest`` reads those settings from
-the ``manifest.json`` that ``package`` writes next to the stripped checkpoints; the notebook
-calls it. Nothing on this path imports ``jsonargparse`` or ``iterstrat`` (training-only
-dependencies that a Kaggle notebook does not have).
+``predict_folder`` is ``predict`` without the command line (same loader, ensemble, TTA, transforms,
+precision and decoding: the same rows); ``predict_with_manifest`` takes its settings from a
+bundle's ``manifest.json``. Nothing here imports ``jsonargparse`` or ``iterstrat`` (not on Kaggle).
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from ..utils.hardware import default_num_workers
 from ..predict.inference import EnsembleClassifier, predict_images, speed_line
 from ..metrics import decode, labels_to_text
 from ..utils.quiet import drop_adverts
-from ..predict.submission import one_row_per_image, write_csv_atomically, write_probabilities
+from ..predict.submission import one_row_per_image, write_probabilities, write_submission
 
 drop_adverts()
 
@@ -37,13 +34,10 @@ def predict_folder(
     precision: str | None = None,
     probabilities: str | Path | None = None,
 ) -> Path:
-    """Write the submission (``image,labels``) for every image of ``images`` to ``out``.
+    """Write the submission of every image of ``images`` to ``out``; print the speed.
 
     The mean probability of ``checkpoints`` over the ``tta`` views, decoded at ``threshold``
-    (``None``: the first checkpoint's). ``precision`` defaults to the one ``predict`` picks for
-    this machine. ``probabilities``: also write those per class there (as ``predict
-    --submission.probabilities_path`` does). Prints the speed and the estimate for the hidden
-    test set.
+    (``None``: the first checkpoint's); ``probabilities``: also write those per class there.
     """
     folder = Path(images)
     names = list_images(folder)
@@ -56,7 +50,7 @@ def predict_folder(
     labels = labels_to_text(decode(probs, ensemble.hparams["threshold"]), ensemble.classes)
     if probabilities is not None:
         write_probabilities(probabilities, ids, probs, ensemble.classes)
-    written = write_csv_atomically(out, ["image", "labels"], list(zip(ids, labels)))
+    written = write_submission(out, ids, labels)
     print(speed_line(ensemble.timer, ensemble))
     return written
 

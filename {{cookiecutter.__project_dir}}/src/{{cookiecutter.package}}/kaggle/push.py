@@ -5,7 +5,6 @@ Credentials are only checked for presence: a token is never read, printed or sto
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -15,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..utils.atomic import atomic_write
 from ..utils.errors import DataError, UserError
 from .notebook import NOTEBOOK
 
@@ -46,12 +44,6 @@ def check_ids(user: str, competition: str) -> Ids:
         )
     slug = f"{user}/{BASE_SLUG}"
     return Ids(f"{slug}-code", f"{slug}-weights", f"{slug}-submission", competition)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as indented JSON, whole or not at all (a full disk names ``path``)."""
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def dataset_metadata(dataset_id: str, what: str) -> dict[str, Any]:

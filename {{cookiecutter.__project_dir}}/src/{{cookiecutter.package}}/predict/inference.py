@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -27,13 +27,7 @@ from ..utils.hardware import default_precision
 from ..cli.trainer_checks import MODEL_ARGUMENTS, check_hyper_parameters
 from ..models import PlantClassifier
 from ..utils.torchfiles import load_torch_file
-
-TTA = Literal["none", "hflip", "flips"]
-TTA_VIEWS: dict[str, tuple[tuple[int, ...], ...]] = {
-    "none": ((),),
-    "hflip": ((), (3,)),
-    "flips": ((), (3,), (2,), (2, 3)),  # identity, horizontal, vertical, both (NCHW dims)
-}
+from .tta import TTA_VIEWS, check_tta, tta_views
 
 
 def load_classifier(path: str | Path) -> tuple[PlantClassifier, dict[str, Any]]:
@@ -55,13 +49,6 @@ def load_classifier(path: str | Path) -> tuple[PlantClassifier, dict[str, Any]]:
     return model, dict(checkpoint.get("datamodule_hyper_parameters") or {})
 
 
-def tta_views(images: torch.Tensor, tta: str) -> list[torch.Tensor]:
-    """The flipped copies of an NCHW batch that ``tta`` averages over (the batch itself first)."""
-    if tta not in TTA_VIEWS:
-        raise DataError(f"--tta {tta}: use one of {', '.join(TTA_VIEWS)}")
-    return [images.flip(dims) if dims else images for dims in TTA_VIEWS[tta]]
-
-
 class EnsembleClassifier(pl.LightningModule):
     """The mean probability of several classifiers of one label vocabulary, over TTA views."""
 
@@ -81,7 +68,7 @@ class EnsembleClassifier(pl.LightningModule):
                     f"ensemble member {index} was trained on the labels {member.classes},"
                     f" member 0 on {classes}: combine checkpoints of one label vocabulary"
                 )
-        tta_views(torch.zeros(1, 3, 2, 2), tta)  # validates the name
+        check_tta(tta)
         self.members = nn.ModuleList(members)
         self.classes = classes
         self.tta = tta

@@ -1,12 +1,10 @@
-"""Write predictions as a Kaggle submission (``image,labels``), atomically.
+"""Write predictions as a Kaggle submission (``image,labels``) and per-class probabilities.
 
-The file appears only when every test image has been predicted: rows go to a temporary file in
-the same folder, which is renamed over the target at the end. An interrupted run leaves nothing.
+A file appears only when every test image has been predicted, and whole (``utils.atomic``).
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,37 +14,34 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from ..utils.atomic import atomic_write
+from ..utils.atomic import write_csv
 from ..utils.errors import DataError
 from ..metrics import decode, labels_to_text
 
 
-def write_csv_atomically(
-    path: str | Path, header: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> Path:
-    """Write ``rows`` under ``header`` to ``path`` via a temporary file and an atomic rename."""
-    with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return Path(path)
+def write_submission(path: str | Path, ids: Sequence[str], labels: Sequence[str]) -> Path:
+    """The Kaggle submission: ``image,labels`` per image, atomically."""
+    return write_csv(path, ["image", "labels"], zip(ids, labels))
 
 
 def write_probabilities(
-    path: str | Path, ids: Sequence[str], probs: np.ndarray, classes: Sequence[str]
+    path: str | Path,
+    ids: Sequence[str],
+    probs: np.ndarray,
+    classes: Sequence[str],
+    fold: int | None = None,
 ) -> Path:
-    """``image,<class>...`` per image, rounded to 6 decimals (for ensembling), atomically."""
-    rows = [[name, *np.round(row, 6).tolist()] for name, row in zip(ids, probs)]
-    return write_csv_atomically(path, ["image", *classes], rows)
+    """``image,[fold,]<class>...`` per image, rounded to 6 decimals (for ensembling), atomically."""
+    folds = [] if fold is None else [fold]
+    rows = [[name, *folds, *np.round(row, 6).tolist()] for name, row in zip(ids, probs)]
+    return write_csv(path, ["image", *(["fold"] if folds else []), *classes], rows)
 
 
 class SubmissionWriter(BasePredictionWriter):
-    """Collects ``predict_step`` outputs and writes the submission CSV at the end of predict.
+    """Write the submission at the end of predict: every test image once, in file-name order.
 
-    Every test image appears exactly once, in file-name order, on any number of devices: each
-    process's predictions are gathered (a distributed sampler pads with repeated images, which
-    are dropped). A run that did not predict every image of the test folder writes nothing.
-    The decision threshold is the model's ``threshold`` (``--model.threshold``).
+    Predictions of all devices are gathered (a distributed sampler's repeats dropped); a run that
+    missed an image writes nothing. Decodes at the model's ``threshold``.
 
     Args:
         path: where to write the submission (``submission.csv`` in the current folder).
@@ -72,7 +67,7 @@ class SubmissionWriter(BasePredictionWriter):
         ids, probs = one_row_per_image(ids, probs, getattr(expected, "names", None))
         classes: list[str] = list(getattr(pl_module, "classes"))
         labels = labels_to_text(decode(probs, pl_module.hparams["threshold"]), classes)
-        write_csv_atomically(self.path, ["image", "labels"], list(zip(ids, labels)))
+        write_submission(self.path, ids, labels)
         if self.probabilities_path:
             write_probabilities(self.probabilities_path, ids, probs, classes)
 

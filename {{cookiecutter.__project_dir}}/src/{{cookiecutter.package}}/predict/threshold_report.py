@@ -8,7 +8,6 @@ which threshold a prediction decodes at (``THRESHOLD_PRECEDENCE``).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -16,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..utils.atomic import atomic_write
+from ..utils.atomic import write_json
 from ..utils.errors import DataError
+from ..utils.jsonfile import field, read_json
 from ..workflows.cv_files import THRESHOLDS
 
 MIN_POSITIVES = 20
@@ -157,43 +157,31 @@ class ThresholdReport:
         """The report ``to_dict`` described; ``DataError`` naming the first bad field."""
         if not isinstance(data, dict):
             raise DataError(f"threshold report: expected a JSON object, got {type(data).__name__}")
-        classes = _field(data, "classes", list)
+        classes = field(data, "classes", list)
         return cls(
             classes=[str(c) for c in classes],
-            default_threshold=_field(data, "default.threshold", float),
-            default_f1=_field(data, "default.f1", float),
-            global_threshold=_field(data, "global.threshold", float),
-            global_f1=_field(data, "global.f1", float),
+            default_threshold=field(data, "default.threshold", float),
+            default_f1=field(data, "default.f1", float),
+            global_threshold=field(data, "global.threshold", float),
+            global_f1=field(data, "global.f1", float),
             per_class_thresholds=_by_class(data, "per_class.thresholds", classes, float),
-            per_class_f1=_field(data, "per_class.f1", float),
-            use=_field(data, "use", str),
-            n_images=_field(data, "n_images", int),
+            per_class_f1=field(data, "per_class.f1", float),
+            use=field(data, "use", str),
+            n_images=field(data, "n_images", int),
             positives=_by_class(data, "positives", classes, int),
-            min_positives=_field(data, "min_positives", int),
-            shrinkage=_field(data, "shrinkage", float),
-            margin=_field(data, "margin", float),
+            min_positives=field(data, "min_positives", int),
+            shrinkage=field(data, "shrinkage", float),
+            margin=field(data, "margin", float),
         )
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the report as indented JSON, atomically; returns the path."""
-        target = Path(path)
-        with atomic_write(target) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return target
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ThresholdReport:
         """Read a report ``save`` wrote; ``DataError`` naming the file if it is unusable."""
-        source = Path(path)
-        try:
-            data = json.loads(source.read_text(encoding="utf-8"))
-            return cls.from_dict(data)
-        except FileNotFoundError:
-            raise DataError(f"{source}: no such file") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as bad:
-            raise DataError(f"{source}: not a JSON threshold report ({bad})") from None
-        except DataError as bad:
-            raise DataError(f"{source}: {bad}") from None
+        return read_json(path, cls.from_dict, "threshold report")
 
     def _problem(self) -> str | None:
         """What makes this report inconsistent, or ``None``."""
@@ -250,30 +238,12 @@ def single_threshold(threshold: float) -> float:
     return value
 
 
-def _field(data: dict, dotted: str, kind: type) -> Any:
-    """The value at ``dotted`` (``"global.threshold"``) as ``kind``; ``DataError`` naming it."""
-    value: Any = data
-    for key in dotted.split("."):
-        if not isinstance(value, dict) or key not in value:
-            raise DataError(f"threshold report: missing field {dotted!r}")
-        value = value[key]
-    if kind in (float, int) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise DataError(f"threshold report: {dotted!r} must be a number, got {value!r}")
-    if kind in (float, int) and not math.isfinite(value):
-        raise DataError(f"threshold report: {dotted!r} must be finite, got {value!r}")
-    if kind is int and value != int(value):
-        raise DataError(f"threshold report: {dotted!r} must be a whole number, got {value!r}")
-    if kind in (str, list, dict) and not isinstance(value, kind):
-        raise DataError(f"threshold report: {dotted!r} must be a {kind.__name__}, got {value!r}")
-    return kind(value)
-
-
 def _by_class(data: dict, dotted: str, classes: list, kind: type) -> list:
     """Values of the ``{class: value}`` mapping at ``dotted``, in ``classes`` order."""
-    mapping = _field(data, dotted, dict)
+    mapping = field(data, dotted, dict)
     if sorted(mapping) != sorted(str(c) for c in classes):
         raise DataError(
             f"threshold report: {dotted!r} has keys {sorted(mapping)}, expected the classes "
             f"{classes}"
         )
-    return [_field(mapping, str(c), kind) for c in classes]
+    return [field(mapping, str(c), kind) for c in classes]

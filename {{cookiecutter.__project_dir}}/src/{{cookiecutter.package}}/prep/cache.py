@@ -1,37 +1,28 @@
-"""The image cache on disk: its manifest ``cache.json``, one image's cached copy, and the check
-that training may read a cache.
-
-A cache holds pre-resized copies of ``train_images/`` and ``test_images/`` (the ``prepare``
-command fills it, see ``prepare.py``) and the manifest, which records the size, the data folder
-the cache was built from and, per image, its source's size, modification time, a digest of its
-first and last 8 KiB, a digest of the whole file, and the cached file's size.
-
-``convert_one`` writes one cached copy, an upright RGB JPEG whose shorter side is the cache's size,
-atomically (its temporary file ends in ``.partial``, which no image name does), or confirms an
-existing one by content. ``is_up_to_date`` is the cheap test that skips an image. ``check_cache``
-refuses, before training, a cache that is damaged, stale, too small or built from another data
-folder.
+"""The image cache that ``prepare`` fills: its manifest ``cache.json``, one image's cached copy
+(``convert_one``: an upright RGB JPEG whose shorter side is the cache's size, written whole) and
+``check_cache``, which refuses before training a cache that is damaged, stale, too small or built
+from another data folder. The manifest records per image its source's size, modification time,
+head-and-tail and whole-file digests, and the cached copy's size.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from PIL import Image
 
-from ..utils.atomic import atomic_write
-from ..utils.errors import DataError, disk_full, is_disk_full
+from ..utils.atomic import atomic_write, write_json
+from ..utils.errors import DataError
+from ..utils.jsonfile import field, read_json
 from ..images import file_digest, load_image
 from ..layout import IMAGE_FOLDERS
 
 MANIFEST = "cache.json"
 MANIFEST_FORMAT = 2
-PARTIAL_SUFFIX = ".partial"
 HEAD_TAIL_BYTES = 8192
 RECORD_FIELDS = ("size", "mtime_ns", "head_tail", "digest", "cached_size")
 JPEG_QUALITY = 95
@@ -70,49 +61,28 @@ def read_manifest(cache_dir: str | Path) -> Manifest:
     path = Path(cache_dir) / MANIFEST
     if not path.is_file():
         raise DataError(f"{cache_dir}: not an image cache (no {MANIFEST}); build it with prepare")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return _parse_manifest(data)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        reason = " ".join(str(exc).split())
-        raise DataError(
-            f"{path}: not a valid cache manifest ({reason}); delete {cache_dir} and run prepare"
-            " again"
-        ) from None
+    again = f"; delete {cache_dir} and run prepare again"
+    return read_json(path, _parse_manifest, "cache manifest", again)
 
 
 def _parse_manifest(data: Any) -> Manifest:
-    """Check the structure of the decoded JSON; ``ValueError`` saying what is wrong."""
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    if data.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"format {data.get('format')!r}, expected {MANIFEST_FORMAT}")
-    size, source, files = data.get("size"), data.get("source"), data.get("files")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"size {size!r} is not a positive integer")
-    if not isinstance(source, str) or not source:
-        raise ValueError(f"source {source!r} is not a folder")
-    if not isinstance(files, dict):
-        raise ValueError("files is not an object")
+    """Check the structure of the decoded JSON; ``DataError`` saying what is wrong."""
+    if field(data, "format", int) != MANIFEST_FORMAT:
+        raise DataError(f"format {data['format']!r}, expected {MANIFEST_FORMAT}")
+    files = field(data, "files", dict)
     for rel, record in files.items():
         if not isinstance(record, dict) or any(name not in record for name in RECORD_FIELDS):
-            raise ValueError(f"the record of {rel} is incomplete")
-    return Manifest(size, source, files)
+            raise DataError(f"the record of {rel} is incomplete")
+    return Manifest(field(data, "size", int, minimum=1), field(data, "source", str), files)
 
 
 def write_manifest(cache_dir: Path, manifest: Manifest) -> None:
     """Replace ``cache.json`` atomically."""
-    data = {"format": MANIFEST_FORMAT, "size": manifest.size, "source": manifest.source}
-    text = json.dumps({**data, "files": manifest.files}, indent=0)
-    with atomic_write(cache_dir / MANIFEST) as tmp:  # its temporary name ends in PARTIAL_SUFFIX
-        tmp.write_text(text + "\n", encoding="utf-8")
+    write_json(cache_dir / MANIFEST, {"format": MANIFEST_FORMAT, **asdict(manifest)}, indent=0)
 
 
 def create_or_read_manifest(cache_dir: Path, data_dir: Path, size: int) -> Manifest:
-    """The manifest of an existing cache at ``size``, or a new cache folder with an empty one.
-
-    Refuses a cache built at another size and a non-empty folder that is not a cache.
-    """
+    """The manifest of the cache at ``size`` in ``cache_dir``, or a new empty cache there."""
     if (cache_dir / MANIFEST).exists():
         manifest = read_manifest(cache_dir)
         if manifest.size != size:
@@ -132,13 +102,9 @@ def create_or_read_manifest(cache_dir: Path, data_dir: Path, size: int) -> Manif
 
 
 def check_cache(cache_dir: str | Path, data_dir: str | Path, image_size: int) -> None:
-    """Before training or predicting from a cache: refuse it if it is damaged, built smaller
-    than ``image_size``, built from another data folder, or stale (one-line ``DataError``).
-
-    Stale means a source in ``data_dir`` changed since prepare, or a cached file is missing or
-    has another size than prepare wrote (a truncated copy). Sources that were deleted after
-    caching are fine: the cache is what training reads.
-    """
+    """``DataError`` unless the cache is sound, at least ``image_size``, built from ``data_dir``
+    and up to date: no source changed and no cached file went missing or changed size since
+    prepare (deleted sources are fine: the cache is what training reads)."""
     cache_dir, data_dir = Path(cache_dir), Path(data_dir)
     manifest = read_manifest(cache_dir)
     if manifest.size < image_size:
@@ -203,11 +169,8 @@ def source_fingerprint(path: Path) -> dict[str, Any]:
 
 
 def is_up_to_date(source: Path, target: Path, record: dict[str, Any] | None) -> bool:
-    """Whether ``target`` is the cached copy of ``source`` as it is now, by the cheap checks.
-
-    A changed modification time alone is not decided here: the worker compares whole-file
-    digests (``convert_one``).
-    """
+    """Whether ``target`` is the cached copy of ``source`` as it is now, by the cheap checks
+    (a changed modification time alone is left to ``convert_one``'s digest)."""
     if record is None or file_size(target) != record["cached_size"]:
         return False
     try:
@@ -218,11 +181,8 @@ def is_up_to_date(source: Path, target: Path, record: dict[str, Any] | None) -> 
 
 
 def convert_one(task: Task) -> Outcome:
-    """Write the cached copy of one image (or confirm it by content).
-
-    Raises only ``DiskFullError`` (naming the cached copy): a full disk fails every image after
-    this one, so it stops the run instead of being one more unreadable file.
-    """
+    """Write the cached copy of one image (or confirm it by content); raises only
+    ``DiskFullError``, which would fail every later image too."""
     source, target = Path(task.source), Path(task.target)
     try:
         fingerprint = source_fingerprint(source)
@@ -237,21 +197,15 @@ def convert_one(task: Task) -> Outcome:
         and digest == previous["digest"]
     ):
         return Outcome(task.rel, {**previous, **fingerprint}, None, False)
-    partial = target.with_name(f"{target.name}.{os.getpid()}{PARTIAL_SUFFIX}")
     try:
-        _write_resized(source, partial, task.size)
-        cached_size = partial.stat().st_size
-        os.replace(partial, target)
+        with atomic_write(target) as partial:  # a full disk raises DiskFullError naming target
+            _write_resized(source, partial, task.size)
+            cached_size = partial.stat().st_size
     except DataError as exc:
-        partial.unlink(missing_ok=True)
         return Outcome(task.rel, None, str(exc), False)
     except MemoryError:
-        partial.unlink(missing_ok=True)
         return Outcome(task.rel, None, f"{source}: out of memory while converting it", False)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
-        if is_disk_full(exc):
-            raise disk_full(target, exc) from None
         return Outcome(task.rel, None, f"{source}: cannot write {target} ({exc})", False)
     record = {**fingerprint, "digest": digest, "cached_size": cached_size}
     return Outcome(task.rel, record, None, True)

@@ -1,9 +1,4 @@
-"""Checks that the image folders hold what a stage will read, made before anything is written.
-
-``list_images`` lists a test folder whose every file must be an image (each one must end up in the
-submission); ``check_listed_images`` confirms that every ``train.csv`` row has its image and that
-the image decodes; ``check_cached`` that a ``prepare`` cache holds every test image.
-"""
+"""Checks, before anything is written, that the image folders hold what a stage will read."""
 
 from __future__ import annotations
 
@@ -19,12 +14,9 @@ from ..layout import IMAGE_SUFFIXES, not_an_image
 
 
 def list_images(folder: Path) -> list[str]:
-    """Sorted file names of the images in ``folder``, which must hold images and nothing else.
-
-    Every file of a test folder must end up in the submission, so a file that would be left out
-    (another suffix, a macOS ``._*`` resource file, a hidden file) is a ``DataError`` that names
-    it, not a silently shorter submission. Sub-folders are ignored.
-    """
+    """Sorted names of the images in ``folder``; any other file (a hidden or ``._*`` one, another
+    suffix) is a ``DataError`` naming it, not a silently shorter submission. Sub-folders are
+    ignored."""
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found")
     names, left_out = [], []
@@ -49,12 +41,8 @@ def list_images(folder: Path) -> list[str]:
 
 
 def check_listed_images(csv_path: Path, folder: Path, samples: Sequence[Sample]) -> None:
-    """Every image listed in the CSV exists in ``folder`` and decodes, checked before any epoch.
-
-    Images in a ``prepare`` cache were decoded and written by prepare, and ``check_cache``
-    compares their sizes with its manifest: only their headers are read here. Other images are
-    decoded in full, in parallel, and remembered between runs (``find_unreadable``).
-    """
+    """Every image listed in the CSV exists in ``folder`` and decodes, checked before any epoch
+    (a cache's images, which prepare decoded, by their headers only)."""
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found (listed images of {csv_path} live there)")
     present = {entry.name for entry in os.scandir(folder)}

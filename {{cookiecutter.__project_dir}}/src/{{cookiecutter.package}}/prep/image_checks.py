@@ -7,9 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,7 +24,8 @@ from ..images import (
     errors_named,
     file_digest,
 )
-from ..utils.errors import DataError
+from ..utils.atomic import write_json
+from ..utils.errors import DataError, DiskFullError
 from .cache import read_manifest
 from ..utils.hardware import available_cores
 
@@ -166,15 +167,6 @@ def _read_stamp(folder: Path) -> dict[str, list[int]]:
 
 def _write_stamp(folder: Path, files: dict[str, list[int]]) -> None:
     """Replace the stamp atomically; a cache folder that cannot be written just means no stamp."""
-    path = stamp_path(folder)
     stamp = {"folder": str(folder.resolve()), "decoder": _decoder_key(), "files": files}
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=path.name, suffix=".partial", dir=path.parent)
-        with os.fdopen(handle, "w") as out:
-            json.dump(stamp, out)
-        os.replace(tmp, path)
-    except OSError:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+    with suppress(OSError, DiskFullError):
+        write_json(stamp_path(folder), stamp, indent=None)

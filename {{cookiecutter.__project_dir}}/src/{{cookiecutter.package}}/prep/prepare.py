@@ -23,7 +23,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from ..cli.argtypes import command_parser, positive_int
 from .cache import (
-    PARTIAL_SUFFIX,
     Manifest,
     Outcome,
     Task,
@@ -32,6 +31,7 @@ from .cache import (
     is_up_to_date,
     write_manifest,
 )
+from ..utils.atomic import PARTIAL_SUFFIX
 from ..utils.errors import DataError, DiskFullError
 from ..utils.hardware import available_cores
 from ..layout import IMAGE_FOLDERS, TEST_IMAGES, TRAIN_IMAGES, has_image_suffix

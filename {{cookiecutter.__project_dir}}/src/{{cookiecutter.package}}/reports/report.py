@@ -1,32 +1,32 @@
-"""``report DATA_DIR [RUN_DIR] --out DIR``: the notebooks' figures, written as PNG files.
+"""``report DATA_DIR [RUN_DIR] --out DIR``: the notebooks' figures as PNG files; and
+``summary_table``, the text table ``cv`` and ``tune`` log.
 
-For people who do not use notebooks, and for CI artifacts. The data figures (label counts,
-co-occurrence, label sets, sample images, image sizes) come from ``DATA_DIR``; with ``RUN_DIR``
-(a ``fit`` run folder such as ``runs/demo``, or a ``cv`` folder) also the training curves, the
-per-class F1 and F1 against the threshold. Every figure is drawn before the first file is
-written, so bad input leaves ``--out`` untouched.
+Every figure is drawn before the first file is written, so bad input leaves ``--out`` untouched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from ..cli.argtypes import command_parser
 from ..utils.errors import DataError
 from ..labels import read_train_csv
 from ..layout import TRAIN_CSV
 
-DATA_FIGURES = (
-    "label_counts",
-    "label_cooccurrence",
-    "label_sets",
-    "sample_images",
-    "image_sizes",
-)
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DATA_FIGURES = ("label_counts", "label_cooccurrence", "label_sets", "sample_images", "image_sizes")
 RUN_FIGURES = ("training_curves", "per_class_f1", "f1_vs_threshold")
+
+
+def summary_table(rows: Sequence[Sequence[object]]) -> str:
+    """Rows of cells (the first one the header) as an aligned text table, for a command's log."""
+    cells = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
 
 
 def data_figures(data_dir: str | Path) -> dict[str, Figure]:
@@ -37,14 +37,13 @@ def data_figures(data_dir: str | Path) -> dict[str, Figure]:
     if not folder.is_dir():
         raise DataError(f"{folder}: data folder not found (expected {TRAIN_CSV} in it)")
     samples = read_train_csv(folder / TRAIN_CSV)
-    makers: dict[str, Callable[[], Figure]] = {
-        "label_counts": lambda: plots.label_counts(samples),
-        "label_cooccurrence": lambda: plots.label_cooccurrence(samples),
-        "label_sets": lambda: plots.label_set_counts(samples),
-        "sample_images": lambda: plots.image_grid(folder, samples),
-        "image_sizes": lambda: plots.image_sizes(folder, samples),
+    return {
+        "label_counts": plots.label_counts(samples),
+        "label_cooccurrence": plots.label_cooccurrence(samples),
+        "label_sets": plots.label_set_counts(samples),
+        "sample_images": plots.image_grid(folder, samples),
+        "image_sizes": plots.image_sizes(folder, samples),
     }
-    return {name: makers[name]() for name in DATA_FIGURES}
 
 
 def run_figures(run_dir: str | Path, data_dir: str | Path) -> dict[str, Figure]:

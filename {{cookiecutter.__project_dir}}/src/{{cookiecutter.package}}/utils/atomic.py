@@ -1,22 +1,24 @@
-"""Write a file so that its path only ever shows the old content or the complete new one.
+"""Whole-file writers: a path shows its old content or the complete new one, never a part.
 
-``atomic_write(path)`` yields a temporary path in the same folder (so the final rename never
-crosses filesystems); on success the file gets the permissions an ordinary new file would have
-(``0666`` less the umask, not ``mkstemp``'s private ``0600``), is flushed to disk and renamed over
-``path``. On any error, or an interrupt, the temporary file is removed and ``path`` is untouched;
-a full disk, met while creating or writing the temporary file, is a one-line ``DiskFullError``
-naming ``path``.
+``atomic_write`` is the one mechanism (a temporary file in the same folder, flushed, renamed over
+the target; a full disk is one ``DiskFullError`` line naming the target); ``write_text``,
+``write_json`` and ``write_csv`` use it for every text output (``torchfiles`` for torch files).
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import disk_full, full_disk_named, is_disk_full
+
+PARTIAL_SUFFIX = ".partial"  # ends every temporary file name; no image or output name does
 
 
 def current_umask() -> int:
@@ -28,12 +30,16 @@ def current_umask() -> int:
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path to write; rename it over ``path`` when the block succeeds."""
+    """Yield a temporary path to write; rename it over ``path`` when the block succeeds.
+
+    The file gets the permissions of an ordinary new file (``0666`` less the umask); on any error
+    or interrupt the temporary file is removed and ``path`` is untouched.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with full_disk_named(target):
         handle, tmp_name = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".partial", dir=target.parent
+            prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX, dir=target.parent
         )
     os.close(handle)
     tmp = Path(tmp_name)
@@ -59,3 +65,26 @@ def _fsync_folder(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path``, whole or not at all; returns the path."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, data: Any, indent: int | None = 2) -> Path:
+    """Write ``data`` as JSON (indented unless ``indent`` is None), whole or not at all."""
+    return write_text(path, json.dumps(data, indent=indent) + "\n")
+
+
+def write_csv(
+    path: str | os.PathLike, header: Sequence[Any], rows: Iterable[Sequence[Any]]
+) -> Path:
+    """Write ``rows`` under ``header`` as CSV, whole or not at all; returns the path."""
+    with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return Path(path)

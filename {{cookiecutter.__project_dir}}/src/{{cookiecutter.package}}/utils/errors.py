@@ -1,8 +1,5 @@
-"""The exception types for bad user input: the CLI prints them as one line, no traceback.
-
-Every module raises a subclass of ``UserError`` for a mistake the user can fix (a file, a row, an
-option value, a full disk); the command line catches that one type. This module imports nothing
-heavy, so importing it never loads torch.
+"""The errors a user can fix (a file, a row, an option value, a full disk): the CLI prints a
+``UserError`` as one ``error:`` line, no traceback. Imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -12,9 +9,6 @@ import errno
 import os
 from collections.abc import Iterator
 from typing import TypeGuard
-
-# What the kernel reports for a write that found no room: the disk itself, or the user's quota.
-DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 class UserError(Exception):
@@ -35,7 +29,7 @@ class DiskFullError(UserError):
 
 def is_disk_full(exc: BaseException) -> TypeGuard[OSError]:
     """Whether ``exc`` is the kernel's refusal of a write for lack of space."""
-    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)  # disk, quota
 
 
 def disk_full(path: str | os.PathLike | None, exc: OSError) -> DiskFullError:
@@ -47,9 +41,7 @@ def disk_full(path: str | os.PathLike | None, exc: OSError) -> DiskFullError:
 
 
 def disk_full_error(exc: BaseException) -> DiskFullError | None:
-    """The full-disk error behind ``exc``, if any: a ``DiskFullError`` it is or was raised while
-    handling (a second write failing during clean-up), else ``exc`` itself when it is a raw
-    full-disk ``OSError``."""
+    """The full-disk error behind ``exc`` (itself, its cause or context), if any."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, DiskFullError):

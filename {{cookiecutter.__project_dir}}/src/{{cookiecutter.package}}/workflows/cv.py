@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import shutil
 import time
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..cli.argtypes import fit_job_parser, positive_int
-from ..utils.atomic import atomic_write
+from ..utils.atomic import atomic_write, write_csv, write_json, write_text
 from ..cli.checkpoints import LAST, inspect_checkpoint
 from ..utils.errors import DataError
 from ..folds import FoldPlan, assign_folds
@@ -53,12 +52,14 @@ from .cv_files import (
     read_plan,
 )
 from ..predict.inference import EnsembleClassifier, predict_images
+from ..predict.submission import write_probabilities
 from ..labels import Sample, encode_labels, label_vocabulary, read_train_csv
 from ..layout import TRAIN_CSV, TRAIN_IMAGES
 from .fit_jobs import config_changes, config_only_cli, fit_config_yaml, run_folder_flags, yaml
 from ..cli.lightning import run_cli
 from ..metrics import decode, samples_f1
 from ..thresholds import choose_thresholds
+from ..reports.report import summary_table
 
 # Settings a rerun may change and still continue the same cv run (compared: everything else).
 SETTINGS_IGNORED = (
@@ -113,13 +114,12 @@ def check_settings(out: Path, settings: str, log: Callable[[str], None]) -> None
 def record_settings(out: Path, settings: str) -> None:
     """Write ``fit_config.yaml`` (once: later runs were checked against it)."""
     if not (out / FIT_CONFIG).is_file():
-        with atomic_write(out / FIT_CONFIG) as tmp:
-            tmp.write_text(
-                "# The fit settings of this cv run (cv sets the split file, fold and folders of"
-                " each fold).\n# A rerun with other settings is refused; `fit --config` reads"
-                " this file.\n" + settings,
-                encoding="utf-8",
-            )
+        write_text(
+            out / FIT_CONFIG,
+            "# The fit settings of this cv run (cv sets the split file, fold and folders of"
+            " each fold).\n# A rerun with other settings is refused; `fit --config` reads"
+            " this file.\n" + settings,
+        )
 
 
 def restart(out: Path, log: Callable[[str], None]) -> None:
@@ -165,8 +165,7 @@ def make_plan(
     else:
         out.mkdir(parents=True, exist_ok=True)
         plan.save(out / FOLDS_CSV)
-        with atomic_write(out / PLAN) as tmp:
-            tmp.write_text(json.dumps(expected, indent=2) + "\n")
+        write_json(out / PLAN, expected)
     return plan
 
 
@@ -229,12 +228,7 @@ def write_fold_oof(config: Any, out: Path, fold: int, plan: FoldPlan) -> Path:
         config.trainer.get("accelerator") or "auto",
         config.trainer.get("precision"),
     )
-    rows = [[name, fold, *np.round(p, 6).tolist()] for name, p in zip(ids, probs)]
-    with atomic_write(run / OOF) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "fold", *module.classes])
-        writer.writerows(rows)
-    return run / OOF
+    return write_probabilities(run / OOF, ids, probs, module.classes, fold=fold)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -265,10 +259,7 @@ def pooled_oof(out: Path, plan: FoldPlan, classes: list[str]) -> np.ndarray:
             f"{out}: no out-of-fold prediction for {len(missing)} images (first: {missing[0]})"
         )
     rows = [by_image[name] for name in plan.images]
-    with atomic_write(out / OOF) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "fold", *classes])
-        writer.writerows(rows)
+    write_csv(out / OOF, ["image", "fold", *classes], rows)
     return np.array([[float(value) for value in row[2:]] for row in rows])
 
 
@@ -330,18 +321,17 @@ def run_cv(
         "thresholds": report.thresholds_for_predict(),
         "thresholds_used": report.use,
     }
-    with atomic_write(out / SUMMARY) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    log(summary_table(summary))
+    write_json(out / SUMMARY, summary)
+    log(cv_table(summary))
     return summary
 
 
-def summary_table(summary: dict[str, Any]) -> str:
+def cv_table(summary: dict[str, Any]) -> str:
     """The per-fold and pooled scores as a small text table."""
-    lines = ["fold  best val/f1  oof f1"]
+    rows: list[list[object]] = [["fold", "best val/f1", "oof f1"]]
     for fold, (best, oof) in enumerate(zip(summary["fold_best_val_f1"], summary["fold_oof_f1"])):
-        best_text = f"{best:.4f}" if best is not None else "   -  "
-        lines.append(f"{fold:>4}  {best_text:>11}  {oof:.4f}")
+        rows.append([fold, "-" if best is None else f"{best:.4f}", f"{oof:.4f}"])
+    lines = [summary_table(rows)]
     lines.append(
         f"pooled OOF f1: {summary['oof_f1_default_threshold']:.4f} at threshold"
         f" {summary['default_threshold']}, {summary['oof_f1_tuned']:.4f} tuned"

@@ -19,7 +19,6 @@ the file, and leaves no file half-written.
 
 from __future__ import annotations
 
-import csv
 import math
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
@@ -29,12 +28,13 @@ from typing import TYPE_CHECKING, Any
 from pytorch_lightning import Callback, LightningModule, Trainer
 
 from ..cli.argtypes import fit_job_parser, positive_int
-from ..utils.atomic import atomic_write
+from ..utils.atomic import write_csv, write_text
 from ..backbones import check_backbone_name
 from ..utils.errors import DataError, UserError, full_disk_named
 from .fit_jobs import config_only_cli, parse_fit_config, run_folder_flags
 from ..cli.lightning import run_cli
 from .search_space import Param, load_search_space, trial_flags
+from ..reports.report import summary_table
 from ..cli.trainer_checks import one_line_parse_error
 from .tune_study import (
     check_storage,
@@ -191,8 +191,7 @@ def write_best_config(fit_args: list[str], params: dict[str, Any], target: Path)
     """``target``: the complete ``fit`` config of ``fit_args`` with ``params`` applied."""
     cli = config_only_cli([*fit_args, *trial_flags(params)])
     text = cli._parser("fit").dump(cli.config.fit, skip_none=False)
-    with atomic_write(target) as tmp:  # a full disk is one line naming target
-        tmp.write_text(text, encoding="utf-8")
+    write_text(target, text)
 
 
 def write_trials_csv(study: optuna.Study, target: Path) -> list[list[str]]:
@@ -206,21 +205,13 @@ def write_trials_csv(study: optuna.Study, target: Path) -> list[list[str]]:
             [str(trial.number), trial.state.name, value]
             + [shown(trial.params.get(name, "")) for name in names]
         )
-    with atomic_write(target) as tmp:  # a full disk is one line naming target
-        with tmp.open("w", newline="", encoding="utf-8") as handle:
-            csv.writer(handle).writerows(rows)
+    write_csv(target, header, rows[1:])
     return rows
 
 
 def shown(value: Any) -> str:
     """A parameter value for ``trials.csv``: floats to 6 significant digits (0.3, not 0.30..04)."""
     return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def summary_table(rows: list[list[str]]) -> str:
-    """The rows of ``trials.csv`` as an aligned text table."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
 
 
 def run_tune(
