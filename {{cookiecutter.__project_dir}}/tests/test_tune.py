@@ -323,13 +323,14 @@ def test_a_full_disk_when_writing_trials_csv_is_one_line_and_writes_nothing(
 
 
 def test_the_shipped_search_file_fits_the_baseline():
-    config = parse_fit_config(["--config", str(CONFIG_DIR / "baseline.yaml")])
+    baseline = ["--config", str(CONFIG_DIR / "baseline.yaml")]
+    config = parse_fit_config(baseline)
     params = load_search_space(CONFIG_DIR / "search.yaml", config)
     assert {"model.lr", "model.dropout", "model.weight_decay", "data.image_size"} <= {
         p.name for p in params
     }
     assert "model.backbone" in {p.name for p in params}
-    tune.check_backbones(CONFIG_DIR / "search.yaml", params)
+    tune.check_values(baseline, CONFIG_DIR / "search.yaml", params)  # backbones too
 
 
 def test_trial_values_become_flags_the_fit_parser_reads_back():

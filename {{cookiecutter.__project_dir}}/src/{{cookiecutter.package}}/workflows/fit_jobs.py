@@ -1,10 +1,4 @@
-"""Helpers for the jobs that run many ``fit`` runs from one set of fit flags (``cv``, ``tune``).
-
-``parse_fit_config`` checks and resolves the flags like ``fit`` does without building anything;
-``fit_config_yaml`` writes that configuration down (``fit --config`` reads it back) and
-``config_changes`` lists what differs between two of them; ``run_folder_flags`` sends one run's
-checkpoints and logs into its own folder.
-"""
+"""Helpers for the jobs that run many ``fit`` runs from one set of fit flags (``cv``, ``tune``)."""
 
 from __future__ import annotations
 
@@ -37,11 +31,8 @@ class ConfigOnlyCLI(PlantCLI):
 
 
 def config_only_cli(fit_args: list[str], exit_on_error: bool = True) -> ConfigOnlyCLI:
-    """The ``fit`` CLI of ``fit_args``, parsed and nothing built (its parser is reusable).
-
-    Option errors end like they do for ``fit``: one ``error:`` line and ``SystemExit(2)``
-    (with ``exit_on_error=False``, the parser's exception instead).
-    """
+    """The ``fit`` CLI of ``fit_args``, parsed and nothing built (its parser is reusable); an
+    option error ends as in ``fit`` (``exit_on_error=False``: the parser's exception instead)."""
     return ConfigOnlyCLI(
         PlantClassifier,
         PlantDataModule,
@@ -66,28 +57,26 @@ def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"model": {"lr": 0.1}}`` -> ``{"model.lr": 0.1}`` (lists stay whole values)."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flat_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
+        flat.update(
+            flat_config(value, f"{prefix}{key}.")
+            if isinstance(value, dict)
+            else {f"{prefix}{key}": value}
+        )
     return flat
 
 
 def config_changes(
     before: dict[str, Any], after: dict[str, Any], ignored: Sequence[str] = ()
 ) -> list[str]:
-    """``key (old -> new)`` for every dotted key whose value differs, except ``ignored`` ones.
-
-    An ``ignored`` entry covers its key and every key below it (``trainer.logger``).
-    """
+    """``key (old -> new)`` for every dotted key whose value differs, except ``ignored`` ones and
+    the keys below them (``trainer.logger``)."""
     old, new = flat_config(before), flat_config(after)
-    changes = []
-    for key in sorted(old.keys() | new.keys()):
-        if any(key == skip or key.startswith(f"{skip}.") for skip in ignored):
-            continue
-        if old.get(key) != new.get(key):
-            changes.append(f"{key} ({shown(old.get(key))} -> {shown(new.get(key))})")
-    return changes
+    return [
+        f"{key} ({shown(old.get(key))} -> {shown(new.get(key))})"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+        and not any(key == skip or key.startswith(f"{skip}.") for skip in ignored)
+    ]
 
 
 def shown(value: Any) -> str:
@@ -97,13 +86,14 @@ def shown(value: Any) -> str:
 
 
 def run_folder_flags(config: Any, run: Path) -> list[str]:
-    """The flags that make a ``fit`` of ``config`` write its checkpoints and logs into ``run``.
-
-    Used by the jobs that run many fits (``cv`` folds, ``tune`` trials): the logger's folder is
-    moved only when the configured logger has a ``save_dir`` (the configs' CSVLogger does).
-    """
-    flags = ["--checkpoint.dirpath", str(run / "checkpoints")]
-    flags += ["--trainer.default_root_dir", str(run)]
+    """The flags that make a ``fit`` of ``config`` write its checkpoints and logs into ``run``
+    (the logs only if the configured logger has a ``save_dir``, as the configs' CSVLogger does)."""
+    flags = [
+        "--checkpoint.dirpath",
+        str(run / "checkpoints"),
+        "--trainer.default_root_dir",
+        str(run),
+    ]
     logger = config.trainer.get("logger")
     if isinstance(logger, dict) or hasattr(logger, "init_args"):
         init_args = logger.get("init_args") or {}
