@@ -20,14 +20,9 @@ SHOWN_CHARS = 40
 class ConfigOnlyCLI(PlantCLI):
     """Parses and checks a ``fit`` command line like ``fit`` does, but builds nothing."""
 
-    def before_instantiate_classes(self) -> None:
-        pass
-
-    def instantiate_classes(self) -> None:
-        pass
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        pass
+    def before_instantiate_classes(self) -> None: ...
+    def instantiate_classes(self) -> None: ...
+    def _run_subcommand(self, subcommand: str) -> None: ...
 
 
 def config_only_cli(fit_args: list[str], exit_on_error: bool = True) -> ConfigOnlyCLI:
@@ -57,11 +52,8 @@ def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"model": {"lr": 0.1}}`` -> ``{"model.lr": 0.1}`` (lists stay whole values)."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
-        flat.update(
-            flat_config(value, f"{prefix}{key}.")
-            if isinstance(value, dict)
-            else {f"{prefix}{key}": value}
-        )
+        nested = isinstance(value, dict)
+        flat.update(flat_config(value, f"{prefix}{key}.") if nested else {f"{prefix}{key}": value})
     return flat
 
 
@@ -88,15 +80,8 @@ def shown(value: Any) -> str:
 def run_folder_flags(config: Any, run: Path) -> list[str]:
     """The flags that make a ``fit`` of ``config`` write its checkpoints and logs into ``run``
     (the logs only if the configured logger has a ``save_dir``, as the configs' CSVLogger does)."""
-    flags = [
-        "--checkpoint.dirpath",
-        str(run / "checkpoints"),
-        "--trainer.default_root_dir",
-        str(run),
-    ]
-    logger = config.trainer.get("logger")
-    if isinstance(logger, dict) or hasattr(logger, "init_args"):
-        init_args = logger.get("init_args") or {}
-        if "save_dir" in init_args:
-            flags += ["--trainer.logger.init_args.save_dir", str(run / "logs")]
+    flags = ["--checkpoint.dirpath", str(run / "checkpoints")]
+    flags += ["--trainer.default_root_dir", str(run)]
+    if "trainer.logger.init_args.save_dir" in config:  # a jsonargparse Namespace
+        flags += ["--trainer.logger.init_args.save_dir", str(run / "logs")]
     return flags

@@ -5,8 +5,8 @@
     data.batch_size: {type: int, low: 8, high: 64, log: true}
     model.backbone: {type: categorical, choices: [resnet18, mobilenet_v3_small]}
 
-The whole file is checked before any trial runs (a key given twice, at any level, is a mistake
-too); a mistake is one ``DataError`` naming the file, the key and the problem.
+Checked whole before any trial (a key given twice, at any level, too): one ``DataError`` naming
+the file, the key and the problem.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from ..utils.errors import DataError
 # PyYAML (a dependency of jsonargparse) ships no types; the dev extra installs no stubs for it.
 yaml: Any = importlib.import_module("yaml")
 
-TYPES = ("float", "int", "categorical")
-FIELDS = {"type", "low", "high", "log", "step", "choices"}
+RANGE = {"type", "low", "high", "log", "step"}
+FIELDS = {"float": RANGE, "int": RANGE, "categorical": {"type", "choices"}}  # of each type
 Fail = Callable[[str], DataError]
 
 
@@ -33,20 +33,16 @@ class UniqueKeyLoader(yaml.SafeLoader):
     (PyYAML keeps the last value without a word); a merge (``<<:``) may still be overridden."""
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        own = [key for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge"]
+        mapping = dict(super().construct_mapping(node, deep=deep))  # refuses unhashable keys
         lines: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            try:
-                if key in lines:
-                    at = f"line {line}" if lines[key] == line else f"lines {lines[key]} and {line}"
-                    raise ValueError(f"{key}: given twice ({at})")
-            except TypeError:  # an unhashable key: PyYAML's own error says so below
-                break
+        for key_node in own:
+            key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line + 1
+            if key in lines:
+                at = f"line {line}" if lines[key] == line else f"lines {lines[key]} and {line}"
+                raise ValueError(f"{key}: given twice ({at})")
             lines[key] = line
-        return dict(super().construct_mapping(node, deep=deep))
+        return mapping
 
 
 @dataclass(frozen=True)
@@ -61,18 +57,13 @@ class Param:
     step: float | None = None
     choices: tuple[Any, ...] = ()
 
-    def extremes(self) -> list[Any]:
-        """The values a trial may reach that are most likely to be refused: bounds or choices."""
-        return list(self.choices) if self.type == "categorical" else [self.low, self.high]
-
     def suggest(self, trial: Any) -> Any:
         """The value of this flag for ``trial`` (an ``optuna.Trial``)."""
         if self.type == "categorical":
             return trial.suggest_categorical(self.name, list(self.choices))
-        if self.type == "int":
-            step = int(self.step or 1)
-            return trial.suggest_int(self.name, self.low, self.high, step=step, log=self.log)
-        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+        suggest = trial.suggest_int if self.type == "int" else trial.suggest_float
+        step = {"step": self.step} if self.step else {}  # suggest_int's default is 1, not None
+        return suggest(self.name, self.low, self.high, log=self.log, **step)
 
 
 def trial_flags(params: dict[str, Any]) -> list[str]:
@@ -107,16 +98,16 @@ def _param(name: str, spec: Any, fit_config: Any, path: Path) -> Param:
     def fail(problem: str) -> DataError:
         return DataError(f"{path}: {name}: {problem}")
 
-    if not _has_option(fit_config, name):
+    if name not in fit_config:  # a jsonargparse Namespace reads dotted keys
         raise fail("no such fit flag (`fit --print_config` lists them)")
     if not isinstance(spec, dict):
         raise fail("expected a mapping such as {type: float, low: 0.0001, high: 0.01}")
-    unknown = sorted(set(spec) - FIELDS)
-    if unknown:
-        raise fail(f"unknown field(s) {', '.join(map(str, unknown))}; use {sorted(FIELDS)}")
     kind = spec.get("type")
-    if kind not in TYPES:
-        raise fail(f"type {kind!r}: expected one of {', '.join(TYPES)}")
+    if kind not in FIELDS:
+        raise fail(f"type {kind!r}: expected one of {', '.join(FIELDS)}")
+    unknown = ", ".join(map(str, sorted(set(spec) - FIELDS[kind], key=str)))
+    if unknown:
+        raise fail(f"unknown field(s) {unknown} for type {kind}; use {sorted(FIELDS[kind])}")
     if kind == "categorical":
         return _categorical(name, spec, fail)
     return _numeric(name, kind, spec, fail)
@@ -131,16 +122,11 @@ def _categorical(name: str, spec: dict[str, Any], fail: Fail) -> Param:
         raise fail("choices must be plain values (text, numbers, true/false)")
     if len(set(map(repr, choices))) != len(choices):
         raise fail("choices repeat a value")
-    extra = sorted(set(spec) & {"low", "high", "log", "step"})
-    if extra:
-        raise fail(f"a categorical takes only `choices`, not {', '.join(extra)}")
     return Param(name, "categorical", choices=tuple(choices))
 
 
 def _numeric(name: str, kind: str, spec: dict[str, Any], fail: Fail) -> Param:
     """A ``float`` or ``int`` entry: ``low < high``, ``log`` only above 0, no ``step`` with log."""
-    if "choices" in spec:
-        raise fail(f"`choices` belongs to type categorical, not {kind}")
 
     def number(field: str) -> Any:
         value = spec.get(field)
@@ -164,14 +150,3 @@ def _numeric(name: str, kind: str, spec: dict[str, Any], fail: Fail) -> Param:
     if step is not None and log:
         raise fail("`step` and `log: true` cannot be combined")
     return Param(name, kind, low=low, high=high, log=log, step=step)
-
-
-def _has_option(config: Any, dotted: str) -> bool:
-    """Whether the parsed ``fit`` configuration has the option ``dotted`` (``model.lr``)."""
-    node = config
-    for part in dotted.split("."):
-        try:
-            node = node[part]
-        except (KeyError, TypeError, AttributeError, IndexError):
-            return False
-    return True

@@ -1,11 +1,8 @@
-"""``tune``: hyper-parameter search with Optuna, shared by any number of workers.
+"""``tune``: hyper-parameter search with Optuna over ``fit`` flags, shared by any number of workers.
 
-Trials of ``fit`` with the given fit flags and the values Optuna draws from the search file
-(``search_space``); each reports ``val/f1`` per validation, so the pruner can stop a poor one,
-and scores its best ``val/f1``. Into ``OUT/STUDY/``: ``trial_{n}/``, ``best.yaml`` (the best
-trial's whole ``fit`` config) and ``trials.csv``. The study lives in the journal file
-``OUT/STUDY.journal`` or a database (``tune_study``); the same command, run again anywhere,
-joins and resumes it.
+Writes ``OUT/STUDY/trial_{n}/``, ``best.yaml`` (the best trial's whole ``fit`` config) and
+``trials.csv``; the study lives in ``OUT/STUDY.journal`` or a database (``tune_study``), and the
+same command, run again anywhere, joins and resumes it.
 """
 
 from __future__ import annotations
@@ -37,13 +34,7 @@ MONITOR = "val/f1"
 
 
 class TrialStopped(KeyboardInterrupt):
-    """The worker was stopped (Ctrl-C, SIGTERM) during trial ``number``."""
-
-    def __init__(self, number: int, study: str) -> None:
-        super().__init__(
-            f"trial {number} is marked FAIL and its parameters are queued for the next worker of"
-            f" study {study}"
-        )
+    """The worker was stopped (Ctrl-C, SIGTERM) during a trial; ends ``tune`` with 130 / 143."""
 
 
 class PruningCallback(Callback):
@@ -90,7 +81,7 @@ def check_values(fit_args: list[str], search: str | Path, params: list[Param]) -
             return one_line_parse_error(str(exc))
         return None
 
-    extremes = {param.name: param.extremes() for param in params}
+    extremes = {p.name: [*p.choices] if p.choices else [p.low, p.high] for p in params}
     for k in range(max(map(len, extremes.values()), default=0)):
         together = {name: values[min(k, len(values) - 1)] for name, values in extremes.items()}
         if refusal(together) is None:
@@ -100,29 +91,6 @@ def check_values(fit_args: list[str], search: str | Path, params: list[Param]) -
             if reason is not None:
                 raise DataError(f"{search}: {name}: fit refuses {value!r}: {reason}")
         raise DataError(f"{search}: fit refuses the combination {together}: {refusal(together)}")
-
-
-def make_objective(
-    fit_args: list[str], params: list[Param], config: Any, out: Path, errors: list[BaseException]
-) -> Callable[[optuna.Trial], float]:
-    """The function Optuna calls per trial: train with the trial's values, return best val/f1.
-
-    A user error or a stopped worker stops the study; the error goes to ``errors`` for the caller
-    to raise (no Optuna traceback), and a stopped trial is queued again, so no trial is lost.
-    """
-
-    def objective(trial: optuna.Trial) -> float:
-        try:
-            return run_trial(trial, fit_args, params, config, out)
-        except UserError as exc:
-            errors.append(exc)
-        except TrialStopped as stop:
-            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-            errors.append(stop)
-        trial.study.stop()
-        return math.nan
-
-    return objective
 
 
 def run_trial(
@@ -147,7 +115,10 @@ def run_trial(
     except (SystemExit, KeyboardInterrupt) as exc:
         if isinstance(exc, SystemExit) and not watcher.stopped:
             raise
-        raise TrialStopped(trial.number, out.name) from None
+        raise TrialStopped(
+            f"trial {trial.number} is marked FAIL and its parameters are queued for the next"
+            f" worker of study {out.name}"
+        ) from None
     best = getattr(cli.trainer.checkpoint_callback, "best_model_score", None)
     if best is None or math.isnan(float(best)):
         raise DataError(f"{run}: the run recorded no {MONITOR} (is validation switched off?)")
@@ -165,14 +136,11 @@ def write_best_config(fit_args: list[str], params: dict[str, Any], target: Path)
 def write_trials_csv(study: optuna.Study, target: Path) -> list[list[str]]:
     """``target``: one row per trial (number, state, value, each parameter); returns the rows."""
     names = sorted({name for trial in study.trials for name in trial.params})
-    header = ["trial", "state", "value", *names]
-    rows = [header]
+    rows = [["trial", "state", "value", *names]]
     for trial in study.trials:
         value = "" if trial.value is None else f"{trial.value:.4f}"
-        rows.append(
-            [str(trial.number), trial.state.name, value]
-            + [shown(trial.params.get(name, "")) for name in names]
-        )
+        params = [shown(trial.params.get(name, "")) for name in names]
+        rows.append([str(trial.number), trial.state.name, value, *params])
     with atomic_write(target) as tmp:  # a full disk is one line naming target
         with tmp.open("w", newline="", encoding="utf-8") as handle:
             csv.writer(handle).writerows(rows)
@@ -215,7 +183,20 @@ def run_tune(
         study_dir.mkdir(parents=True, exist_ok=True)
     log(f"tune: study {study_name} ({len(study.trials)} trials so far) into {study_dir}")
     errors: list[BaseException] = []
-    objective = make_objective(fit_args, params, config, study_dir, errors)
+
+    def objective(trial: optuna.Trial) -> float:
+        """One trial; a user error or a stopped worker stops the study, to be raised after it (no
+        Optuna traceback), and a stopped trial is queued again, so no trial is lost."""
+        try:
+            return run_trial(trial, fit_args, params, config, study_dir)
+        except UserError as exc:
+            errors.append(exc)
+        except TrialStopped as stop:
+            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            errors.append(stop)
+        trial.study.stop()
+        return math.nan
+
     study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=())
     if errors:
         raise errors[0]

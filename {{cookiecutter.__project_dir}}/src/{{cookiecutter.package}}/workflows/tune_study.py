@@ -21,10 +21,9 @@ if TYPE_CHECKING:
 HEARTBEAT_SECONDS = 60
 MAX_RETRY = 3
 SCHEMA_ATTEMPTS = 8
+LOST_RACE = ("already exists", "database is locked")  # SQLite's words; PostgreSQL: IntegrityError
 # What SQLAlchemy reads as the password of ``scheme://user:password@host``.
 USER_INFO_PASSWORD = re.compile(r"^((?:[^:/?#@]+://)?[^:/@]*:)([^@]*)(@)")
-# The port of a URL, as SQLAlchemy finds it (after the user-info, an [IPv6] or a host name).
-URL_PORT = re.compile(r"^[^:/]+://(?:[^:/]*(?::[^@]*)?@)?(?:\[[^/?]+\]|[^/:?]*):([^/?]*)")
 QUERY_FIELD = re.compile(r"([?&][^=&]*=)([^&]*)()")
 SECRET_WORDS = ("password", "passwd", "pwd", "secret", "token")
 # The driver of each dialect whose module may be missing, and how to install it.
@@ -70,20 +69,16 @@ def storage_error(url: str, problem: str) -> DataError:
 def check_study_name(name: str) -> None:
     """Refuse a study name that cannot be a plain folder and file name (it names both)."""
     if len(name) > STUDY_NAME_MAX:
-        raise DataError(
-            f"--study: a study name is at most {STUDY_NAME_MAX} characters (got {len(name)})"
-        )
+        problem = f"at most {STUDY_NAME_MAX} characters (got {len(name)})"
+        raise DataError(f"--study: a study name is {problem}")
     if not STUDY_NAME.fullmatch(name):
-        raise DataError(
-            f"--study {name!r}: a study name is letters, digits, '.', '_' and '-', starting with"
-            " a letter or a digit"
-        )
+        problem = "letters, digits, '.', '_' and '-', starting with a letter or a digit"
+        raise DataError(f"--study {name!r}: a study name is {problem}")
 
 
 def journal_storage(path: Path) -> Any:
-    """A ``JournalStorage`` on the file ``path``, its folder made; on a full disk, a
-    ``disk_full`` error, and the entry the disk cut short is removed (else the next one would be
-    glued to it)."""
+    """A ``JournalStorage`` on the file ``path``, its folder made; a full disk is a ``disk_full``
+    error, and the entry it cut short is removed (the next one would be glued to it)."""
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
@@ -119,9 +114,8 @@ def make_storage(storage: str | None, default_journal: Path) -> Any:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise storage_error(
-                storage, f"cannot make the folder {folder}: {exc.strerror}"
-            ) from None
+            problem = f"cannot make the folder {folder}: {exc.strerror}"
+            raise storage_error(storage, problem) from None
     return database_storage(storage, url.render_as_string(hide_password=False))
 
 
@@ -143,10 +137,9 @@ def database_url(storage: str | None) -> Any:
         url.get_dialect()  # SQLAlchemy knows the database kind (not the driver: not imported)
     except sqlalchemy.exc.ArgumentError as exc:
         raise storage_error(storage, f"not a database URL: {exc}") from None
-    except ValueError:  # the only one SQLAlchemy raises: a port int() cannot read
-        port = URL_PORT.match(storage)
-        problem = f"the port {port.group(1)!r}" if port else "the port"
-        raise storage_error(storage, f"{problem} is not a number") from None
+    except ValueError as exc:  # the only one SQLAlchemy raises: int() cannot read the port
+        port = str(exc).rpartition(": ")[2]  # "invalid literal for int() with base 10: 'abc'"
+        raise storage_error(storage, f"the port {port} is not a number") from None
     if url.drivername == "postgresql":
         url = url.set(drivername=f"postgresql+{POSTGRES_DRIVER}")
     return url
@@ -156,26 +149,16 @@ def heartbeat_options() -> dict[str, Any]:
     """RDBStorage arguments: a heartbeat, and a retry of the trials whose heartbeat stopped."""
     import optuna
 
+    beat = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": 2 * HEARTBEAT_SECONDS}
     retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
     if retry is not None:  # Optuna >= 4.9 renamed the callback and its argument
-        callback = {"heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}
-    else:
-        callback = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(MAX_RETRY)}
-    return {
-        "heartbeat_interval": HEARTBEAT_SECONDS,
-        "grace_period": 2 * HEARTBEAT_SECONDS,
-        **callback,
-    }
+        return {**beat, "heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}
+    return {**beat, "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(MAX_RETRY)}
 
 
 def database_storage(storage: str, url: str) -> Any:
-    """An ``RDBStorage`` on ``url`` with heartbeats, its tables created if the database is new;
-    a URL it cannot use is a DataError naming ``storage``, the URL as given.
-
-    Workers that start together on a new database race to create its tables, and all but one
-    may fail (PostgreSQL: a unique key; SQLite: "already exists", "database is locked"); the
-    losers try again and find the tables made.
-    """
+    """An ``RDBStorage`` on ``url`` (``storage`` as given) with heartbeats, its tables made if
+    the database is new. Workers that start together race to make them: the losers try again."""
     import optuna
     import sqlalchemy.exc
 
@@ -188,13 +171,9 @@ def database_storage(storage: str, url: str) -> Any:
             driver = url.split("://")[0].partition("+")[2]
             hint = DRIVER_INSTALL.get(driver, f"install the driver {driver or 'of the URL'}")
             raise storage_error(storage, f"a driver is missing ({hint}): {exc}") from None
-        except sqlalchemy.exc.ArgumentError as exc:
-            raise storage_error(storage, f"not a database URL: {exc}") from None
         except sqlalchemy.exc.DBAPIError as exc:
-            text = str(exc).lower()
-            lost_race = isinstance(exc, sqlalchemy.exc.IntegrityError) or any(
-                words in text for words in ("already exists", "database is locked")
-            )
+            lost_race = isinstance(exc, sqlalchemy.exc.IntegrityError)
+            lost_race |= any(words in str(exc).lower() for words in LOST_RACE)
             if attempt < SCHEMA_ATTEMPTS and lost_race:
                 time.sleep(random.uniform(0.05, 0.2) * attempt)
             elif isinstance(exc, sqlalchemy.exc.OperationalError):
