@@ -26,8 +26,7 @@ class ConfigOnlyCLI(PlantCLI):
 
 
 def config_only_cli(fit_args: list[str], exit_on_error: bool = True) -> ConfigOnlyCLI:
-    """The ``fit`` CLI of ``fit_args``, parsed and nothing built (its parser is reusable); an
-    option error ends as in ``fit`` (``exit_on_error=False``: the parser's exception instead)."""
+    """The ``fit`` CLI of ``fit_args``, parsed, nothing built; ``exit_on_error`` as argparse's."""
     return ConfigOnlyCLI(
         PlantClassifier,
         PlantDataModule,
@@ -60,8 +59,7 @@ def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def config_changes(
     before: dict[str, Any], after: dict[str, Any], ignored: Sequence[str] = ()
 ) -> list[str]:
-    """``key (old -> new)`` for every dotted key whose value differs, except ``ignored`` ones and
-    the keys below them (``trainer.logger``)."""
+    """``key (old -> new)`` per dotted key that differs, except ``ignored`` ones and their keys."""
     old, new = flat_config(before), flat_config(after)
     return [
         f"{key} ({shown(old.get(key))} -> {shown(new.get(key))})"
@@ -78,8 +76,7 @@ def shown(value: Any) -> str:
 
 
 def run_folder_flags(config: Any, run: Path) -> list[str]:
-    """The flags that make a ``fit`` of ``config`` write its checkpoints and logs into ``run``
-    (the logs only if the configured logger has a ``save_dir``, as the configs' CSVLogger does)."""
+    """The flags that make a ``fit`` of ``config`` write its checkpoints and logs into ``run``."""
     flags = ["--checkpoint.dirpath", str(run / "checkpoints")]
     flags += ["--trainer.default_root_dir", str(run)]
     if "trainer.logger.init_args.save_dir" in config:  # a jsonargparse Namespace

@@ -5,13 +5,11 @@
     data.batch_size: {type: int, low: 8, high: 64, log: true}
     model.backbone: {type: categorical, choices: [resnet18, mobilenet_v3_small]}
 
-Checked whole before any trial (a key given twice, at any level, too): one ``DataError`` naming
-the file, the key and the problem.
+Checked whole before any trial: a mistake (a key given twice too) is one ``DataError`` naming it.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils.errors import DataError
-
-# PyYAML (a dependency of jsonargparse) ships no types; the dev extra installs no stubs for it.
-yaml: Any = importlib.import_module("yaml")
+from .fit_jobs import yaml
 
 RANGE = {"type", "low", "high", "log", "step"}
 FIELDS = {"float": RANGE, "int": RANGE, "categorical": {"type", "choices"}}  # of each type
@@ -67,8 +63,7 @@ class Param:
 
 
 def trial_flags(params: dict[str, Any]) -> list[str]:
-    """The ``fit`` flags that apply a trial's values (``--model.lr 0.001``; booleans as the
-    ``fit`` parser reads them back, ``true``/``false``)."""
+    """The ``fit`` flags that apply a trial's values: ``--model.lr 0.001``, booleans as ``true``."""
     flags: list[str] = []
     for name, value in params.items():
         flags += [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
@@ -76,8 +71,7 @@ def trial_flags(params: dict[str, Any]) -> list[str]:
 
 
 def load_search_space(path: str | Path, fit_config: Any) -> list[Param]:
-    """The parameters of the search file ``path``, each an option of ``fit_config`` (the parsed
-    ``fit`` configuration, ``parse_fit_config``)."""
+    """The parameters of the search file ``path``, each an option of ``fit_config`` (parsed)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: search file not found")

@@ -1,13 +1,10 @@
-"""``tune``: hyper-parameter search with Optuna over ``fit`` flags, shared by any number of workers.
-
-Writes ``OUT/STUDY/trial_{n}/``, ``best.yaml`` (the best trial's whole ``fit`` config) and
-``trials.csv``; the study lives in ``OUT/STUDY.journal`` or a database (``tune_study``), and the
-same command, run again anywhere, joins and resumes it.
-"""
+"""``tune``: Optuna search over ``fit`` flags into ``OUT/STUDY/`` (``trial_{n}/``, ``best.yaml``:
+the best trial's whole fit config, ``trials.csv``); any number of workers share the study."""
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import math
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
@@ -24,8 +21,7 @@ from ..utils.atomic import atomic_write
 from ..utils.errors import DataError, UserError, full_disk_named
 from .fit_jobs import config_only_cli, parse_fit_config, run_folder_flags
 from .search_space import Param, load_search_space, trial_flags
-from .tune_study import check_study_name, database_url, import_optuna, make_pruner
-from .tune_study import make_storage, open_study
+from .tune_study import check_study_name, database_url, make_pruner, make_storage, open_study
 
 if TYPE_CHECKING:
     import optuna
@@ -38,11 +34,8 @@ class TrialStopped(KeyboardInterrupt):
 
 
 class PruningCallback(Callback):
-    """Report ``val/f1`` to an Optuna trial after each validation; stop the run if it is pruned.
-
-    (``optuna_integration``'s callback needs the ``lightning`` package, not ``pytorch_lightning``.)
-    ``stopped``: the run ended on Ctrl-C or SIGTERM, which Lightning turns into ``SystemExit``.
-    """
+    """Report ``val/f1`` to the trial per validation, stop a pruned run (``optuna_integration``'s
+    needs ``lightning``); ``stopped``: Ctrl-C or SIGTERM ended it (Lightning's ``SystemExit``)."""
 
     def __init__(self, trial: optuna.Trial, monitor: str = MONITOR) -> None:
         self.trial, self.monitor, self.stopped = trial, monitor, False
@@ -62,11 +55,8 @@ class PruningCallback(Callback):
 
 
 def check_values(fit_args: list[str], search: str | Path, params: list[Param]) -> None:
-    """Refuse a bound, choice or backbone of the search file that ``fit`` would refuse.
-
-    A parse of the ``fit`` flags costs a good part of a second, so the k-th bound or choice of
-    every parameter is tried at once; only a refused set is tried value by value.
-    """
+    """Refuse a bound, choice or backbone of the search file that ``fit`` would refuse. A parse
+    costs most of a second: the k-th values of all parameters are tried at once, then one by one."""
     for choice in next((p.choices for p in params if p.name == "model.backbone"), ()):
         try:
             check_backbone_name(str(choice))
@@ -171,7 +161,8 @@ def run_tune(
 ) -> optuna.Study:
     """Run trials of the study ``study_name`` (joined or resumed if it exists); see the module."""
     check_study_name(study_name)
-    import_optuna()
+    if importlib.util.find_spec("optuna") is None:
+        raise DataError('tune needs Optuna: pip install -e ".[tune]"')
     database_url(storage)
     config = parse_fit_config(fit_args)
     params = load_search_space(search, config)

@@ -1,6 +1,5 @@
-"""The Optuna study ``tune`` works on: its storage (the journal file, or a database URL with
-heartbeats, so a dead worker's trial is retried), its pruner, and creating or joining it. Safe
-when several workers start at once; no message shows a password of the URL."""
+"""The study of ``tune``: its storage (a journal file, or a database with heartbeats, so a dead
+worker's trial is retried), pruner, and creating or joining it; safe with workers racing."""
 
 from __future__ import annotations
 
@@ -26,24 +25,12 @@ LOST_RACE = ("already exists", "database is locked")  # SQLite's words; PostgreS
 USER_INFO_PASSWORD = re.compile(r"^((?:[^:/?#@]+://)?[^:/@]*:)([^@]*)(@)")
 QUERY_FIELD = re.compile(r"([?&][^=&]*=)([^&]*)()")
 SECRET_WORDS = ("password", "passwd", "pwd", "secret", "token")
-# The driver of each dialect whose module may be missing, and how to install it.
-DRIVER_INSTALL = {
+DRIVER_INSTALL = {  # the drivers a URL may name that are often missing, and how to install them
     "psycopg": 'pip install -e ".[postgres]"',
     "psycopg2": "pip install psycopg2-binary, or use postgresql://... (the [postgres] extra)",
 }
-# The driver the [postgres] extra installs, for bare postgresql:// (SQLAlchemy 2.0 picks psycopg2).
-POSTGRES_DRIVER = "psycopg"
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 STUDY_NAME_MAX = 100  # the journal, its lock file and the study's folder are named after it
-
-
-def import_optuna() -> Any:
-    """The ``optuna`` module, or a ``DataError`` saying which extra to install."""
-    try:
-        import optuna
-    except ImportError:
-        raise DataError('tune needs Optuna: pip install -e ".[tune]"') from None
-    return optuna
 
 
 def storage_error(url: str, problem: str) -> DataError:
@@ -105,24 +92,12 @@ def journal_storage(path: Path) -> Any:
 
 def make_storage(storage: str | None, default_journal: Path) -> Any:
     """The study's storage: the journal file ``default_journal``, or the Optuna URL ``storage``."""
-    if storage is None:
-        return journal_storage(default_journal)
-    url = database_url(storage)
-    database = url.database or ""
-    if url.get_backend_name() == "sqlite" and database != ":memory:" and database[:5] != "file:":
-        folder = Path(database).parent  # a SQLite URI filename (file:...) is SQLite's to read
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            problem = f"cannot make the folder {folder}: {exc.strerror}"
-            raise storage_error(storage, problem) from None
-    return database_storage(storage, url.render_as_string(hide_password=False))
+    return journal_storage(default_journal) if storage is None else database_storage(storage)
 
 
 def database_url(storage: str | None) -> Any:
     """The SQLAlchemy ``URL`` of ``storage`` (``None``: the journal file), or a DataError; no
-    side effects, so ``tune`` checks it first. Bare ``postgresql://`` gets the driver of the
-    [postgres] extra, so the extra and the form ``tune --help`` shows agree on any SQLAlchemy."""
+    side effects, so ``tune`` checks it first."""
     if storage is None:
         return None
     if "://" not in storage:
@@ -140,8 +115,8 @@ def database_url(storage: str | None) -> Any:
     except ValueError as exc:  # the only one SQLAlchemy raises: int() cannot read the port
         port = str(exc).rpartition(": ")[2]  # "invalid literal for int() with base 10: 'abc'"
         raise storage_error(storage, f"the port {port} is not a number") from None
-    if url.drivername == "postgresql":
-        url = url.set(drivername=f"postgresql+{POSTGRES_DRIVER}")
+    if url.drivername == "postgresql":  # the [postgres] extra's, as tune --help shows, not 2.0's
+        url = url.set(drivername="postgresql+psycopg")
     return url
 
 
@@ -156,12 +131,22 @@ def heartbeat_options() -> dict[str, Any]:
     return {**beat, "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(MAX_RETRY)}
 
 
-def database_storage(storage: str, url: str) -> Any:
-    """An ``RDBStorage`` on ``url`` (``storage`` as given) with heartbeats, its tables made if
-    the database is new. Workers that start together race to make them: the losers try again."""
+def database_storage(storage: str) -> Any:
+    """An ``RDBStorage`` on the URL ``storage`` with heartbeats, its tables (and a SQLite file's
+    folder) made if new. Workers that start together race to make them: the losers try again."""
     import optuna
     import sqlalchemy.exc
 
+    parsed = database_url(storage)
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database != ":memory:" and database[:5] != "file:":
+        folder = Path(database).parent  # a SQLite URI filename (file:...) is SQLite's to read
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = f"cannot make the folder {folder}: {exc.strerror}"
+            raise storage_error(storage, problem) from None
+    url = parsed.render_as_string(hide_password=False)
     for attempt in range(1, SCHEMA_ATTEMPTS + 1):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
