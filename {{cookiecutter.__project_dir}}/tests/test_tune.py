@@ -107,6 +107,14 @@ def test_a_merge_key_may_still_override_what_it_brings(tmp_path, fit_config):
     assert (dropout.low, dropout.high) == (0.0, 0.5)
 
 
+def test_a_value_yaml_cannot_build_is_one_line_naming_the_file(in_tmp, capsys):
+    path = in_tmp / "search.yaml"
+    path.write_text("model.lr: {type: float, low: 2020-13-45, high: 0.1}\n")  # no 13th month
+    assert main(tune_args(path, "--n-trials", "1")) == 2
+    assert only_error_line(capsys).startswith(f"error: {path}: month must be in 1..12")
+    assert not (in_tmp / "runs").exists()
+
+
 def test_a_bad_search_file_stops_tune_before_any_trial(in_tmp, capsys):
     path = write_space(in_tmp, {"model.lrr": {"type": "float", "low": 0.1, "high": 0.2}})
     assert main(tune_args(path, "--n-trials", "1")) == 2

@@ -115,7 +115,7 @@ def database_url(storage: str | None) -> Any:
     except ValueError as exc:  # the only one SQLAlchemy raises: int() cannot read the port
         port = str(exc).rpartition(": ")[2]  # "invalid literal for int() with base 10: 'abc'"
         raise storage_error(storage, f"the port {port} is not a number") from None
-    if url.drivername == "postgresql":  # the [postgres] extra's, as tune --help shows, not 2.0's
+    if url.drivername == "postgresql":  # the [postgres] extra's, whatever SQLAlchemy's default
         url = url.set(drivername="postgresql+psycopg")
     return url
 
