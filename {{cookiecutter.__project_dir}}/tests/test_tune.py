@@ -70,6 +70,7 @@ def tune_args(search: Path, *extra: str, name: str = "s") -> list[str]:
         ("model.lr", {"type": "float", "low": 0.1, "high": 0.1}, "must be below high"),
         ("model.lr", {"type": "float", "low": 0.0, "high": 0.1, "log": True}, "low > 0"),
         ("model.lr", {"type": "uniform", "low": 0.0, "high": 0.1}, "type 'uniform'"),
+        ("model.lr", {"type": ["float"], "low": 0.0, "high": 0.1}, "type ['float']"),
         ("model.lr", {"type": "float", "high": 0.1}, "`low` must be a number"),
         ("model.backbone", {"type": "categorical"}, "non-empty list `choices`"),
         ("model.backbone", {"type": "categorical", "choices": []}, "non-empty list `choices`"),

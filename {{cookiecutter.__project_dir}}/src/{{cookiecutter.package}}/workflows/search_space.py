@@ -97,7 +97,7 @@ def _param(name: str, spec: Any, fit_config: Any, path: Path) -> Param:
     if not isinstance(spec, dict):
         raise fail("expected a mapping such as {type: float, low: 0.0001, high: 0.01}")
     kind = spec.get("type")
-    if kind not in FIELDS:
+    if not isinstance(kind, str) or kind not in FIELDS:
         raise fail(f"type {kind!r}: expected one of {', '.join(FIELDS)}")
     unknown = ", ".join(map(str, sorted(set(spec) - FIELDS[kind], key=str)))
     if unknown:

@@ -34,8 +34,8 @@ class TrialStopped(KeyboardInterrupt):
 
 
 class PruningCallback(Callback):
-    """Report ``val/f1`` to the trial per validation, stop a pruned run (``optuna_integration``'s
-    needs ``lightning``); ``stopped``: Ctrl-C or SIGTERM ended it (Lightning's ``SystemExit``)."""
+    """Report ``val/f1`` to the trial after each validation; stop a pruned run (Optuna's callback
+    needs ``lightning``). ``stopped``: Ctrl-C or SIGTERM ended the run (Lightning: SystemExit)."""
 
     def __init__(self, trial: optuna.Trial, monitor: str = MONITOR) -> None:
         self.trial, self.monitor, self.stopped = trial, monitor, False
@@ -56,7 +56,7 @@ class PruningCallback(Callback):
 
 def check_values(fit_args: list[str], search: str | Path, params: list[Param]) -> None:
     """Refuse a bound, choice or backbone of the search file that ``fit`` would refuse. A parse
-    costs most of a second: the k-th values of all parameters are tried at once, then one by one."""
+    costs most of a second: the k-th values of every parameter go at once, singly if refused."""
     for choice in next((p.choices for p in params if p.name == "model.backbone"), ()):
         try:
             check_backbone_name(str(choice))
