@@ -70,6 +70,7 @@ def tune_args(search: Path, *extra: str, name: str = "s") -> list[str]:
         ("model.lr", {"type": "float", "low": 0.1, "high": 0.1}, "must be below high"),
         ("model.lr", {"type": "float", "low": 0.0, "high": 0.1, "log": True}, "low > 0"),
         ("model.lr", {"type": "uniform", "low": 0.0, "high": 0.1}, "type 'uniform'"),
+        ("model.lr", {"type": ["float"], "low": 0.0, "high": 0.1}, "type ['float']"),
         ("model.lr", {"type": "float", "high": 0.1}, "`low` must be a number"),
         ("model.backbone", {"type": "categorical"}, "non-empty list `choices`"),
         ("model.backbone", {"type": "categorical", "choices": []}, "non-empty list `choices`"),
@@ -105,6 +106,14 @@ def test_a_merge_key_may_still_override_what_it_brings(tmp_path, fit_config):
     )
     _, dropout = load_search_space(path, fit_config)
     assert (dropout.low, dropout.high) == (0.0, 0.5)
+
+
+def test_a_value_yaml_cannot_build_is_one_line_naming_the_file(in_tmp, capsys):
+    path = in_tmp / "search.yaml"
+    path.write_text("model.lr: {type: float, low: 2020-13-45, high: 0.1}\n")  # no 13th month
+    assert main(tune_args(path, "--n-trials", "1")) == 2
+    assert only_error_line(capsys).startswith(f"error: {path}: month must be in 1..12")
+    assert not (in_tmp / "runs").exists()
 
 
 def test_a_bad_search_file_stops_tune_before_any_trial(in_tmp, capsys):
@@ -323,13 +332,14 @@ def test_a_full_disk_when_writing_trials_csv_is_one_line_and_writes_nothing(
 
 
 def test_the_shipped_search_file_fits_the_baseline():
-    config = parse_fit_config(["--config", str(CONFIG_DIR / "baseline.yaml")])
+    baseline = ["--config", str(CONFIG_DIR / "baseline.yaml")]
+    config = parse_fit_config(baseline)
     params = load_search_space(CONFIG_DIR / "search.yaml", config)
     assert {"model.lr", "model.dropout", "model.weight_decay", "data.image_size"} <= {
         p.name for p in params
     }
     assert "model.backbone" in {p.name for p in params}
-    tune.check_backbones(CONFIG_DIR / "search.yaml", params)
+    tune.check_values(baseline, CONFIG_DIR / "search.yaml", params)  # backbones too
 
 
 def test_trial_values_become_flags_the_fit_parser_reads_back():

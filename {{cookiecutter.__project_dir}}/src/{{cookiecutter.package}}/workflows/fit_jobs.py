@@ -1,10 +1,4 @@
-"""Helpers for the jobs that run many ``fit`` runs from one set of fit flags (``cv``, ``tune``).
-
-``parse_fit_config`` checks and resolves the flags like ``fit`` does without building anything;
-``fit_config_yaml`` writes that configuration down (``fit --config`` reads it back) and
-``config_changes`` lists what differs between two of them; ``run_folder_flags`` sends one run's
-checkpoints and logs into its own folder.
-"""
+"""Helpers for the jobs that run many ``fit`` runs from one set of fit flags (``cv``, ``tune``)."""
 
 from __future__ import annotations
 
@@ -26,22 +20,13 @@ SHOWN_CHARS = 40
 class ConfigOnlyCLI(PlantCLI):
     """Parses and checks a ``fit`` command line like ``fit`` does, but builds nothing."""
 
-    def before_instantiate_classes(self) -> None:
-        pass
-
-    def instantiate_classes(self) -> None:
-        pass
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        pass
+    def before_instantiate_classes(self) -> None: ...
+    def instantiate_classes(self) -> None: ...
+    def _run_subcommand(self, subcommand: str) -> None: ...
 
 
 def config_only_cli(fit_args: list[str], exit_on_error: bool = True) -> ConfigOnlyCLI:
-    """The ``fit`` CLI of ``fit_args``, parsed and nothing built (its parser is reusable).
-
-    Option errors end like they do for ``fit``: one ``error:`` line and ``SystemExit(2)``
-    (with ``exit_on_error=False``, the parser's exception instead).
-    """
+    """The ``fit`` CLI of ``fit_args``, parsed, nothing built; ``exit_on_error`` as argparse's."""
     return ConfigOnlyCLI(
         PlantClassifier,
         PlantDataModule,
@@ -66,28 +51,22 @@ def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"model": {"lr": 0.1}}`` -> ``{"model.lr": 0.1}`` (lists stay whole values)."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flat_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
+        nested = isinstance(value, dict)
+        flat.update(flat_config(value, f"{prefix}{key}.") if nested else {f"{prefix}{key}": value})
     return flat
 
 
 def config_changes(
     before: dict[str, Any], after: dict[str, Any], ignored: Sequence[str] = ()
 ) -> list[str]:
-    """``key (old -> new)`` for every dotted key whose value differs, except ``ignored`` ones.
-
-    An ``ignored`` entry covers its key and every key below it (``trainer.logger``).
-    """
+    """``key (old -> new)`` per dotted key that differs, except ``ignored`` ones and their keys."""
     old, new = flat_config(before), flat_config(after)
-    changes = []
-    for key in sorted(old.keys() | new.keys()):
-        if any(key == skip or key.startswith(f"{skip}.") for skip in ignored):
-            continue
-        if old.get(key) != new.get(key):
-            changes.append(f"{key} ({shown(old.get(key))} -> {shown(new.get(key))})")
-    return changes
+    return [
+        f"{key} ({shown(old.get(key))} -> {shown(new.get(key))})"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+        and not any(key == skip or key.startswith(f"{skip}.") for skip in ignored)
+    ]
 
 
 def shown(value: Any) -> str:
@@ -97,16 +76,9 @@ def shown(value: Any) -> str:
 
 
 def run_folder_flags(config: Any, run: Path) -> list[str]:
-    """The flags that make a ``fit`` of ``config`` write its checkpoints and logs into ``run``.
-
-    Used by the jobs that run many fits (``cv`` folds, ``tune`` trials): the logger's folder is
-    moved only when the configured logger has a ``save_dir`` (the configs' CSVLogger does).
-    """
+    """The flags that make a ``fit`` of ``config`` write its checkpoints and logs into ``run``."""
     flags = ["--checkpoint.dirpath", str(run / "checkpoints")]
     flags += ["--trainer.default_root_dir", str(run)]
-    logger = config.trainer.get("logger")
-    if isinstance(logger, dict) or hasattr(logger, "init_args"):
-        init_args = logger.get("init_args") or {}
-        if "save_dir" in init_args:
-            flags += ["--trainer.logger.init_args.save_dir", str(run / "logs")]
+    if "trainer.logger.init_args.save_dir" in config:  # a jsonargparse Namespace
+        flags += ["--trainer.logger.init_args.save_dir", str(run / "logs")]
     return flags

@@ -1,64 +1,44 @@
-"""The search space of ``tune``: a YAML file mapping dotted ``fit`` flags to value ranges.
-
-Each key is a ``fit`` flag without its dashes (``model.lr``); each value says how a trial picks
-it::
+"""The search space of ``tune``: a YAML file mapping dotted ``fit`` flags to value ranges::
 
     model.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
     model.dropout: {type: float, low: 0.0, high: 0.5, step: 0.1}
     data.batch_size: {type: int, low: 8, high: 64, log: true}
     model.backbone: {type: categorical, choices: [resnet18, mobilenet_v3_small]}
 
-The whole file is checked before any trial runs (a key given twice, at any level, is a
-mistake too); a mistake is one ``DataError`` naming the file, the key and the problem.
+Checked whole before any trial: a mistake (a key given twice too) is one ``DataError`` naming it.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..utils.errors import DataError
+from .fit_jobs import yaml
 
-# PyYAML (a dependency of jsonargparse) ships no types; the dev extra installs no stubs for it.
-yaml: Any = importlib.import_module("yaml")
-
-TYPES = ("float", "int", "categorical")
-FIELDS = {"type", "low", "high", "log", "step", "choices"}
-
-
-class KeyGivenTwice(Exception):
-    """A mapping of the search file gives ``key`` twice, on lines ``first`` and ``again``."""
-
-    def __init__(self, key: Any, first: int, again: int) -> None:
-        where = f"line {first}" if first == again else f"lines {first} and {again}"
-        super().__init__(f"{key}: given twice ({where})")
-
-
-MERGE_TAG = "tag:yaml.org,2002:merge"
+RANGE = {"type", "low", "high", "log", "step"}
+FIELDS = {"float": RANGE, "int": RANGE, "categorical": {"type", "choices"}}  # of each type
+Fail = Callable[[str], DataError]
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a mapping giving a key twice raises ``KeyGivenTwice``
-    (PyYAML keeps the last value and drops the first without a word). Keys a merge (``<<:``)
-    brings in may still be overridden, as YAML means them to be."""
+    """PyYAML's safe loader, except that a mapping giving a key twice is a ``ValueError``
+    (PyYAML keeps the last value without a word); a merge (``<<:``) may still be overridden."""
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        own = [key for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge"]
+        mapping = dict(super().construct_mapping(node, deep=deep))  # refuses unhashable keys
         lines: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == MERGE_TAG:
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            try:
-                if key in lines:
-                    raise KeyGivenTwice(key, lines[key], line)
-            except TypeError:  # an unhashable key: PyYAML's own error says so below
-                break
+        for key_node in own:
+            key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line + 1
+            if key in lines:
+                at = f"line {line}" if lines[key] == line else f"lines {lines[key]} and {line}"
+                raise ValueError(f"{key}: given twice ({at})")
             lines[key] = line
-        return dict(super().construct_mapping(node, deep=deep))
+        return mapping
 
 
 @dataclass(frozen=True)
@@ -67,51 +47,31 @@ class Param:
 
     name: str
     type: str
-    low: float | None = None
-    high: float | None = None
+    low: float = 0
+    high: float = 0
     log: bool = False
     step: float | None = None
     choices: tuple[Any, ...] = ()
-
-    def extremes(self) -> list[Any]:
-        """The values a trial may reach that are most likely to be refused: bounds or choices."""
-        return list(self.choices) if self.type == "categorical" else [self.low, self.high]
 
     def suggest(self, trial: Any) -> Any:
         """The value of this flag for ``trial`` (an ``optuna.Trial``)."""
         if self.type == "categorical":
             return trial.suggest_categorical(self.name, list(self.choices))
-        if self.type == "int":
-            step = int(self.step) if self.step is not None else 1
-            return trial.suggest_int(
-                self.name, int(self.low or 0), int(self.high or 0), step=step, log=self.log
-            )
-        return trial.suggest_float(
-            self.name, float(self.low or 0), float(self.high or 0), step=self.step, log=self.log
-        )
-
-
-def flag_value(value: Any) -> str:
-    """``value`` as a command-line value the ``fit`` parser reads back as the same value."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+        suggest = trial.suggest_int if self.type == "int" else trial.suggest_float
+        step = {"step": self.step} if self.step else {}  # suggest_int's default is 1, not None
+        return suggest(self.name, self.low, self.high, log=self.log, **step)
 
 
 def trial_flags(params: dict[str, Any]) -> list[str]:
-    """The ``fit`` flags that apply a trial's chosen values (``--model.lr 0.001`` ...)."""
+    """The ``fit`` flags that apply a trial's values: ``--model.lr 0.001``, booleans as ``true``."""
     flags: list[str] = []
     for name, value in params.items():
-        flags += [f"--{name}", flag_value(value)]
+        flags += [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
     return flags
 
 
 def load_search_space(path: str | Path, fit_config: Any) -> list[Param]:
-    """The parameters of the search file ``path``, each checked against ``fit_config``.
-
-    ``fit_config`` is the parsed ``fit`` configuration (``parse_fit_config``): every key of the
-    file must be one of its options.
-    """
+    """The parameters of the search file ``path``, each an option of ``fit_config`` (parsed)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: search file not found")
@@ -119,36 +79,35 @@ def load_search_space(path: str | Path, fit_config: Any) -> list[Param]:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise DataError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
-    except KeyGivenTwice as exc:
+    except ValueError as exc:  # a key given twice, or a value PyYAML cannot build (2020-13-45)
         raise DataError(f"{path}: {exc}") from None
     if not isinstance(raw, dict) or not raw:
         raise DataError(f"{path}: expected a mapping of dotted fit flags to ranges")
-    return [_param(path, str(name), spec, fit_config) for name, spec in raw.items()]
+    return [_param(str(name).lstrip("-"), spec, fit_config, path) for name, spec in raw.items()]
 
 
-def _param(path: Path, name: str, spec: Any, fit_config: Any) -> Param:
-    """One entry of the search file, validated; see ``load_search_space``."""
+def _param(name: str, spec: Any, fit_config: Any, path: Path) -> Param:
+    """One entry of the search file, validated."""
 
     def fail(problem: str) -> DataError:
         return DataError(f"{path}: {name}: {problem}")
 
-    name = name.lstrip("-")
-    if not _has_option(fit_config, name):
+    if name not in fit_config:  # a jsonargparse Namespace reads dotted keys
         raise fail("no such fit flag (`fit --print_config` lists them)")
     if not isinstance(spec, dict):
         raise fail("expected a mapping such as {type: float, low: 0.0001, high: 0.01}")
-    unknown = sorted(set(spec) - FIELDS)
-    if unknown:
-        raise fail(f"unknown field(s) {', '.join(map(str, unknown))}; use {sorted(FIELDS)}")
     kind = spec.get("type")
-    if kind not in TYPES:
-        raise fail(f"type {kind!r}: expected one of {', '.join(TYPES)}")
+    if not isinstance(kind, str) or kind not in FIELDS:
+        raise fail(f"type {kind!r}: expected one of {', '.join(FIELDS)}")
+    unknown = ", ".join(map(str, sorted(set(spec) - FIELDS[kind], key=str)))
+    if unknown:
+        raise fail(f"unknown field(s) {unknown} for type {kind}; use {sorted(FIELDS[kind])}")
     if kind == "categorical":
         return _categorical(name, spec, fail)
     return _numeric(name, kind, spec, fail)
 
 
-def _categorical(name: str, spec: dict[str, Any], fail: Any) -> Param:
+def _categorical(name: str, spec: dict[str, Any], fail: Fail) -> Param:
     """A ``categorical`` entry: a non-empty list of distinct plain values."""
     choices = spec.get("choices")
     if not isinstance(choices, list) or not choices:
@@ -157,26 +116,21 @@ def _categorical(name: str, spec: dict[str, Any], fail: Any) -> Param:
         raise fail("choices must be plain values (text, numbers, true/false)")
     if len(set(map(repr, choices))) != len(choices):
         raise fail("choices repeat a value")
-    extra = sorted(set(spec) & {"low", "high", "log", "step"})
-    if extra:
-        raise fail(f"a categorical takes only `choices`, not {', '.join(extra)}")
     return Param(name, "categorical", choices=tuple(choices))
 
 
-def _numeric(name: str, kind: str, spec: dict[str, Any], fail: Any) -> Param:
+def _numeric(name: str, kind: str, spec: dict[str, Any], fail: Fail) -> Param:
     """A ``float`` or ``int`` entry: ``low < high``, ``log`` only above 0, no ``step`` with log."""
-    if "choices" in spec:
-        raise fail(f"`choices` belongs to type categorical, not {kind}")
-    bounds = {}
-    for field in ("low", "high"):
+
+    def number(field: str) -> Any:
         value = spec.get(field)
-        number_type = int if kind == "int" else (int, float)
-        if isinstance(value, bool) or not isinstance(value, number_type):
+        if isinstance(value, bool) or not isinstance(value, int if kind == "int" else (int, float)):
             raise fail(f"`{field}` must be {'an integer' if kind == 'int' else 'a number'}")
         if not math.isfinite(value):
             raise fail(f"`{field}` must be a finite number (got {value})")
-        bounds[field] = value
-    low, high = bounds["low"], bounds["high"]
+        return value
+
+    low, high = number("low"), number("high")
     if low >= high:
         raise fail(f"low ({low}) must be below high ({high})")
     log = spec.get("log", False)
@@ -184,25 +138,9 @@ def _numeric(name: str, kind: str, spec: dict[str, Any], fail: Any) -> Param:
         raise fail("`log` must be true or false")
     if log and low <= 0:
         raise fail(f"a log range needs low > 0 (got {low})")
-    step = spec.get("step")
-    if step is not None:
-        if isinstance(step, bool) or not isinstance(step, (int, float)):
-            raise fail("`step` must be a positive number")
-        if not (math.isfinite(step) and step > 0):
-            raise fail(f"`step` must be a positive number (got {step})")
-        if kind == "int" and not isinstance(step, int):
-            raise fail("`step` of an int range must be an integer")
-        if log:
-            raise fail("`step` and `log: true` cannot be combined")
+    step = None if spec.get("step") is None else number("step")
+    if step is not None and step <= 0:
+        raise fail(f"`step` must be positive (got {step})")
+    if step is not None and log:
+        raise fail("`step` and `log: true` cannot be combined")
     return Param(name, kind, low=low, high=high, log=log, step=step)
-
-
-def _has_option(config: Any, dotted: str) -> bool:
-    """Whether the parsed ``fit`` configuration has the option ``dotted`` (``model.lr``)."""
-    node = config
-    for part in dotted.split("."):
-        try:
-            node = node[part]
-        except (KeyError, TypeError, AttributeError, IndexError):
-            return False
-    return True

@@ -1,24 +1,9 @@
-"""``tune``: hyper-parameter search with Optuna, shared by any number of workers.
-
-``run_tune(fit_args, search, study)`` runs trials of ``fit`` with ``fit_args`` and, per trial,
-the values Optuna picks for the flags of the search file (see ``search_space``). Each trial
-reports ``val/f1`` after every validation, so the pruner can stop a poor one early; its value is
-the best ``val/f1`` of the run. Into ``OUT/STUDY/`` (``OUT`` default ``runs/tune``):
-
-- ``trial_{n}/`` (that trial's ``checkpoints/`` and logs);
-- ``best.yaml``: the complete ``fit`` config of the best trial (``fit --config best.yaml``);
-- ``trials.csv``: every trial of the study (number, state, value, parameters).
-
-The study lives in a storage (``tune_study``): by default the journal file ``OUT/STUDY.journal``
-(no server; processes on one machine, or machines sharing a filesystem, can use it at once), or
-any Optuna storage URL (``postgresql://...``, ``sqlite:///runs/tune/studies.db``; database
-storages also get heartbeats, so a dead worker's trial is failed and retried). Starting the same
-command again, anywhere, joins and resumes the study. A full disk stops it with one line naming
-the file, and leaves no file half-written.
-"""
+"""``tune``: Optuna search over ``fit`` flags into ``OUT/STUDY/`` (``trial_{n}/``, ``best.yaml``:
+the best trial's whole fit config, ``trials.csv``); any number of workers share the study."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
@@ -27,23 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from pytorch_lightning import Callback, LightningModule, Trainer
 
-from ..cli.argtypes import fit_job_parser, positive_int
-from ..utils.atomic import write_csv, write_text
 from ..backbones import check_backbone_name
+from ..cli.argtypes import fit_job_parser, positive_int
+from ..cli.lightning import run_cli
+from ..cli.trainer_checks import one_line_parse_error
+from ..utils.atomic import write_csv, write_text
 from ..utils.errors import DataError, UserError, full_disk_named
 from .fit_jobs import config_only_cli, parse_fit_config, run_folder_flags
-from ..cli.lightning import run_cli
 from .search_space import Param, load_search_space, trial_flags
 from ..reports.report import summary_table
-from ..cli.trainer_checks import one_line_parse_error
-from .tune_study import (
-    check_storage,
-    check_study_name,
-    import_optuna,
-    make_pruner,
-    make_storage,
-    open_study,
-)
+from .tune_study import check_study_name, database_url, make_pruner, make_storage, open_study
 
 if TYPE_CHECKING:
     import optuna
@@ -52,52 +30,38 @@ MONITOR = "val/f1"
 
 
 class TrialStopped(KeyboardInterrupt):
-    """The worker was stopped (Ctrl-C, SIGTERM) during trial ``number``."""
-
-    def __init__(self, number: int, study: str) -> None:
-        super().__init__(
-            f"trial {number} is marked FAIL and its parameters are queued for the next worker of"
-            f" study {study}"
-        )
+    """The worker was stopped (Ctrl-C, SIGTERM) during a trial; ends ``tune`` with 130 / 143."""
 
 
 class PruningCallback(Callback):
-    """Report ``val/f1`` to an Optuna trial after each validation; stop the run if it is pruned.
-
-    ``optuna_integration``'s callback is built on the ``lightning`` package, not
-    ``pytorch_lightning``, so the trainer here would refuse it. ``stopped`` tells whether the
-    run ended on Ctrl-C or SIGTERM, which Lightning turns into ``SystemExit``.
-    """
+    """Report ``val/f1`` to the trial after each validation; stop a pruned run (Optuna's callback
+    needs ``lightning``). ``stopped``: Ctrl-C or SIGTERM ended the run (Lightning: SystemExit)."""
 
     def __init__(self, trial: optuna.Trial, monitor: str = MONITOR) -> None:
-        self.trial = trial
-        self.monitor = monitor
-        self.stopped = False
+        self.trial, self.monitor, self.stopped = trial, monitor, False
 
-    def on_exception(
-        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
-    ) -> None:
-        self.stopped = isinstance(exception, (KeyboardInterrupt, SystemExit))
+    def on_exception(self, trainer: Trainer, module: LightningModule, exc: BaseException) -> None:
+        self.stopped = isinstance(exc, (KeyboardInterrupt, SystemExit))
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
         score = trainer.callback_metrics.get(self.monitor)
-        if score is None:
+        if trainer.sanity_checking or score is None:
             return
         self.trial.report(float(score), step=trainer.current_epoch)
         if self.trial.should_prune():
-            optuna = import_optuna()
+            import optuna
+
             raise optuna.TrialPruned(f"pruned at epoch {trainer.current_epoch}")
 
 
 def check_values(fit_args: list[str], search: str | Path, params: list[Param]) -> None:
-    """Refuse a bound or choice of the search file that ``fit`` would refuse, before any trial.
-
-    Each parse of the ``fit`` flags costs a good part of a second, so the extremes are tried
-    together (the k-th bound or choice of every parameter at once); only when such a set is
-    refused is each of its values tried alone, to name the one at fault.
-    """
+    """Refuse a bound, choice or backbone of the search file that ``fit`` would refuse. A parse
+    costs most of a second: the k-th values of every parameter go at once, singly if refused."""
+    for choice in next((p.choices for p in params if p.name == "model.backbone"), ()):
+        try:
+            check_backbone_name(str(choice))
+        except UserError as exc:
+            raise DataError(f"{search}: model.backbone: {exc}") from None
     cli = config_only_cli(fit_args, exit_on_error=False)
 
     def refusal(values: dict[str, Any]) -> str | None:
@@ -107,7 +71,7 @@ def check_values(fit_args: list[str], search: str | Path, params: list[Param]) -
             return one_line_parse_error(str(exc))
         return None
 
-    extremes = {param.name: param.extremes() for param in params}
+    extremes = {p.name: [*p.choices] if p.choices else [p.low, p.high] for p in params}
     for k in range(max(map(len, extremes.values()), default=0)):
         together = {name: values[min(k, len(values) - 1)] for name, values in extremes.items()}
         if refusal(together) is None:
@@ -116,57 +80,20 @@ def check_values(fit_args: list[str], search: str | Path, params: list[Param]) -
             reason = refusal({name: value})
             if reason is not None:
                 raise DataError(f"{search}: {name}: fit refuses {value!r}: {reason}")
-        reason = refusal(together)
-        raise DataError(f"{search}: fit refuses the combination {together}: {reason}")
-
-
-def check_backbones(search: str | Path, params: list[Param]) -> None:
-    """Refuse a ``model.backbone`` choice that is not a torchvision model, before any trial."""
-    for param in params:
-        if param.name == "model.backbone":
-            for choice in param.choices:
-                try:
-                    check_backbone_name(str(choice))
-                except UserError as exc:
-                    raise DataError(f"{search}: model.backbone: {exc}") from None
-
-
-def make_objective(
-    fit_args: list[str], params: list[Param], config: Any, out: Path, errors: list[BaseException]
-) -> Callable[[optuna.Trial], float]:
-    """The function Optuna calls per trial: train with the trial's values, return best val/f1.
-
-    A user error (bad data, a leftover folder) or a stopped worker ends the study's loop: the
-    error lands in ``errors`` for the caller to raise, and the trial fails quietly instead of
-    Optuna logging a traceback. A stopped trial is queued again, so no trial is lost.
-    """
-
-    def objective(trial: optuna.Trial) -> float:
-        try:
-            return run_trial(trial, fit_args, params, config, out)
-        except UserError as exc:
-            errors.append(exc)
-        except TrialStopped as stop:
-            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-            errors.append(stop)
-        trial.study.stop()
-        return math.nan
-
-    return objective
+        raise DataError(f"{search}: fit refuses the combination {together}: {refusal(together)}")
 
 
 def run_trial(
     trial: optuna.Trial, fit_args: list[str], params: list[Param], config: Any, out: Path
 ) -> float:
     """Train one trial into ``out/trial_{n}``; its best ``val/f1``."""
-    chosen = {param.name: param.suggest(trial) for param in params}
+    flags = trial_flags({param.name: param.suggest(trial) for param in params})
     run = out / f"trial_{trial.number}"
     if run.exists() and any(run.iterdir()):
         raise DataError(
             f"{run}: holds a trial of an earlier study named {out.name} (was its storage"
             f" deleted?); delete {out} or choose another --study"
         )
-    flags = trial_flags(chosen)
     trial.set_user_attr("dir", str(run))
     trial.set_user_attr("flags", flags)
     watcher = PruningCallback(trial)
@@ -175,12 +102,13 @@ def run_trial(
             cli = run_cli(
                 ["fit", *fit_args, *flags, *run_folder_flags(config, run)], callbacks=[watcher]
             )
-    except SystemExit:
-        if not watcher.stopped:
+    except (SystemExit, KeyboardInterrupt) as exc:
+        if isinstance(exc, SystemExit) and not watcher.stopped:
             raise
-        raise TrialStopped(trial.number, out.name) from None
-    except KeyboardInterrupt:
-        raise TrialStopped(trial.number, out.name) from None
+        raise TrialStopped(
+            f"trial {trial.number} is marked FAIL and its parameters are queued for the next"
+            f" worker of study {out.name}"
+        ) from None
     best = getattr(cli.trainer.checkpoint_callback, "best_model_score", None)
     if best is None or math.isnan(float(best)):
         raise DataError(f"{run}: the run recorded no {MONITOR} (is validation switched off?)")
@@ -197,15 +125,12 @@ def write_best_config(fit_args: list[str], params: dict[str, Any], target: Path)
 def write_trials_csv(study: optuna.Study, target: Path) -> list[list[str]]:
     """``target``: one row per trial (number, state, value, each parameter); returns the rows."""
     names = sorted({name for trial in study.trials for name in trial.params})
-    header = ["trial", "state", "value", *names]
-    rows = [header]
+    rows = [["trial", "state", "value", *names]]
     for trial in study.trials:
         value = "" if trial.value is None else f"{trial.value:.4f}"
-        rows.append(
-            [str(trial.number), trial.state.name, value]
-            + [shown(trial.params.get(name, "")) for name in names]
-        )
-    write_csv(target, header, rows[1:])
+        params = [shown(trial.params.get(name, "")) for name in names]
+        rows.append([str(trial.number), trial.state.name, value, *params])
+    write_csv(target, rows[0], rows[1:])
     return rows
 
 
@@ -227,27 +152,34 @@ def run_tune(
 ) -> optuna.Study:
     """Run trials of the study ``study_name`` (joined or resumed if it exists); see the module."""
     check_study_name(study_name)
-    import_optuna()
-    check_storage(storage)
+    if importlib.util.find_spec("optuna") is None:
+        raise DataError('tune needs Optuna: pip install -e ".[tune]"')
+    database_url(storage)
     config = parse_fit_config(fit_args)
     params = load_search_space(search, config)
     check_values(fit_args, search, params)
-    check_backbones(search, params)
-    out = Path(out)
-    study_dir = out / study_name
-    study = open_study(
-        study_name, make_storage(storage, out / f"{study_name}.journal"), make_pruner(pruner)
-    )
+    study_dir = Path(out) / study_name
+    journal = Path(out) / f"{study_name}.journal"
+    study = open_study(study_name, make_storage(storage, journal), make_pruner(pruner))
     with full_disk_named(study_dir):
         study_dir.mkdir(parents=True, exist_ok=True)
     log(f"tune: study {study_name} ({len(study.trials)} trials so far) into {study_dir}")
     errors: list[BaseException] = []
-    study.optimize(
-        make_objective(fit_args, params, config, study_dir, errors),
-        n_trials=n_trials,
-        timeout=timeout,
-        catch=(),
-    )
+
+    def objective(trial: optuna.Trial) -> float:
+        """One trial; a user error or a stopped worker stops the study, to be raised after it (no
+        Optuna traceback), and a stopped trial is queued again, so no trial is lost."""
+        try:
+            return run_trial(trial, fit_args, params, config, study_dir)
+        except UserError as exc:
+            errors.append(exc)
+        except TrialStopped as stop:
+            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            errors.append(stop)
+        trial.study.stop()
+        return math.nan
+
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=())
     if errors:
         raise errors[0]
     rows = write_trials_csv(study, study_dir / "trials.csv")
@@ -270,47 +202,23 @@ def run_command(argv: Sequence[str]) -> int:
         " --config configs/baseline.yaml) and the values the search file's ranges pick. Run the"
         " same command again, here or on another machine, to add workers to the study.",
     )
-    parser.add_argument(
-        "--search", type=Path, required=True, metavar="FILE", help="the search-space YAML file"
+    add = parser.add_argument
+    add("--search", type=Path, required=True, metavar="FILE", help="the search-space YAML file")
+    add("--study", required=True, metavar="NAME", dest="study_name", help="joined if it exists")
+    add(
+        "--storage", metavar="URL", help="e.g. postgresql://user@host/db; default OUT/STUDY.journal"
     )
-    parser.add_argument(
-        "--study",
-        required=True,
-        metavar="NAME",
-        help="study name, joined if it exists (letters, digits, '.', '_', '-')",
-    )
-    parser.add_argument(
-        "--storage",
-        default=None,
-        metavar="URL",
-        help="Optuna storage URL, e.g. postgresql://user@host/db (default: OUT/STUDY.journal)",
-    )
-    parser.add_argument(
-        "--n-trials", type=positive_int, default=None, metavar="N", help="trials of this worker"
-    )
-    parser.add_argument(
-        "--timeout", type=positive_int, default=None, metavar="S", help="start no trial after S s"
-    )
-    parser.add_argument(
+    add("--n-trials", type=positive_int, metavar="N", help="trials of this worker")
+    add("--timeout", type=positive_int, metavar="S", help="start no trial after S s")
+    add(
         "--pruner",
         choices=("median", "none"),
         default="median",
         help="median (default): stop a trial below the median of earlier ones at an epoch",
     )
-    parser.add_argument(
-        "--out", type=Path, default=Path("runs/tune"), metavar="DIR", help="default runs/tune"
-    )
+    add("--out", type=Path, default=Path("runs/tune"), metavar="DIR", help="default runs/tune")
     known, fit_args = parser.parse_known_args(argv)
     if known.n_trials is None and known.timeout is None:
         parser.error("give --n-trials N or --timeout S (or both)")
-    run_tune(  # a TrialStopped ends the command with its message and exit code 130 / 143
-        fit_args,
-        known.search,
-        known.study,
-        storage=known.storage,
-        n_trials=known.n_trials,
-        timeout=known.timeout,
-        pruner=known.pruner,
-        out=known.out,
-    )
+    run_tune(fit_args, **vars(known))  # a TrialStopped exits with its message and 130 / 143
     return 0
