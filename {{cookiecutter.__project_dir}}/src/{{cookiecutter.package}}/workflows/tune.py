@@ -2,8 +2,8 @@
 
 ``run_tune(fit_args, search, study)`` runs trials of ``fit`` with ``fit_args`` and, per trial,
 the values Optuna picks for the flags of the search file (see ``search_space``). Each trial
-reports ``val/f1`` after every validation, so the pruner can stop a poor one early; its value is
-the best ``val/f1`` of the run. Into ``OUT/STUDY/`` (``OUT`` default ``runs/tune``):
+reports the competition metric (``val/f1``, see ``metrics``) after every validation, so the pruner
+can stop a poor one early; its value is the best of the run. Into ``OUT/STUDY/`` (``OUT`` default ``runs/tune``):
 
 - ``trial_{n}/`` (that trial's ``checkpoints/`` and logs);
 - ``best.yaml``: the complete ``fit`` config of the best trial (``fit --config best.yaml``);
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytorch_lightning import Callback, LightningModule, Trainer
 
+from .. import metrics
 from ..cli.argtypes import fit_job_parser, positive_int
 from ..utils.atomic import atomic_write
 from ..backbones import check_backbone_name
@@ -48,9 +49,6 @@ from .tune_study import (
 if TYPE_CHECKING:
     import optuna
 
-MONITOR = "val/f1"
-
-
 class TrialStopped(KeyboardInterrupt):
     """The worker was stopped (Ctrl-C, SIGTERM) during trial ``number``."""
 
@@ -62,16 +60,16 @@ class TrialStopped(KeyboardInterrupt):
 
 
 class PruningCallback(Callback):
-    """Report ``val/f1`` to an Optuna trial after each validation; stop the run if it is pruned.
+    """Report the metric to an Optuna trial after each validation; stop the run if it is pruned.
 
     ``optuna_integration``'s callback is built on the ``lightning`` package, not
     ``pytorch_lightning``, so the trainer here would refuse it. ``stopped`` tells whether the
     run ended on Ctrl-C or SIGTERM, which Lightning turns into ``SystemExit``.
     """
 
-    def __init__(self, trial: optuna.Trial, monitor: str = MONITOR) -> None:
+    def __init__(self, trial: optuna.Trial, monitor: str | None = None) -> None:
         self.trial = trial
-        self.monitor = monitor
+        self.monitor = monitor or metrics.logged_key()
         self.stopped = False
 
     def on_exception(
@@ -134,7 +132,7 @@ def check_backbones(search: str | Path, params: list[Param]) -> None:
 def make_objective(
     fit_args: list[str], params: list[Param], config: Any, out: Path, errors: list[BaseException]
 ) -> Callable[[optuna.Trial], float]:
-    """The function Optuna calls per trial: train with the trial's values, return best val/f1.
+    """The function Optuna calls per trial: train with the trial's values, return its best metric.
 
     A user error (bad data, a leftover folder) or a stopped worker ends the study's loop: the
     error lands in ``errors`` for the caller to raise, and the trial fails quietly instead of
@@ -158,7 +156,7 @@ def make_objective(
 def run_trial(
     trial: optuna.Trial, fit_args: list[str], params: list[Param], config: Any, out: Path
 ) -> float:
-    """Train one trial into ``out/trial_{n}``; its best ``val/f1``."""
+    """Train one trial into ``out/trial_{n}``; its best ``val/<metric>``."""
     chosen = {param.name: param.suggest(trial) for param in params}
     run = out / f"trial_{trial.number}"
     if run.exists() and any(run.iterdir()):
@@ -183,7 +181,9 @@ def run_trial(
         raise TrialStopped(trial.number, out.name) from None
     best = getattr(cli.trainer.checkpoint_callback, "best_model_score", None)
     if best is None or math.isnan(float(best)):
-        raise DataError(f"{run}: the run recorded no {MONITOR} (is validation switched off?)")
+        raise DataError(
+            f"{run}: the run recorded no {metrics.logged_key()} (is validation switched off?)"
+        )
     return float(best)
 
 
@@ -266,7 +266,8 @@ def run_tune(
         log("tune: no trial has finished yet; best.yaml not written")
     else:
         write_best_config(fit_args, best.params, study_dir / "best.yaml")
-        log(f"tune: best trial {best.number}: {MONITOR} {best.value:.4f} -> {study_dir}/best.yaml")
+        key = metrics.logged_key()
+        log(f"tune: best trial {best.number}: {key} {best.value:.4f} -> {study_dir}/best.yaml")
     log(summary_table(rows))
     return study
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from .. import metrics
 from ..utils.errors import DataError, full_disk_named
 
 if TYPE_CHECKING:
@@ -283,7 +284,7 @@ def open_study(name: str, storage: Any, pruner: Any) -> optuna.Study:
         return optuna.create_study(
             study_name=name,
             storage=storage,
-            direction="maximize",
+            direction="maximize" if metrics.HIGHER_IS_BETTER else "minimize",
             pruner=pruner,
             load_if_exists=True,
         )
