@@ -290,8 +290,8 @@ def test_a_cv_run_scores_and_tunes_with_the_metric_of_metrics_py(
     assert summary["metric"] == report.metric == "hamming"
     at_default = hamming_loss(targets, decode(probs, default))
     assert summary["oof_hamming_default_threshold"] == pytest.approx(at_default)
-    tuned = report.thresholds_for_predict()
-    assert summary["oof_hamming_tuned"] == pytest.approx(hamming_loss(targets, decode(probs, tuned)))
+    at_tuned = hamming_loss(targets, decode(probs, report.thresholds_for_predict()))
+    assert summary["oof_hamming_tuned"] == pytest.approx(at_tuned)
     assert summary["fold_oof_hamming"] == pytest.approx(
         [hamming_loss(targets[folds == k], decode(probs[folds == k], default)) for k in range(3)]
     )

@@ -76,7 +76,7 @@ def test_fit_logs_monitors_and_draws_the_swapped_metric(swapped_metric, sample_d
     assert callbacks[key]["best_model_score"].item() == pytest.approx(loss)
 
     figures = run_figures(in_tmp, sample_dir)
-    curves = figures["training_curves"].axes[1]
+    (curves,) = [a for a in figures["training_curves"].axes if a.get_ylabel() == "val/hamming"]
     assert [line.get_label() for line in curves.lines] == ["val/hamming"]
     (bars,) = figures["per_class_f1"].axes[0].get_legend().get_texts()
     assert "(hamming " in bars.get_text()

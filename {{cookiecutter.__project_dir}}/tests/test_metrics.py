@@ -103,9 +103,7 @@ def test_vectorised_samples_f1_equals_sklearn_exactly(seed):
     expected = f1_score(targets, predicted, average="samples", zero_division=0)
     assert score(targets, predicted) == expected
     decoded = decode(rng.random(shape), 0.6)
-    assert score(targets, decoded) == f1_score(
-        targets, decoded, average="samples", zero_division=0
-    )
+    assert score(targets, decoded) == f1_score(targets, decoded, average="samples", zero_division=0)
 
 
 def test_per_image_f1_scores_empty_sets_zero():

@@ -36,7 +36,7 @@ def tune_global(
     grid: Sequence[float] | np.ndarray | None = None,
     prefer: float = 0.5,
 ) -> tuple[float, float]:
-    """The threshold of ``grid`` best for the metric, and its score (ties: closest to ``prefer``)."""
+    """The threshold of ``grid`` best for the metric, and its score (ties: nearest ``prefer``)."""
     probs, truth = _check_oof(probs, targets)
     candidates = _check_grid(grid)
     best = _pick(candidates, _gains(probs, truth, candidates), prefer)

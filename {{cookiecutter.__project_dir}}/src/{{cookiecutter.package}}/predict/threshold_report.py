@@ -80,11 +80,6 @@ class ThresholdReport:
             raise DataError(f"threshold report: {problem}")
 
     @property
-    def kept_global(self) -> list[str]:
-        """Classes with too few positives to tune: they keep the global threshold."""
-        return [c for c, n in zip(self.classes, self.positives) if n < self.min_positives]
-
-    @property
     def chosen_score(self) -> float:
         """Pooled OOF score of the thresholds ``predict`` uses."""
         return self.per_class_score if self.use == "per_class" else self.global_score
@@ -106,7 +101,10 @@ class ThresholdReport:
         for dotted, name, _, by_class in _layout(self.metric):
             value = getattr(self, name)
             _put(data, dotted, dict(zip(self.classes, value)) if by_class else value)
-        data["kept_global"] = self.kept_global
+        # classes with too few positives to tune, which kept the global threshold
+        data["kept_global"] = [
+            c for c, n in zip(self.classes, self.positives) if n < self.min_positives
+        ]
         return data
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -127,7 +125,7 @@ class ThresholdReport:
             data = {"metric": "f1", **data}  # files written before the metric was named
             classes = [str(c) for c in _field(data, "classes", list)]
             values = {
-                name: _by_class(data, key, classes, kind) if by_class else _field(data, key, kind)
+                name: _field(data, key, kind, classes if by_class else None)
                 for key, name, kind, by_class in _layout(_field(data, "metric", str))
             }
             return cls(**{**values, "classes": classes})
@@ -213,13 +211,19 @@ def _put(data: dict, dotted: str, value: Any) -> None:
     data[last] = value
 
 
-def _field(data: dict, dotted: str, kind: type) -> Any:
-    """The value at ``dotted`` (``"global.threshold"``) as ``kind``; ``DataError`` naming it."""
+def _field(data: dict, dotted: str, kind: type, classes: list[str] | None = None) -> Any:
+    """The value at ``dotted`` (``"global.threshold"``) as ``kind`` (with ``classes``: a
+    ``{class: value}`` mapping, as a list in class order); ``DataError`` naming the field."""
     value: Any = data
     for key in dotted.split("."):
         if not isinstance(value, dict) or key not in value:
             raise DataError(f"threshold report: missing field {dotted!r}")
         value = value[key]
+    if classes is not None:
+        keys = sorted(value) if isinstance(value, dict) else value
+        if keys != sorted(classes):
+            raise DataError(f"threshold report: {dotted!r} has keys {keys}, expected {classes}")
+        return [_field(value, c, kind) for c in classes]
     if kind in (float, int) and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise DataError(f"threshold report: {dotted!r} must be a number, got {value!r}")
     if kind in (float, int) and not math.isfinite(value):
@@ -229,14 +233,3 @@ def _field(data: dict, dotted: str, kind: type) -> Any:
     if kind in (str, list, dict) and not isinstance(value, kind):
         raise DataError(f"threshold report: {dotted!r} must be a {kind.__name__}, got {value!r}")
     return kind(value)
-
-
-def _by_class(data: dict, dotted: str, classes: list, kind: type) -> list:
-    """Values of the ``{class: value}`` mapping at ``dotted``, in ``classes`` order."""
-    mapping = _field(data, dotted, dict)
-    if sorted(mapping) != sorted(str(c) for c in classes):
-        raise DataError(
-            f"threshold report: {dotted!r} has keys {sorted(mapping)}, expected the classes "
-            f"{classes}"
-        )
-    return [_field(mapping, str(c), kind) for c in classes]

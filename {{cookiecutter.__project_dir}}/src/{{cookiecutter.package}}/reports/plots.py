@@ -133,7 +133,7 @@ def image_sizes(data_dir: str | Path, samples: Sequence[Sample]) -> Figure:
 
 
 def training_curves(logs: Sequence[MetricLog]) -> Figure:
-    """Loss (train and validation) and the metric (``val/f1``) per epoch, a line per log of the run."""
+    """Loss (train and validation) and the metric (``val/f1``) per epoch, a line per log."""
     figure = Figure(figsize=(10.0, 4.0), dpi=DPI, layout="constrained")
     loss_axes, f1_axes = figure.subplots(1, 2)
     several, key = len(logs) > 1, metrics.logged_key()
@@ -197,7 +197,7 @@ def f1_threshold_figure(predictions: Predictions) -> Figure:
     if predictions.tuned_threshold is not None:
         axes.axvline(predictions.tuned_threshold, color="red", linestyle=":", label="tuned")
     axes.set(xlabel="decision threshold", ylabel="F1", ylim=(0.0, 1.02), xlim=(0.0, 1.0))
-    axes.set_title(f"{metrics.NAME} and F1 against the threshold: {predictions.source}", fontsize=10)
+    axes.set_title(f"{metrics.NAME} and F1 by threshold: {predictions.source}", fontsize=10)
     axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     axes.grid(alpha=0.3)
     return figure

@@ -214,7 +214,8 @@ def write_fold_oof(config: Any, out: Path, fold: int, plan: FoldPlan) -> Path:
     # was moved or copied since still holds the file, under the same name.
     best = run / "checkpoints" / Path(info.best_model_path or "").name
     if not info.best_model_path or not best.is_file():
-        raise DataError(f"{run}: the fold's run recorded no best checkpoint (is {metrics.logged_key()} logged?)")
+        key = metrics.logged_key()
+        raise DataError(f"{run}: the fold's run recorded no best checkpoint (is {key} logged?)")
     _link_or_copy(best, run / BEST)
     data = config.data
     images = [name for name, f in zip(plan.images, plan.folds) if f == fold]
@@ -343,7 +344,8 @@ def summary_table(summary: dict[str, Any]) -> str:
     """The per-fold and pooled scores as a small text table."""
     name = summary["metric"]
     lines = [f"fold  best val/{name}  oof {name}"]
-    for fold, (best, oof) in enumerate(zip(summary[f"fold_best_val_{name}"], summary[f"fold_oof_{name}"])):
+    folds = zip(summary[f"fold_best_val_{name}"], summary[f"fold_oof_{name}"])
+    for fold, (best, oof) in enumerate(folds):
         best_text = f"{best:.4f}" if best is not None else "   -  "
         lines.append(f"{fold:>4}  {best_text:>{len(name) + 9}}  {oof:.4f}")
     lines.append(

@@ -2,8 +2,9 @@
 
 ``run_tune(fit_args, search, study)`` runs trials of ``fit`` with ``fit_args`` and, per trial,
 the values Optuna picks for the flags of the search file (see ``search_space``). Each trial
-reports the competition metric (``val/f1``, see ``metrics``) after every validation, so the pruner
-can stop a poor one early; its value is the best of the run. Into ``OUT/STUDY/`` (``OUT`` default ``runs/tune``):
+reports the competition metric (``val/f1``, see ``metrics``) after every validation, so the
+pruner can stop a poor one early; its value is the best of the run. Into ``OUT/STUDY/`` (``OUT``
+default ``runs/tune``):
 
 - ``trial_{n}/`` (that trial's ``checkpoints/`` and logs);
 - ``best.yaml``: the complete ``fit`` config of the best trial (``fit --config best.yaml``);
@@ -48,6 +49,7 @@ from .tune_study import (
 
 if TYPE_CHECKING:
     import optuna
+
 
 class TrialStopped(KeyboardInterrupt):
     """The worker was stopped (Ctrl-C, SIGTERM) during trial ``number``."""
