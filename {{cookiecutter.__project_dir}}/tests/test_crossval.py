@@ -23,9 +23,9 @@ from {{ cookiecutter.package }}.predict.inference import EnsembleClassifier, loa
 from {{ cookiecutter.package }}.labels import encode_labels, label_vocabulary, read_train_csv
 from {{ cookiecutter.package }}.metrics import decode, score
 from {{ cookiecutter.package }}.models import PlantClassifier
-from {{ cookiecutter.package }}.thresholds import DEFAULT_GRID, ThresholdReport
+from {{ cookiecutter.package }}.thresholds import ThresholdReport
 
-from helpers import cli_args, hamming_loss, only_error_line, read_csv_rows
+from helpers import cli_args, only_error_line, read_csv_rows
 from cv_checks import (
     FLIPS,
     add_copies,
@@ -271,34 +271,6 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 def run_cv_again(out: Path, data: Path, *extra: str, folds: int = 3) -> int:
     """``cv`` of ``data`` into ``out`` with the fixture's flags, then ``extra``."""
     return main(["cv", "--folds", str(folds), "--out", str(out), *cli_args(data, *CV, *extra)])
-
-
-@pytest.mark.slow
-@pytest.mark.slow
-def test_a_cv_run_scores_and_tunes_with_the_metric_of_metrics_py(
-    swapped_metric, cv_run, cv_data, tmp_path, in_tmp
-):
-    copy = copy_cv_run(cv_run, tmp_path / "cv")
-    assert run_cv_again(copy, cv_data) == 0  # every fold is done: only the OOF is scored again
-    _, targets = _targets(cv_data)
-    oof = read_csv_rows(copy / "oof.csv")
-    summary = json.loads((copy / "cv.json").read_text())
-    probs = np.array([[float(row[c]) for c in summary["classes"]] for row in oof])
-    folds = np.array([int(row["fold"]) for row in oof])
-    report = ThresholdReport.load(copy / "thresholds.json")
-    default = summary["default_threshold"]
-    assert summary["metric"] == report.metric == "hamming"
-    at_default = hamming_loss(targets, decode(probs, default))
-    assert summary["oof_hamming_default_threshold"] == pytest.approx(at_default)
-    at_tuned = hamming_loss(targets, decode(probs, report.thresholds_for_predict()))
-    assert summary["oof_hamming_tuned"] == pytest.approx(at_tuned)
-    assert summary["fold_oof_hamming"] == pytest.approx(
-        [hamming_loss(targets[folds == k], decode(probs[folds == k], default)) for k in range(3)]
-    )
-    grid = np.append(DEFAULT_GRID, default)
-    losses = [hamming_loss(targets, decode(probs, t)) for t in grid]
-    assert report.global_score == pytest.approx(min(losses))
-    assert hamming_loss(targets, decode(probs, report.global_threshold)) == min(losses)
 
 
 @pytest.mark.slow

@@ -1,12 +1,12 @@
 """The competition metric is one definition: swap it in ``metrics.py`` and every consumer follows.
 
 The ``swapped_metric`` fixture (``conftest.py``) replaces samples-F1 with Hamming loss, under
-another name and the other direction (lower is better). ``test_crossval.py`` checks ``cv.json``
-and ``thresholds.json`` of a cv run the same way.
+another name and the other direction (lower is better).
 """
 
 import contextlib
 import io
+import json
 import os
 from pathlib import Path
 
@@ -14,13 +14,16 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import f1_score
 
-from helpers import cli_args, fit, hamming_loss, logged
+from helpers import QUICK_EPOCH, cli_args, fit, hamming_loss, logged, read_csv_rows
+from {{ cookiecutter.package }}.cli import main
+from {{ cookiecutter.package }}.labels import encode_labels, read_train_csv
 from {{ cookiecutter.package }}.metrics import decode
 from {{ cookiecutter.package }}.reports.plots import THRESHOLDS
 from {{ cookiecutter.package }}.reports.report import run_figures
 from {{ cookiecutter.package }}.reports.run_logs import load_predictions
-from {{ cookiecutter.package }}.thresholds import DEFAULT_GRID, choose_thresholds
+from {{ cookiecutter.package }}.thresholds import DEFAULT_GRID, ThresholdReport, choose_thresholds
 from {{ cookiecutter.package }}.workflows.fit_jobs import config_only_cli
 from {{ cookiecutter.package }}.workflows.tune import PruningCallback
 
@@ -32,7 +35,16 @@ def noisy_oof(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """OOF-like probabilities on which the best thresholds for F1 and Hamming loss differ."""
     rng = np.random.default_rng(seed)
     targets = (rng.random((n, len(CLASSES))) < [0.5, 0.3, 0.15, 0.08]).astype(np.int64)
-    return np.clip(0.35 * targets + 0.65 * rng.random(targets.shape), 0, 1), targets
+    positive, negative = rng.uniform(0.1, 1.0, targets.shape), rng.uniform(0.0, 0.7, targets.shape)
+    return np.where(targets == 1, positive, negative), targets
+
+
+def assert_best_of_grid(report: ThresholdReport, probs: np.ndarray, targets: np.ndarray) -> None:
+    """The report's global threshold is the one of the grid (and the default) of least loss."""
+    grid = np.append(DEFAULT_GRID, report.default_threshold)
+    losses = [hamming_loss(targets, decode(probs, t)) for t in grid]
+    assert report.global_score == pytest.approx(min(losses), abs=1e-12)
+    assert hamming_loss(targets, decode(probs, report.global_threshold)) == min(losses)
 
 
 def test_the_checkpoint_monitor_and_the_tune_objective_follow(swapped_metric, sample_dir):
@@ -49,10 +61,9 @@ def test_the_checkpoint_monitor_and_the_tune_objective_follow(swapped_metric, sa
 def test_tuned_thresholds_minimise_the_swapped_metric(swapped_metric, tmp_path):
     probs, targets = noisy_oof()
     report = choose_thresholds(probs, targets, 0.5, CLASSES, min_positives=0, shrinkage=0)
-    grid = np.append(DEFAULT_GRID, 0.5)
-    brute = [hamming_loss(targets, decode(probs, t)) for t in grid]
-    assert report.global_score == pytest.approx(min(brute), abs=1e-12)
-    assert report.global_threshold == grid[int(np.argmin(brute))]
+    assert_best_of_grid(report, probs, targets)
+    f1 = [f1_score(targets, decode(probs, t), average="samples") for t in DEFAULT_GRID]
+    assert DEFAULT_GRID[int(np.argmax(f1))] < report.global_threshold - 0.3  # metrics disagree
     tuned = np.array(report.per_class_thresholds)
     assert report.per_class_score == pytest.approx(hamming_loss(targets, decode(probs, tuned)))
     for c in range(len(CLASSES)):  # no single class's threshold can lower the loss on the grid
@@ -90,6 +101,29 @@ def test_fit_logs_monitors_and_draws_the_swapped_metric(swapped_metric, sample_d
     assert f"last val/hamming {loss}" in printed
     at_run_threshold = hamming_loss(held_out.targets, decode(held_out.probs, held_out.threshold))
     assert f": hamming {at_run_threshold:.4f} at threshold" in printed
+
+
+@pytest.mark.slow
+def test_cv_scores_and_tunes_with_the_swapped_metric(swapped_metric, sample_dir, in_tmp):
+    flags = cli_args(sample_dir, *QUICK_EPOCH, "--data.image_size", "32")
+    assert main(["cv", "--folds", "2", "--out", "cv", *flags]) == 0
+    summary = json.loads((in_tmp / "cv" / "cv.json").read_text())
+    report = ThresholdReport.load(in_tmp / "cv" / "thresholds.json")
+    assert summary["metric"] == report.metric == "hamming"
+    oof = read_csv_rows(in_tmp / "cv" / "oof.csv")
+    probs = np.array([[float(row[c]) for c in summary["classes"]] for row in oof])
+    folds = np.array([int(row["fold"]) for row in oof])
+    labels = {sample.image: sample for sample in read_train_csv(sample_dir / "train.csv")}
+    targets = encode_labels([labels[row["image"]] for row in oof], summary["classes"])
+    default, tuned = summary["default_threshold"], report.thresholds_for_predict()
+    at_default = hamming_loss(targets, decode(probs, default))
+    assert summary["oof_hamming_default_threshold"] == pytest.approx(at_default)
+    at_tuned = hamming_loss(targets, decode(probs, tuned))
+    assert summary["oof_hamming_tuned"] == pytest.approx(at_tuned)
+    assert summary["fold_oof_hamming"] == pytest.approx(
+        [hamming_loss(targets[folds == k], decode(probs[folds == k], default)) for k in range(2)]
+    )
+    assert_best_of_grid(report, probs, targets)
 
 
 def run_notebook_code(name: str, run_dir: Path, data_dir: Path) -> str:

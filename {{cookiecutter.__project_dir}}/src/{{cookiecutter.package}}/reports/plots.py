@@ -136,18 +136,18 @@ def training_curves(logs: Sequence[MetricLog]) -> Figure:
     """Loss (train and validation) and the metric (``val/f1``) per epoch, a line per log."""
     figure = Figure(figsize=(10.0, 4.0), dpi=DPI, layout="constrained")
     loss_axes, f1_axes = figure.subplots(1, 2)
-    several, key = len(logs) > 1, metrics.logged_key()
+    several, metric = len(logs) > 1, metrics.logged_key()
     for log in logs:
         prefix = f"{log.name}: " if several else ""
         for key, style in zip(LOSS_KEYS, ("-", "--")):
             epochs, values = log.series(key)
             if len(values):
                 loss_axes.plot(epochs, values, style, marker=".", label=f"{prefix}{key}")
-        epochs, values = log.series(key)
+        epochs, values = log.series(metric)
         if len(values):
-            f1_axes.plot(epochs, values, marker=".", label=f"{prefix}{key}")
+            f1_axes.plot(epochs, values, marker=".", label=f"{prefix}{metric}")
     loss_axes.set(title="Loss", xlabel="epoch", ylabel="BCE loss (log scale)", yscale="log")
-    f1_axes.set(title=f"Validation {metrics.NAME}", xlabel="epoch", ylabel=key, ylim=(0.0, 1.0))
+    f1_axes.set(title=f"Validation {metrics.NAME}", xlabel="epoch", ylabel=metric, ylim=(0.0, 1.0))
     for axes in (loss_axes, f1_axes):
         if axes.lines:
             axes.legend(fontsize=7)
