@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PRECISION, SAMPLE_DIR, fit
+from helpers import PRECISION, SAMPLE_DIR, fit, hamming_loss
+from {{ cookiecutter.package }} import metrics
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -79,3 +80,12 @@ def trained(tmp_path_factory) -> Path:
         patch.chdir(out)
         assert fit(SAMPLE_DIR) == 0
     return out / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture
+def swapped_metric(monkeypatch: pytest.MonkeyPatch) -> str:
+    """``metrics.py`` edited as a user would to compete on Hamming loss; the metric's new name."""
+    monkeypatch.setattr(metrics, "score", hamming_loss)
+    monkeypatch.setattr(metrics, "NAME", "hamming")
+    monkeypatch.setattr(metrics, "HIGHER_IS_BETTER", False)
+    return "hamming"

@@ -15,7 +15,7 @@ from pytorch_lightning import Trainer
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.data import PlantDataModule
 from {{ cookiecutter.package }}.utils.errors import DataError
-from {{ cookiecutter.package }}.metrics import most_frequent_set_f1
+from {{ cookiecutter.package }}.metrics import most_frequent_set_score
 from {{ cookiecutter.package }}.cli.trainer_checks import refuse_partial_prediction
 
 from helpers import (
@@ -396,7 +396,7 @@ def test_a_few_cpu_epochs_beat_the_trivial_baseline(sample_dir, in_tmp):
     scores = logged(in_tmp / "logs", "val/f1")
     dm = PlantDataModule(str(sample_dir), num_workers=0)
     dm.setup("fit")
-    trivial = most_frequent_set_f1(
+    trivial = most_frequent_set_score(
         dm.val_set.targets.numpy(), reference=dm.train_set.targets.numpy()
     )
     print(f"val samples-F1 {scores[-1]:.3f} vs trivial {trivial:.3f}")

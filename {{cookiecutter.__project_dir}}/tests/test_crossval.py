@@ -17,7 +17,7 @@ from {{ cookiecutter.package }}.prep.image_checks import duplicate_groups
 from {{ cookiecutter.package }}.workflows.cv_files import clear_cv_folder, read_plan
 from {{ cookiecutter.package }}.predict.inference import EnsembleClassifier, load_classifier
 from {{ cookiecutter.package }}.labels import encode_labels, label_vocabulary, read_train_csv
-from {{ cookiecutter.package }}.metrics import decode, samples_f1
+from {{ cookiecutter.package }}.metrics import decode, score
 from {{ cookiecutter.package }}.models import PlantClassifier
 from {{ cookiecutter.package }}.thresholds import ThresholdReport
 
@@ -193,8 +193,8 @@ def test_the_pooled_oof_f1_can_be_recomputed_from_the_files(cv_run, cv_data):
         probs = np.array([[float(v) for v in row[2:]] for row in reader])
     summary = json.loads((cv_run / "cv.json").read_text())
     report = ThresholdReport.load(cv_run / "thresholds.json")
-    default = samples_f1(targets, decode(probs, summary["default_threshold"]))
-    tuned = samples_f1(targets, decode(probs, report.thresholds_for_predict()))
+    default = score(targets, decode(probs, summary["default_threshold"]))
+    tuned = score(targets, decode(probs, report.thresholds_for_predict()))
     assert summary["oof_f1_default_threshold"] == pytest.approx(default)
     assert summary["oof_f1_tuned"] == pytest.approx(tuned)
     assert tuned >= default - 1e-9

@@ -7,10 +7,10 @@ from sklearn.metrics import f1_score
 from {{ cookiecutter.package }}.metrics import (
     decode,
     labels_to_text,
-    most_frequent_set_f1,
+    most_frequent_set_score,
     per_class_f1,
     per_image_f1,
-    samples_f1,
+    score,
 )
 
 
@@ -18,7 +18,7 @@ def test_samples_f1_averages_per_image_f1():
     targets = np.array([[1, 0, 0], [0, 1, 1], [1, 1, 0]])
     predicted = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]])
     # image 1: exact (1.0); image 2: P=1, R=1/2 -> 2/3; image 3: nothing right -> 0.
-    assert samples_f1(targets, predicted) == pytest.approx((1 + 2 / 3 + 0) / 3)
+    assert score(targets, predicted) == pytest.approx((1 + 2 / 3 + 0) / 3)
 
 
 def test_samples_f1_is_not_weighted_f1():
@@ -26,15 +26,15 @@ def test_samples_f1_is_not_weighted_f1():
     predicted = np.array([[1, 1], [1, 0], [1, 0], [1, 0]])
     weighted = f1_score(targets, predicted, average="weighted", zero_division=0)
     # per image: 2/3, 1, 1, 0 -> 2/3 averaged; weighted F1 over classes differs.
-    assert samples_f1(targets, predicted) == pytest.approx((2 / 3 + 1 + 1 + 0) / 4)
-    assert samples_f1(targets, predicted) != pytest.approx(weighted)
+    assert score(targets, predicted) == pytest.approx((2 / 3 + 1 + 1 + 0) / 4)
+    assert score(targets, predicted) != pytest.approx(weighted)
 
 
 def test_empty_predictions_score_zero_although_elementwise_accuracy_is_high():
     targets = np.eye(6, dtype=int)
     nothing = np.zeros_like(targets)
     assert (nothing == targets).mean() == pytest.approx(5 / 6)
-    assert samples_f1(targets, nothing) == 0.0
+    assert score(targets, nothing) == 0.0
 
 
 def test_decode_thresholds_and_falls_back_to_argmax():
@@ -101,11 +101,9 @@ def test_vectorised_samples_f1_equals_sklearn_exactly(seed):
     targets = (rng.random(shape) < 0.2).astype(np.int64)
     predicted = rng.random(shape) < 0.25
     expected = f1_score(targets, predicted, average="samples", zero_division=0)
-    assert samples_f1(targets, predicted) == expected
+    assert score(targets, predicted) == expected
     decoded = decode(rng.random(shape), 0.6)
-    assert samples_f1(targets, decoded) == f1_score(
-        targets, decoded, average="samples", zero_division=0
-    )
+    assert score(targets, decoded) == f1_score(targets, decoded, average="samples", zero_division=0)
 
 
 def test_per_image_f1_scores_empty_sets_zero():
@@ -125,7 +123,7 @@ def test_per_image_f1_scores_empty_sets_zero():
 )
 def test_samples_f1_rejects_bad_inputs(targets, predicted, message):
     with pytest.raises(ValueError, match=message):
-        samples_f1(targets, predicted)
+        score(targets, predicted)
 
 
 def test_per_class_f1_and_label_text():
@@ -139,4 +137,4 @@ def test_per_class_f1_and_label_text():
 def test_most_frequent_label_set_baseline():
     targets = np.array([[1, 0], [1, 0], [0, 1], [1, 1]])
     # always [1, 0]: 1, 1, 0, 2/3
-    assert most_frequent_set_f1(targets) == pytest.approx((1 + 1 + 0 + 2 / 3) / 4)
+    assert most_frequent_set_score(targets) == pytest.approx((1 + 1 + 0 + 2 / 3) / 4)

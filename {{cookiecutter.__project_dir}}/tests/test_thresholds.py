@@ -121,10 +121,10 @@ def test_report_uses_per_class_thresholds_only_when_they_beat_global_by_the_marg
     probs, targets = separable([0.3, 0.7, 0.5])
     report = choose_thresholds(probs, targets, 0.5, CLASSES)
     assert report.use == "per_class"
-    assert report.per_class_f1 > report.global_f1 + report.margin
+    assert report.per_class_score > report.global_score + report.margin
     assert report.thresholds_for_predict() == report.per_class_thresholds
     assert report.thresholds_for_predict() == pytest.approx([0.3, 0.7, 0.5], abs=0.01)
-    assert report.chosen_f1 == report.per_class_f1
+    assert report.chosen_score == report.per_class_score
     strict = choose_thresholds(probs, targets, 0.5, CLASSES, margin=1.0)
     assert strict.use == "global"
     assert strict.thresholds_for_predict() == strict.global_threshold
@@ -137,8 +137,8 @@ def test_report_keeps_global_when_classes_share_one_threshold():
     assert report.thresholds_for_predict() == pytest.approx(0.3)
     assert isinstance(report.thresholds_for_predict(), float)
     assert report.default_threshold == 0.5
-    assert report.default_f1 == pytest.approx(sklearn_f1(targets, probs, 0.5), abs=1e-12)
-    assert report.global_f1 >= report.default_f1
+    assert report.default_score == pytest.approx(sklearn_f1(targets, probs, 0.5), abs=1e-12)
+    assert report.global_score >= report.default_score
 
 
 def test_report_f1_values_are_recomputable_from_the_thresholds():
@@ -147,9 +147,9 @@ def test_report_f1_values_are_recomputable_from_the_thresholds():
     probs = np.clip(0.3 * targets + 0.7 * rng.random((500, 3)), 0, 1)
     report = choose_thresholds(probs, targets, 0.45, CLASSES)
     chosen = report.thresholds_for_predict()
-    assert report.chosen_f1 == pytest.approx(sklearn_f1(targets, probs, chosen), abs=1e-12)
+    assert report.chosen_score == pytest.approx(sklearn_f1(targets, probs, chosen), abs=1e-12)
     per_class = report.per_class_thresholds
-    assert report.per_class_f1 == pytest.approx(sklearn_f1(targets, probs, per_class), abs=1e-12)
+    assert report.per_class_score == pytest.approx(sklearn_f1(targets, probs, per_class), abs=1e-12)
     assert report.to_dict() == choose_thresholds(probs, targets, 0.45, CLASSES).to_dict()
 
 

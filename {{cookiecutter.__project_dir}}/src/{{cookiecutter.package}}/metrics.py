@@ -1,8 +1,9 @@
-"""The competition metric and the decoding of probabilities into label sets.
+"""The competition metric (``score``, its ``NAME`` and direction) and the decoding of probabilities.
 
-Plant Pathology 2021 scores the F1 of each image's predicted label set, averaged over images
-(scikit-learn's ``f1_score(average="samples")``). Element-wise accuracy over the label matrix is
-not that metric (predicting nothing scores ~0.83 on six labels), nor is weighted F1.
+Edit these three to compete on another metric: ``val/<NAME>``, the checkpoint monitor, threshold
+tuning, ``cv.json``, ``tune``, ``report`` and the notebooks read them when they run. Plant
+Pathology 2021 scores per-image F1 averaged over images (``f1_score(average="samples")``), not
+element-wise accuracy (predicting nothing scores ~0.83 on six labels) nor weighted F1.
 """
 
 from __future__ import annotations
@@ -14,16 +15,35 @@ from sklearn.metrics import f1_score
 
 from .utils.errors import DataError
 
+NAME = "f1"
+"""The metric's name: logged as ``val/<NAME>``, in ``cv.json`` keys and in figure labels."""
+
+HIGHER_IS_BETTER = True
+"""Checkpoints, threshold tuning and ``tune`` maximise ``score`` (minimise it when False)."""
+
 Thresholds = float | Sequence[float] | np.ndarray
 
 
-def decode(probs: np.ndarray, threshold: Thresholds = 0.5) -> np.ndarray:
-    """Multi-hot predictions: probability > threshold; an image with none gets its arg-max.
+def score(targets: np.ndarray, predicted: np.ndarray) -> float:
+    """The competition metric of multi-hot label sets (images x classes): mean per-image F1."""
+    scores = per_image_f1(targets, predicted)
+    if len(scores) == 0:
+        raise ValueError("samples F1 of no images is undefined")
+    return float(scores.mean())
 
-    ``threshold`` is one number for every class, or one per class (in class order, applied to
-    every row). Every image gets at least one label, as every image in the competition has one:
-    where no probability is above its class's threshold, the class of highest probability.
-    """
+
+def logged_key(stage: str = "val") -> str:
+    """The key the metric is logged (and monitored) under: ``val/<NAME>``, ``test/<NAME>``."""
+    return f"{stage}/{NAME}"
+
+
+def mode() -> str:
+    """``"max"`` or ``"min"``: the metric's direction, in Lightning's words."""
+    return "max" if HIGHER_IS_BETTER else "min"
+
+
+def decode(probs: np.ndarray, threshold: Thresholds = 0.5) -> np.ndarray:
+    """Multi-hot labels: probability > threshold (one, or one per class); none passing: arg-max."""
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2:
         raise ValueError(f"probs must be 2-D (images x classes), got shape {probs.shape}")
@@ -34,11 +54,7 @@ def decode(probs: np.ndarray, threshold: Thresholds = 0.5) -> np.ndarray:
 
 
 def check_thresholds(threshold: Thresholds, n_classes: int) -> float | np.ndarray:
-    """``threshold`` as a float or a float array of length ``n_classes``, each in [0, 1].
-
-    Raises ``DataError`` (a ``ValueError``) naming what is wrong: thresholds come from the
-    command line or a ``thresholds.json``.
-    """
+    """``threshold`` as a float or ``n_classes`` floats, each in [0, 1]; ``DataError`` if not."""
     values = np.asarray(threshold, dtype=np.float64)
     if values.ndim > 1 or (values.ndim == 1 and len(values) != n_classes):
         raise DataError(
@@ -51,11 +67,7 @@ def check_thresholds(threshold: Thresholds, n_classes: int) -> float | np.ndarra
 
 
 def per_image_f1(targets: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """F1 of each image's predicted label set against its true one (0 where both are empty).
-
-    ``2·TP / (|true| + |predicted|)`` per row: the per-sample values scikit-learn averages for
-    ``f1_score(average="samples", zero_division=0)``, computed in a few vectorised operations.
-    """
+    """F1 of each image's label set, ``2·TP / (|true| + |predicted|)`` (0 where both are empty)."""
     truth = _binary(targets, "targets")
     guess = _binary(predicted, "predicted")
     if truth.shape != guess.shape:
@@ -65,14 +77,6 @@ def per_image_f1(targets: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     scores = np.zeros(len(truth), dtype=np.float64)
     np.divide(2.0 * true_positives, sizes, out=scores, where=sizes > 0)
     return scores
-
-
-def samples_f1(targets: np.ndarray, predicted: np.ndarray) -> float:
-    """The competition metric: per-image F1 of the label sets, averaged over images."""
-    scores = per_image_f1(targets, predicted)
-    if len(scores) == 0:
-        raise ValueError("samples F1 of no images is undefined")
-    return float(scores.mean())
 
 
 def _binary(matrix: np.ndarray, name: str) -> np.ndarray:
@@ -97,12 +101,9 @@ def labels_to_text(predicted: np.ndarray, classes: Sequence[str]) -> list[str]:
     return [" ".join(c for c, on in zip(classes, row) if on) for row in np.asarray(predicted)]
 
 
-def most_frequent_set_f1(targets: np.ndarray, reference: np.ndarray | None = None) -> float:
-    """Score on ``targets`` of always predicting the most frequent label set of ``reference``.
-
-    ``reference`` defaults to ``targets``; pass the training targets to score a validation set.
-    """
+def most_frequent_set_score(targets: np.ndarray, reference: np.ndarray | None = None) -> float:
+    """``score`` on ``targets`` of always predicting the most frequent set of ``reference``."""
     reference = targets if reference is None else reference
     rows, counts = np.unique(np.asarray(reference, dtype=np.int64), axis=0, return_counts=True)
     constant = np.repeat(rows[counts.argmax()][None, :], len(targets), axis=0)
-    return samples_f1(np.asarray(targets, dtype=np.int64), constant)
+    return score(np.asarray(targets, dtype=np.int64), constant)

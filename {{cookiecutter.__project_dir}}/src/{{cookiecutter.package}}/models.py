@@ -25,7 +25,8 @@ from .utils.constraints import (
     check_declared_ranges,
 )
 from .utils.errors import DataError
-from .metrics import decode, per_class_f1, samples_f1
+from . import metrics
+from .metrics import decode, per_class_f1
 
 
 class PlantClassifier(pl.LightningModule):
@@ -182,7 +183,8 @@ class PlantClassifier(pl.LightningModule):
         predicted = decode(probs, self.hparams["threshold"])
         # Every process computed the same values from the gathered outputs: the sync is a no-op
         # that keeps Lightning from warning about epoch-level logs under DDP.
-        self.log(f"{stage}/f1", samples_f1(truth, predicted), prog_bar=True, sync_dist=True)
+        score = metrics.score(truth, predicted)
+        self.log(metrics.logged_key(stage), score, prog_bar=True, sync_dist=True)
         for name, value in zip(self.classes or [], per_class_f1(truth, predicted)):
             self.log(f"{stage}/f1_{name}", float(value), sync_dist=True)
 

@@ -1,27 +1,19 @@
-"""Decision thresholds tuned on out-of-fold probabilities to maximise the competition metric.
+"""Decision thresholds tuned on out-of-fold (OOF) probabilities for the competition metric.
 
-The competition scores samples-F1 of label sets decoded at a threshold (``metrics.decode``:
-probability > threshold, and an image with no label gets its arg-max). This module searches that
-decode's thresholds on pooled out-of-fold (OOF) probabilities:
-
-- ``tune_global``: one threshold for every class, the best point of a fine grid;
-- ``tune_per_class``: one threshold per class, by coordinate ascent on the samples-F1 of the
-  whole decode (the metric is per image and the arg-max fallback couples the classes, so each
-  class's threshold is scored by what it does to every image's F1, not by its own class F1);
-- ``choose_thresholds``: both, plus the config's default threshold, in a ``ThresholdReport``
-  that says which thresholds ``predict`` should use and saves as a readable ``thresholds.json``.
-
-Every search is deterministic (fixed grid, fixed class order, fixed tie-breaks) and vectorised:
-a sweep of the whole grid is a handful of array operations on the (grid x images) matrix.
+Each candidate is judged by ``metrics.score`` of the whole ``metrics.decode`` (arg-max fallback
+included, so a class's threshold is judged by every image's score), in the metric's direction:
+``tune_global`` (one threshold), ``tune_per_class`` (coordinate ascent, one per class) and
+``choose_thresholds`` (both, in the ``ThresholdReport`` that ``cv`` saves for ``predict``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from .metrics import decode, samples_f1
+from . import metrics
+from .metrics import Thresholds, decode
 from .predict.threshold_report import (
     MARGIN,
     MIN_POSITIVES,
@@ -32,17 +24,10 @@ from .predict.threshold_report import (
 
 __all__ = ["ThresholdReport", "choose_thresholds", "tune_global", "tune_per_class"]
 
-DEFAULT_GRID = np.round(np.arange(2, 99) / 100, 2)
-"""Candidate thresholds: 0.02, 0.03, ..., 0.98."""
+DEFAULT_GRID = np.round(np.arange(2, 99) / 100, 2)  # 0.02, 0.03, ..., 0.98
 
 MAX_PASSES = 3
 """Coordinate-ascent passes over the classes (it stops early once a pass changes nothing)."""
-
-_DECIMALS = 4
-"""Per-class thresholds are rounded to this many decimals before they are scored and stored."""
-
-_CHUNK = 1 << 22
-"""Largest number of (threshold, image, class) cells a sweep holds in memory at once."""
 
 
 def tune_global(
@@ -51,17 +36,11 @@ def tune_global(
     grid: Sequence[float] | np.ndarray | None = None,
     prefer: float = 0.5,
 ) -> tuple[float, float]:
-    """The single threshold of ``grid`` maximising samples-F1 of ``decode(probs, t)``, and that F1.
-
-    ``grid`` defaults to ``DEFAULT_GRID`` (0.02 to 0.98 in steps of 0.01). Several grid points
-    often tie (no probability lies between them); the one closest to ``prefer`` wins, then the
-    lower one.
-    """
+    """The threshold of ``grid`` best for the metric, and its score (ties: nearest ``prefer``)."""
     probs, truth = _check_oof(probs, targets)
     candidates = _check_grid(grid)
-    scores = _sweep_global(probs, truth, candidates)
-    best = _pick(candidates, scores, prefer)
-    return float(best), samples_f1(truth, decode(probs, best))
+    best = _pick(candidates, _gains(probs, truth, candidates), prefer)
+    return best, metrics.score(truth, decode(probs, best))
 
 
 def tune_per_class(
@@ -73,19 +52,12 @@ def tune_per_class(
     shrinkage: float = SHRINKAGE,
     max_passes: int = MAX_PASSES,
 ) -> tuple[np.ndarray, float]:
-    """Per-class thresholds maximising samples-F1 of the whole decode, and that F1.
+    """Per-class thresholds best for the metric of the whole decode, and their score.
 
-    Starts with every class at ``start`` (the global threshold; tuned with ``tune_global`` when
-    ``None``), then visits the classes in order, each time sweeping one class's threshold over
-    ``grid`` with the others fixed and keeping the best (a move only on a strict gain; among
-    ties, the candidate closest to the current value). Passes repeat until one changes nothing,
-    at most ``max_passes`` times. Each candidate is scored by the samples-F1 of
-    ``decode(probs, thresholds)``, arg-max fallback included.
-
-    Guard against overfitting: a class with fewer than ``min_positives`` positive rows is never
-    tuned and keeps ``start`` (see ``MIN_POSITIVES``); the others are then shrunk toward
-    ``start`` by ``n / (n + shrinkage)`` (see ``SHRINKAGE``; 0 turns it off) and rounded to 4
-    decimals. The returned F1 is that of the final, shrunk and rounded, thresholds.
+    From ``start`` (``tune_global``'s when ``None``), each class in turn sweeps ``grid``, others
+    fixed, and moves on a strict gain only (ties: closest to its value), for up to ``max_passes``
+    passes. A class with under ``min_positives`` positives keeps ``start``; the others are shrunk
+    toward it by ``n / (n + shrinkage)`` and rounded to 4 decimals.
     """
     probs, truth = _check_oof(probs, targets)
     candidates = _check_grid(grid)
@@ -102,8 +74,8 @@ def tune_per_class(
     raw = _coordinate_ascent(probs, truth, start, candidates, tunable, max_passes)
     weights = positives / (positives + shrinkage) if shrinkage > 0 else np.ones(len(positives))
     final = np.full(probs.shape[1], start)
-    final[tunable] = np.round(start + weights[tunable] * (raw[tunable] - start), _DECIMALS)
-    return final, samples_f1(truth, decode(probs, final))
+    final[tunable] = np.round(start + weights[tunable] * (raw[tunable] - start), 4)
+    return final, metrics.score(truth, decode(probs, final))
 
 
 def choose_thresholds(
@@ -118,10 +90,8 @@ def choose_thresholds(
 ) -> ThresholdReport:
     """Tune global and per-class thresholds on pooled OOF and decide which ``predict`` uses.
 
-    ``use`` is ``"per_class"`` only if its OOF F1 beats the global threshold's by more than
-    ``margin`` (see ``MARGIN``: both are fitted on the same OOF and per-class has more freedom
-    to fit its noise), otherwise ``"global"``. The default threshold is one of the global
-    candidates, so the tuned global F1 is never below the default's.
+    ``use`` is ``"per_class"`` only if it beats global by more than ``margin`` (it has more
+    freedom to fit the OOF's noise). The default is a global candidate: tuning never loses to it.
     """
     probs, truth = _check_oof(probs, targets)
     classes = [str(c) for c in classes]
@@ -131,86 +101,33 @@ def choose_thresholds(
         raise ValueError(f"margin must be >= 0, got {margin}")
     default = single_threshold(default_threshold)
     candidates = _check_grid(grid)
-    global_t, global_f1 = tune_global(probs, truth, np.append(candidates, default), default)
-    per_class, per_class_f1 = tune_per_class(
+    global_t, global_score = tune_global(probs, truth, np.append(candidates, default), default)
+    per_class, per_class_score = tune_per_class(
         probs, truth, global_t, candidates, min_positives=min_positives, shrinkage=shrinkage
     )
+    gain = (per_class_score - global_score) * (1 if metrics.HIGHER_IS_BETTER else -1)
     return ThresholdReport(
         classes=classes,
         default_threshold=default,
-        default_f1=samples_f1(truth, decode(probs, default)),
+        default_score=metrics.score(truth, decode(probs, default)),
         global_threshold=global_t,
-        global_f1=global_f1,
+        global_score=global_score,
         per_class_thresholds=[float(t) for t in per_class],
-        per_class_f1=per_class_f1,
-        use="per_class" if per_class_f1 > global_f1 + margin else "global",
+        per_class_score=per_class_score,
+        use="per_class" if gain > margin else "global",
         n_images=len(probs),
         positives=[int(n) for n in truth.sum(axis=0)],
         min_positives=min_positives,
         shrinkage=float(shrinkage),
         margin=float(margin),
+        metric=metrics.NAME,
     )
 
 
-Rows = tuple[np.ndarray, np.ndarray]
-
-
-def _sweep_global(probs: np.ndarray, truth: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """Samples-F1 of ``decode(probs, t)`` for every ``t`` in ``candidates``."""
-    n, k = probs.shape
-    true_sizes = truth.sum(axis=1)
-    fallback_hit = truth[np.arange(n), probs.argmax(axis=1)]
-    row_max = probs.max(axis=1)
-    scores = np.empty(len(candidates))
-    step = max(1, _CHUNK // (n * k))
-    for lo in range(0, len(candidates), step):
-        ts = candidates[lo : lo + step, None, None]
-        above = probs[None] > ts
-        hits = (above & truth[None]).sum(axis=2)
-        sizes = above.sum(axis=2)
-        empty = row_max[None] <= ts[:, :, 0]
-        scores[lo : lo + step] = _mean_f1(hits, sizes, empty, (fallback_hit, true_sizes))
-    return scores
-
-
-def _sweep_class(
-    probs: np.ndarray,
-    truth: np.ndarray,
-    thresholds: np.ndarray,
-    c: int,
-    candidates: np.ndarray,
-) -> np.ndarray:
-    """Samples-F1 of the decode for every candidate threshold of class ``c``, others fixed."""
-    n = len(probs)
-    others = np.ones(probs.shape[1], dtype=bool)
-    others[c] = False
-    fixed = probs[:, others] > thresholds[others]
-    fixed_hits = (fixed & truth[:, others]).sum(axis=1)
-    fixed_sizes = fixed.sum(axis=1)
-    fixed_any = fixed_sizes > 0
-    fallback_hit = truth[np.arange(n), probs.argmax(axis=1)]
-    true_sizes = truth.sum(axis=1)
-    scores = np.empty(len(candidates))
-    step = max(1, _CHUNK // n)
-    for lo in range(0, len(candidates), step):
-        on = probs[None, :, c] > candidates[lo : lo + step, None]
-        hits = fixed_hits[None] + (on & truth[None, :, c])
-        sizes = fixed_sizes[None] + on
-        empty = ~(on | fixed_any[None])
-        scores[lo : lo + step] = _mean_f1(hits, sizes, empty, (fallback_hit, true_sizes))
-    return scores
-
-
-def _mean_f1(hits: np.ndarray, sizes: np.ndarray, empty: np.ndarray, rows: Rows) -> np.ndarray:
-    """Samples-F1 per candidate row; an image with no label above threshold gets its arg-max.
-
-    ``rows``: per image, whether its arg-max label is true, and its number of true labels.
-    """
-    fallback_hit, true_sizes = rows
-    hits = np.where(empty, fallback_hit[None], hits)
-    sizes = np.where(empty, 1, sizes)
-    result: np.ndarray = (2.0 * hits / (true_sizes[None] + sizes)).mean(axis=1)
-    return result
+def _gains(probs: np.ndarray, truth: np.ndarray, options: Iterable[Thresholds]) -> np.ndarray:
+    """``metrics.score`` of ``decode(probs, t)`` for each ``t``, negated if lower is better."""
+    sign = 1.0 if metrics.HIGHER_IS_BETTER else -1.0
+    return np.array([sign * metrics.score(truth, decode(probs, t)) for t in options])
 
 
 def _coordinate_ascent(
@@ -226,25 +143,25 @@ def _coordinate_ascent(
     for _ in range(max_passes):
         changed = False
         for c in tunable:
-            current = thresholds[c]
-            options = np.append(candidates, current)
-            scores = _sweep_class(probs, truth, thresholds, c, options)
-            if scores.max() > scores[-1]:
-                thresholds[c] = _pick(candidates, scores[:-1], current)
+            options = np.append(candidates, thresholds[c])
+            moved = [np.where(np.arange(len(thresholds)) == c, t, thresholds) for t in options]
+            gains = _gains(probs, truth, moved)
+            if gains.max() > gains[-1]:
+                thresholds[c] = _pick(candidates, gains[:-1], thresholds[c])
                 changed = True
         if not changed:
             break
     return thresholds
 
 
-def _pick(candidates: np.ndarray, scores: np.ndarray, prefer: float) -> float:
-    """The best-scoring candidate; among ties, the closest to ``prefer``, then the lowest."""
-    tied = candidates[scores == scores.max()]
+def _pick(candidates: np.ndarray, gains: np.ndarray, prefer: float) -> float:
+    """The candidate of highest gain; among ties, the closest to ``prefer``, then the lowest."""
+    tied = candidates[gains == gains.max()]
     return float(tied[np.argmin(np.abs(tied - prefer))])
 
 
 def _check_oof(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """OOF probabilities as float64 and targets as bool, both (images x classes), validated."""
+    """OOF probabilities (float64) and 0/1 targets (int64), both images x classes, validated."""
     p = np.asarray(probs, dtype=np.float64)
     t = np.asarray(targets)
     if p.ndim != 2 or t.ndim != 2:
@@ -259,7 +176,7 @@ def _check_oof(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.n
         raise ValueError("probs hold NaN or infinite values")
     if not np.all((t == 0) | (t == 1)):
         raise ValueError("targets must hold only 0 and 1 (a multi-hot label matrix)")
-    return p, t.astype(bool)
+    return p, t.astype(np.int64)
 
 
 def _check_grid(grid: Sequence[float] | np.ndarray | None) -> np.ndarray:

@@ -145,7 +145,7 @@ class CheckpointInfo:
     classes: list[str]
     dirpath: str | None  # the folder its run saved checkpoints into
     best_model_path: str | None  # the best checkpoint that run had saved so far
-    best_model_score: float | None  # its monitored value (val/f1)
+    best_model_score: float | None  # its monitored value (metrics.logged_key())
     hyper_parameters: dict[str, Any]  # the model's, as saved (check them before use)
 
 

@@ -27,6 +27,7 @@ from .checkpoints import (
     refuse_earlier_run,
     resolve_ckpt_path,
 )
+from .. import metrics
 from ..utils.errors import DataError
 from ..utils.hardware import default_precision
 from ..utils.constraints import PositiveInt
@@ -99,8 +100,8 @@ class PlantCLI(LightningCLI):
                 "checkpoint.dirpath": "checkpoints",
                 "checkpoint.filename": "best-epoch{epoch:02d}",
                 "checkpoint.auto_insert_metric_name": False,
-                "checkpoint.monitor": "val/f1",
-                "checkpoint.mode": "max",
+                "checkpoint.monitor": metrics.logged_key(),
+                "checkpoint.mode": metrics.mode(),
                 "checkpoint.save_last": True,
                 "checkpoint.enable_version_counter": False,
             }

@@ -1,58 +1,34 @@
-"""``thresholds.json``: what threshold tuning found, and which thresholds ``predict`` uses.
-
-``ThresholdReport`` is written by ``cv`` (see ``thresholds.choose_thresholds``) and read by
-``predict --ckpt_path CV_DIR``; it validates itself, so a hand-edited or damaged file is one
-``DataError`` naming the field, never a wrong decode. ``decide_threshold`` is the one rule of
-which threshold a prediction decodes at (``THRESHOLD_PRECEDENCE``).
-"""
+"""``thresholds.json`` (``ThresholdReport``: written by ``cv``, read by ``predict``, a damaged
+file is one ``DataError`` naming the field) and ``decide_threshold``, the rule of which threshold
+a prediction decodes at."""
 
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import metrics
 from ..utils.atomic import write_json
 from ..utils.errors import DataError
-from ..utils.jsonfile import field, read_json
+from ..utils.jsonfile import field as json_field
+from ..utils.jsonfile import read_json
 from ..workflows.cv_files import THRESHOLDS
 
 MIN_POSITIVES = 20
-"""A class with fewer positive OOF images than this keeps the global threshold.
-
-Moving one class's threshold changes the F1 of the images whose probability for that class lies
-between the old and the new threshold. With under ~20 positives, the best threshold is decided
-by a handful of images and fits their noise (one image moves a class's recall by over 5 %), and
-the gain it shows on the OOF it was fitted on does not carry to the test set. Every class of
-Plant Pathology 2021 has hundreds of positives in the 18,632 training images, so this guard only
-bites on small data (the sample set, a tiny custom dataset), where the global threshold is the
-safer choice.
-"""
+"""A class with fewer positive OOF images keeps the global threshold: its own best one would be
+decided by a handful of images and fit their noise (PP2021's classes have hundreds)."""
 
 SHRINKAGE = 20.0
-"""Each tuned class threshold is pulled toward the global one with weight ``n / (n + SHRINKAGE)``.
-
-``n`` is the class's number of positive OOF images: the global threshold counts as much as
-``SHRINKAGE`` extra positives. A class with exactly ``MIN_POSITIVES`` positives moves half-way
-to its own optimum; one with 1,000 positives moves 98 % of the way. This smooths the hard
-``MIN_POSITIVES`` cut-off for classes just above it and barely touches well-populated classes.
-"""
+"""A tuned class threshold moves toward its optimum by ``n / (n + SHRINKAGE)`` from the global
+one (``n``: its positives): half-way at ``MIN_POSITIVES``, 98 % at 1,000."""
 
 MARGIN = 0.002
-"""Per-class thresholds are used only if their OOF F1 beats the global threshold's by more.
-
-Both are fitted on the same OOF, but per-class tuning has one free parameter per class instead
-of one, so its OOF F1 flatters it more. On 18,632 synthetic images (PP2021's class frequencies,
-noisy logits; ``tune_per_class`` defaults) per-class tuning gained at most 0.0003 over global on
-the OOF when all classes truly share one best threshold, and every time it gained more than
-0.002 it also gained on an independent draw (0.001 to 0.003). One image weighs ~0.00005 of the
-F1, so 0.002 is ~40 images fixed outright, and the leaderboard shows 3 decimals.
-"""
-
-USES = ("global", "per_class")
+"""Per-class thresholds are used only if they beat the global one by more (on 18,632 synthetic
+PP2021-like images, a smaller OOF gain was noise; a larger one carried to a fresh draw)."""
 
 THRESHOLD_PRECEDENCE = (
     "--model.threshold on the command line",
@@ -60,12 +36,7 @@ THRESHOLD_PRECEDENCE = (
     "the checkpoint's model.threshold",
     "the config's model.threshold",
 )
-"""Which threshold a prediction decodes at: the first of these that exists.
-
-A threshold typed on the command line is the user's explicit choice; a cv folder's tuned
-thresholds were fitted to its out-of-fold predictions; the checkpoint's is what the model was
-validated at; the config's (the shipped configs say 0.4) only decides when none of those exist.
-"""
+"""Which threshold a prediction decodes at: the first of these that exists."""
 
 
 @dataclass(frozen=True)
@@ -83,25 +54,26 @@ class ThresholdChoice:
 
 @dataclass
 class ThresholdReport:
-    """What threshold tuning found on the pooled OOF, and which thresholds ``predict`` uses.
+    """What tuning found on the pooled OOF, and which thresholds ``predict`` uses.
 
-    F1 values are the pooled OOF samples-F1 of ``decode`` at the thresholds next to them, so
-    each one can be recomputed from the OOF probabilities and the training labels.
+    Each score is ``metrics.score`` (named ``metric``) of the pooled OOF decoded at the
+    thresholds next to it, so it can be recomputed from the OOF probabilities and the labels.
     """
 
     classes: list[str]
     default_threshold: float
-    default_f1: float
+    default_score: float
     global_threshold: float
-    global_f1: float
+    global_score: float
     per_class_thresholds: list[float]
-    per_class_f1: float
+    per_class_score: float
     use: str
     n_images: int
     positives: list[int]
     min_positives: int = MIN_POSITIVES
     shrinkage: float = SHRINKAGE
     margin: float = MARGIN
+    metric: str = field(default_factory=lambda: metrics.NAME)
 
     def __post_init__(self) -> None:
         problem = self._problem()
@@ -109,21 +81,12 @@ class ThresholdReport:
             raise DataError(f"threshold report: {problem}")
 
     @property
-    def kept_global(self) -> list[str]:
-        """Classes with too few positives to tune: they keep the global threshold."""
-        return [c for c, n in zip(self.classes, self.positives) if n < self.min_positives]
-
-    @property
-    def chosen_f1(self) -> float:
-        """Pooled OOF F1 of the thresholds ``predict`` uses."""
-        return self.per_class_f1 if self.use == "per_class" else self.global_f1
+    def chosen_score(self) -> float:
+        """Pooled OOF score of the thresholds ``predict`` uses."""
+        return self.per_class_score if self.use == "per_class" else self.global_score
 
     def thresholds_for_predict(self, classes: Sequence[str] | None = None) -> float | list[float]:
-        """The threshold (``use == "global"``) or per-class thresholds in class order.
-
-        Pass the classes of the model that will predict: a different vocabulary or order raises
-        ``DataError`` instead of applying thresholds to the wrong classes.
-        """
+        """The threshold, or per-class thresholds, for a model of ``classes`` (checked)."""
         if classes is not None and list(classes) != self.classes:
             raise DataError(
                 f"thresholds were tuned for classes {self.classes}, the model predicts "
@@ -134,45 +97,16 @@ class ThresholdReport:
         return self.global_threshold
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict, per-class values keyed by class name."""
-        return {
-            "use": self.use,
-            "classes": list(self.classes),
-            "default": {"threshold": self.default_threshold, "f1": self.default_f1},
-            "global": {"threshold": self.global_threshold, "f1": self.global_f1},
-            "per_class": {
-                "thresholds": dict(zip(self.classes, self.per_class_thresholds)),
-                "f1": self.per_class_f1,
-            },
-            "n_images": self.n_images,
-            "positives": dict(zip(self.classes, self.positives)),
-            "kept_global": self.kept_global,
-            "min_positives": self.min_positives,
-            "shrinkage": self.shrinkage,
-            "margin": self.margin,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any) -> ThresholdReport:
-        """The report ``to_dict`` described; ``DataError`` naming the first bad field."""
-        if not isinstance(data, dict):
-            raise DataError(f"threshold report: expected a JSON object, got {type(data).__name__}")
-        classes = field(data, "classes", list)
-        return cls(
-            classes=[str(c) for c in classes],
-            default_threshold=field(data, "default.threshold", float),
-            default_f1=field(data, "default.f1", float),
-            global_threshold=field(data, "global.threshold", float),
-            global_f1=field(data, "global.f1", float),
-            per_class_thresholds=_by_class(data, "per_class.thresholds", classes, float),
-            per_class_f1=field(data, "per_class.f1", float),
-            use=field(data, "use", str),
-            n_images=field(data, "n_images", int),
-            positives=_by_class(data, "positives", classes, int),
-            min_positives=field(data, "min_positives", int),
-            shrinkage=field(data, "shrinkage", float),
-            margin=field(data, "margin", float),
-        )
+        """A JSON-ready dict (``_layout``), per-class values keyed by class name."""
+        data: dict[str, Any] = {}
+        for dotted, name, _, by_class in _layout(self.metric):
+            value = getattr(self, name)
+            _put(data, dotted, dict(zip(self.classes, value)) if by_class else value)
+        # classes with too few positives to tune, which kept the global threshold
+        data["kept_global"] = [
+            c for c, n in zip(self.classes, self.positives) if n < self.min_positives
+        ]
+        return data
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the report as indented JSON, atomically; returns the path."""
@@ -180,8 +114,21 @@ class ThresholdReport:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ThresholdReport:
-        """Read a report ``save`` wrote; ``DataError`` naming the file if it is unusable."""
+        """Read a report ``save`` wrote; ``DataError`` naming the file and the first bad field."""
         return read_json(path, cls.from_dict, "threshold report")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ThresholdReport:
+        """The report ``to_dict`` described (a file without ``metric`` is an f1 one)."""
+        if not isinstance(data, dict):
+            raise DataError(f"expected a JSON object, got {type(data).__name__}")
+        data = {"metric": "f1", **data}  # files written before the metric was named
+        classes = [str(c) for c in json_field(data, "classes", list)]
+        values: dict[str, Any] = {
+            name: _by_class(data, key, kind, classes) if by_class else json_field(data, key, kind)
+            for key, name, kind, by_class in _layout(json_field(data, "metric", str))
+        }
+        return cls(**{**values, "classes": classes})
 
     def _problem(self) -> str | None:
         """What makes this report inconsistent, or ``None``."""
@@ -190,14 +137,32 @@ class ThresholdReport:
             return f"classes must be distinct and non-empty, got {self.classes}"
         if len(self.per_class_thresholds) != n or len(self.positives) != n:
             return f"per-class values must number {n}, one per class"
-        if self.use not in USES:
-            return f"use must be one of {list(USES)}, got {self.use!r}"
+        if self.use not in ("global", "per_class"):
+            return f"use must be one of ['global', 'per_class'], got {self.use!r}"
         thresholds = [self.default_threshold, self.global_threshold, *self.per_class_thresholds]
         if not all(0.0 <= t <= 1.0 for t in thresholds):
             return f"thresholds must be within [0, 1], got {thresholds}"
-        if not all(0.0 <= f <= 1.0 for f in (self.default_f1, self.global_f1, self.per_class_f1)):
-            return "F1 values must be within [0, 1]"
         return None
+
+
+def _layout(metric: str) -> list[tuple[str, str, type, bool]]:
+    """Each field's place in ``thresholds.json``: (dotted key, attribute, type, keyed by class)."""
+    return [
+        ("use", "use", str, False),
+        ("metric", "metric", str, False),
+        ("classes", "classes", list, False),
+        ("default.threshold", "default_threshold", float, False),
+        (f"default.{metric}", "default_score", float, False),
+        ("global.threshold", "global_threshold", float, False),
+        (f"global.{metric}", "global_score", float, False),
+        ("per_class.thresholds", "per_class_thresholds", float, True),
+        (f"per_class.{metric}", "per_class_score", float, False),
+        ("n_images", "n_images", int, False),
+        ("positives", "positives", int, True),
+        ("min_positives", "min_positives", int, False),
+        ("shrinkage", "shrinkage", float, False),
+        ("margin", "margin", float, False),
+    ]
 
 
 def decide_threshold(
@@ -210,14 +175,8 @@ def decide_threshold(
 ) -> ThresholdChoice:
     """The threshold a prediction with a model of ``classes`` decodes at (``THRESHOLD_PRECEDENCE``).
 
-    Args:
-        classes: the model's label vocabulary (a cv folder's thresholds must be tuned for it).
-        config: the config's ``model.threshold`` (the signature's default when no config sets it).
-        flag: ``--model.threshold`` when the user typed it, else ``None`` (even when it equals the
-            default).
-        cv_folder: the cv folder predicted with, if any; its ``thresholds.json`` is used when
-            present.
-        checkpoint: the ``threshold`` hyper-parameter saved in the (first) checkpoint, if any.
+    ``flag`` is ``--model.threshold`` only when typed, ``cv_folder`` the folder predicted with
+    (its ``thresholds.json`` if present), ``checkpoint`` the first checkpoint's ``threshold``.
     """
     if flag is not None:
         return ThresholdChoice(single_threshold(flag), THRESHOLD_PRECEDENCE[0])
@@ -238,12 +197,17 @@ def single_threshold(threshold: float) -> float:
     return value
 
 
-def _by_class(data: dict, dotted: str, classes: list, kind: type) -> list:
-    """Values of the ``{class: value}`` mapping at ``dotted``, in ``classes`` order."""
-    mapping = field(data, dotted, dict)
-    if sorted(mapping) != sorted(str(c) for c in classes):
-        raise DataError(
-            f"threshold report: {dotted!r} has keys {sorted(mapping)}, expected the classes "
-            f"{classes}"
-        )
-    return [field(mapping, str(c), kind) for c in classes]
+def _put(data: dict, dotted: str, value: Any) -> None:
+    """Set ``value`` at ``dotted`` (``"global.threshold"``) in nested dicts."""
+    *parents, last = dotted.split(".")
+    for key in parents:
+        data = data.setdefault(key, {})
+    data[last] = value
+
+
+def _by_class(data: dict, dotted: str, kind: type, classes: list[str]) -> list:
+    """The ``{class: value}`` mapping at ``dotted`` as a list in ``classes`` order."""
+    mapping = json_field(data, dotted, dict)
+    if sorted(mapping) != sorted(classes):
+        raise DataError(f"{dotted!r} has keys {sorted(mapping)}, expected the classes {classes}")
+    return [json_field(mapping, c, kind) for c in classes]

@@ -21,13 +21,13 @@ from matplotlib.figure import Figure
 from ..utils.atomic import atomic_write
 from ..labels import Sample, label_vocabulary
 from ..layout import TRAIN_IMAGES
-from ..metrics import decode, per_class_f1, samples_f1
+from .. import metrics
+from ..metrics import decode, per_class_f1
 from .run_logs import MetricLog, Predictions
 
 DPI = 80
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.025), 3)
 LOSS_KEYS = ("train/loss_epoch", "val/loss")
-F1_KEY = "val/f1"
 
 
 def label_counts(samples: Sequence[Sample]) -> Figure:
@@ -133,21 +133,21 @@ def image_sizes(data_dir: str | Path, samples: Sequence[Sample]) -> Figure:
 
 
 def training_curves(logs: Sequence[MetricLog]) -> Figure:
-    """Loss (train and validation) and ``val/f1`` per epoch, one line per log of the run."""
+    """Loss (train and validation) and the metric (``val/f1``) per epoch, a line per log."""
     figure = Figure(figsize=(10.0, 4.0), dpi=DPI, layout="constrained")
     loss_axes, f1_axes = figure.subplots(1, 2)
-    several = len(logs) > 1
+    several, metric = len(logs) > 1, metrics.logged_key()
     for log in logs:
         prefix = f"{log.name}: " if several else ""
         for key, style in zip(LOSS_KEYS, ("-", "--")):
             epochs, values = log.series(key)
             if len(values):
                 loss_axes.plot(epochs, values, style, marker=".", label=f"{prefix}{key}")
-        epochs, values = log.series(F1_KEY)
+        epochs, values = log.series(metric)
         if len(values):
-            f1_axes.plot(epochs, values, marker=".", label=f"{prefix}{F1_KEY}")
+            f1_axes.plot(epochs, values, marker=".", label=f"{prefix}{metric}")
     loss_axes.set(title="Loss", xlabel="epoch", ylabel="BCE loss (log scale)", yscale="log")
-    f1_axes.set(title="Validation samples-F1", xlabel="epoch", ylabel=F1_KEY, ylim=(0.0, 1.0))
+    f1_axes.set(title=f"Validation {metrics.NAME}", xlabel="epoch", ylabel=metric, ylim=(0.0, 1.0))
     for axes in (loss_axes, f1_axes):
         if axes.lines:
             axes.legend(fontsize=7)
@@ -166,12 +166,12 @@ def per_class_f1_figure(predictions: Predictions) -> Figure:
     height = 0.8 / len(thresholds)
     for number, (name, threshold) in enumerate(thresholds):
         scores = per_class_f1(predictions.targets, decode(predictions.probs, threshold))
-        overall = samples_f1(predictions.targets, decode(predictions.probs, threshold))
+        overall = metrics.score(predictions.targets, decode(predictions.probs, threshold))
         axes.barh(
             positions + number * height,
             scores,
             height=height,
-            label=f"{name} {threshold:.2f} (samples-F1 {overall:.3f})",
+            label=f"{name} {threshold:.2f} ({metrics.NAME} {overall:.3f})",
         )
     positives = predictions.targets.sum(axis=0)
     axes.set_yticks(
@@ -185,19 +185,19 @@ def per_class_f1_figure(predictions: Predictions) -> Figure:
 
 
 def f1_threshold_figure(predictions: Predictions) -> Figure:
-    """Samples-F1 and each class's F1 against one decision threshold for every class."""
+    """The metric and each class's F1 against one decision threshold for every class."""
     figure, axes = _figure(8.0, 4.5)
     decoded = [decode(predictions.probs, threshold) for threshold in THRESHOLDS]
-    overall = [samples_f1(predictions.targets, predicted) for predicted in decoded]
+    overall = [metrics.score(predictions.targets, predicted) for predicted in decoded]
     by_class = np.array([per_class_f1(predictions.targets, predicted) for predicted in decoded])
     for column, name in enumerate(predictions.classes):
         axes.plot(THRESHOLDS, by_class[:, column], linewidth=1, alpha=0.6, label=name)
-    axes.plot(THRESHOLDS, overall, color="black", linewidth=2.5, label="samples-F1")
+    axes.plot(THRESHOLDS, overall, color="black", linewidth=2.5, label=metrics.NAME)
     axes.axvline(predictions.threshold, color="grey", linestyle="--", label="run threshold")
     if predictions.tuned_threshold is not None:
         axes.axvline(predictions.tuned_threshold, color="red", linestyle=":", label="tuned")
     axes.set(xlabel="decision threshold", ylabel="F1", ylim=(0.0, 1.02), xlim=(0.0, 1.0))
-    axes.set_title(f"F1 against the threshold: {predictions.source}", fontsize=10)
+    axes.set_title(f"{metrics.NAME} and F1 by threshold: {predictions.source}", fontsize=10)
     axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     axes.grid(alpha=0.3)
     return figure

@@ -29,12 +29,14 @@ def read_json(path: str | os.PathLike, parse: Callable[[Any], T], what: str, hin
 
 
 def field(data: Any, dotted: str, kind: type, minimum: float | None = None) -> Any:
-    """The value at ``dotted`` (``"global.threshold"``) as ``kind``, at least ``minimum``.
+    """The value at ``dotted`` (``"global.threshold"``, or a key holding dots) as ``kind``, at
+    least ``minimum``.
 
     ``int`` and ``float`` take finite numbers (never ``True``/``False``), ``int`` whole ones.
     """
     value: Any = data
-    for key in dotted.split("."):
+    keys = [dotted] if isinstance(data, dict) and dotted in data else dotted.split(".")
+    for key in keys:
         if not isinstance(value, dict) or key not in value:
             raise DataError(f"missing field {dotted!r}")
         value = value[key]

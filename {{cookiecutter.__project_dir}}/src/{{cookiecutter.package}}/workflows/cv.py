@@ -5,7 +5,7 @@ fold index varying, and writes into ``out``:
 
 - ``folds.csv`` (``image,fold``; identical images share a fold) and ``plan.json``;
 - ``fold{k}/`` (that fold's ``checkpoints/`` and ``logs/``), ``fold{k}/best.ckpt`` (its best
-  checkpoint by ``val/f1``) and ``fold{k}/oof.csv`` (its validation images' probabilities);
+  checkpoint by the metric) and ``fold{k}/oof.csv`` (its validation images' probabilities);
 - ``oof.csv`` (``image,fold,<class>...``: every ``train.csv`` row once, predicted by the model
   that did not train on it), ``thresholds.json`` (see ``thresholds``) and ``cv.json``.
 
@@ -57,7 +57,8 @@ from ..labels import Sample, encode_labels, label_vocabulary, read_train_csv
 from ..layout import TRAIN_CSV, TRAIN_IMAGES
 from .fit_jobs import config_changes, config_only_cli, fit_config_yaml, run_folder_flags, yaml
 from ..cli.lightning import run_cli
-from ..metrics import decode, samples_f1
+from .. import metrics
+from ..metrics import decode
 from ..thresholds import choose_thresholds
 from ..reports.report import summary_table
 
@@ -212,7 +213,8 @@ def write_fold_oof(config: Any, out: Path, fold: int, plan: FoldPlan) -> Path:
     # was moved or copied since still holds the file, under the same name.
     best = run / "checkpoints" / Path(info.best_model_path or "").name
     if not info.best_model_path or not best.is_file():
-        raise DataError(f"{run}: the fold's run recorded no best checkpoint (is val/f1 logged?)")
+        key = metrics.logged_key()
+        raise DataError(f"{run}: the fold's run recorded no best checkpoint (is {key} logged?)")
     _link_or_copy(best, run / BEST)
     data = config.data
     images = [name for name, f in zip(plan.images, plan.folds) if f == fold]
@@ -302,8 +304,9 @@ def run_cv(
     default_threshold = float(config.model.threshold)
     report = choose_thresholds(probs, targets, default_threshold, classes)
     report.save(out / THRESHOLDS)
-    folds_f1 = [
-        samples_f1(targets[plan.folds == k], decode(probs[plan.folds == k], default_threshold))
+    name = metrics.NAME
+    folds_score = [
+        metrics.score(targets[plan.folds == k], decode(probs[plan.folds == k], default_threshold))
         for k in range(n_folds)
     ]
     summary = {
@@ -313,11 +316,12 @@ def run_cv(
         "classes": classes,
         "duplicate_groups": len(plan.duplicate_groups),
         "conflicting_groups": plan.conflicting_groups,
-        "fold_best_val_f1": fold_scores,
-        "fold_oof_f1": folds_f1,
-        "oof_f1_default_threshold": samples_f1(targets, decode(probs, default_threshold)),
+        "metric": name,
+        f"fold_best_val_{name}": fold_scores,
+        f"fold_oof_{name}": folds_score,
+        f"oof_{name}_default_threshold": metrics.score(targets, decode(probs, default_threshold)),
         "default_threshold": default_threshold,
-        "oof_f1_tuned": report.chosen_f1,
+        f"oof_{name}_tuned": report.chosen_score,
         "thresholds": report.thresholds_for_predict(),
         "thresholds_used": report.use,
     }
@@ -328,13 +332,15 @@ def run_cv(
 
 def cv_table(summary: dict[str, Any]) -> str:
     """The per-fold and pooled scores as a small text table."""
-    rows: list[list[object]] = [["fold", "best val/f1", "oof f1"]]
-    for fold, (best, oof) in enumerate(zip(summary["fold_best_val_f1"], summary["fold_oof_f1"])):
+    name = summary["metric"]
+    rows: list[list[object]] = [["fold", f"best val/{name}", f"oof {name}"]]
+    folds = zip(summary[f"fold_best_val_{name}"], summary[f"fold_oof_{name}"])
+    for fold, (best, oof) in enumerate(folds):
         rows.append([fold, "-" if best is None else f"{best:.4f}", f"{oof:.4f}"])
     lines = [summary_table(rows)]
     lines.append(
-        f"pooled OOF f1: {summary['oof_f1_default_threshold']:.4f} at threshold"
-        f" {summary['default_threshold']}, {summary['oof_f1_tuned']:.4f} tuned"
+        f"pooled OOF {name}: {summary[f'oof_{name}_default_threshold']:.4f} at threshold"
+        f" {summary['default_threshold']}, {summary[f'oof_{name}_tuned']:.4f} tuned"
         f" ({summary['thresholds_used']})"
     )
     return "\n".join(lines)

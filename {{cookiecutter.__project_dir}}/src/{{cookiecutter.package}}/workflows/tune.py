@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytorch_lightning import Callback, LightningModule, Trainer
 
+from .. import metrics
 from ..backbones import check_backbone_name
 from ..cli.argtypes import fit_job_parser, positive_int
 from ..cli.lightning import run_cli
@@ -26,19 +27,17 @@ from .tune_study import check_study_name, database_url, make_pruner, make_storag
 if TYPE_CHECKING:
     import optuna
 
-MONITOR = "val/f1"
-
 
 class TrialStopped(KeyboardInterrupt):
     """The worker was stopped (Ctrl-C, SIGTERM) during a trial; ends ``tune`` with 130 / 143."""
 
 
 class PruningCallback(Callback):
-    """Report ``val/f1`` to the trial after each validation; stop a pruned run (Optuna's callback
+    """Report the metric to the trial after each validation; stop a pruned run (Optuna's callback
     needs ``lightning``). ``stopped``: Ctrl-C or SIGTERM ended the run (Lightning: SystemExit)."""
 
-    def __init__(self, trial: optuna.Trial, monitor: str = MONITOR) -> None:
-        self.trial, self.monitor, self.stopped = trial, monitor, False
+    def __init__(self, trial: optuna.Trial, monitor: str | None = None) -> None:
+        self.trial, self.monitor, self.stopped = trial, monitor or metrics.logged_key(), False
 
     def on_exception(self, trainer: Trainer, module: LightningModule, exc: BaseException) -> None:
         self.stopped = isinstance(exc, (KeyboardInterrupt, SystemExit))
@@ -86,7 +85,7 @@ def check_values(fit_args: list[str], search: str | Path, params: list[Param]) -
 def run_trial(
     trial: optuna.Trial, fit_args: list[str], params: list[Param], config: Any, out: Path
 ) -> float:
-    """Train one trial into ``out/trial_{n}``; its best ``val/f1``."""
+    """Train one trial into ``out/trial_{n}``; its best ``val/<metric>``."""
     flags = trial_flags({param.name: param.suggest(trial) for param in params})
     run = out / f"trial_{trial.number}"
     if run.exists() and any(run.iterdir()):
@@ -111,7 +110,9 @@ def run_trial(
         ) from None
     best = getattr(cli.trainer.checkpoint_callback, "best_model_score", None)
     if best is None or math.isnan(float(best)):
-        raise DataError(f"{run}: the run recorded no {MONITOR} (is validation switched off?)")
+        raise DataError(
+            f"{run}: the run recorded no {metrics.logged_key()} (is validation switched off?)"
+        )
     return float(best)
 
 
@@ -189,7 +190,8 @@ def run_tune(
         log("tune: no trial has finished yet; best.yaml not written")
     else:
         write_best_config(fit_args, best.params, study_dir / "best.yaml")
-        log(f"tune: best trial {best.number}: {MONITOR} {best.value:.4f} -> {study_dir}/best.yaml")
+        key = metrics.logged_key()
+        log(f"tune: best trial {best.number}: {key} {best.value:.4f} -> {study_dir}/best.yaml")
     log(summary_table(rows))
     return study
 

@@ -9,9 +9,10 @@ import re
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote
 
+from .. import metrics
 from ..utils.errors import DataError, full_disk_named
 
 if TYPE_CHECKING:
@@ -182,6 +183,9 @@ def open_study(name: str, storage: Any, pruner: Any) -> optuna.Study:
     """Create the study, or join it (Optuna loads it when another worker made it first)."""
     import optuna
 
+    direction: Literal["maximize", "minimize"] = (
+        "maximize" if metrics.HIGHER_IS_BETTER else "minimize"
+    )
     return optuna.create_study(
-        study_name=name, storage=storage, direction="maximize", pruner=pruner, load_if_exists=True
+        study_name=name, storage=storage, direction=direction, pruner=pruner, load_if_exists=True
     )
