@@ -51,6 +51,7 @@ CORE_FILES = {
     "src/{pkg}/metrics.py",
     "src/{pkg}/models.py",
     "src/{pkg}/thresholds.py",
+    "src/{pkg}/transforms.py",
     "src/{pkg}/py.typed",
     "src/{pkg}/cli/__init__.py",
     "src/{pkg}/cli/__main__.py",
