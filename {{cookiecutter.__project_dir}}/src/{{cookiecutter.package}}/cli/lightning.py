@@ -1,9 +1,7 @@
 """The LightningCLI of the package: fit / validate / test / predict with checks before each run.
 
-Everything a user can get wrong is refused before anything is written, as one ``error:`` line:
-option values (the parser enforces the constraints declared in the model's and the data
-module's signatures), Trainer settings Lightning would refuse (``trainer_checks``), the
-checkpoint (``checkpoints``) and the data (the data module's ``check``).
+Whatever a user can get wrong (option values, Trainer settings, the checkpoint, the data) is
+refused before anything is written, as one ``error:`` line.
 """
 
 from __future__ import annotations
@@ -18,20 +16,15 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.tuner import Tuner
 
-from .checkpoints import (
-    AtomicCheckpointIO,
-    CheckpointInfo,
-    EpochCheckpoint,
-    inspect_checkpoint,
-    refuse_earlier_run,
-    resolve_ckpt_path,
-)
+from pytorch_lightning.plugins import TorchCheckpointIO
+
+from .checkpoints import AtomicCheckpointIO, EpochCheckpoint, refuse_earlier_run, resolve_ckpt_path
 from ..utils.errors import DataError
 from ..utils.hardware import default_precision
 from ..utils.constraints import PositiveInt
 from ..data import PlantDataModule
 from ..folds import fold_checkpoints, is_cv_folder
-from ..predict.inference import predict_with_ensemble
+from ..predict.inference import Checkpoint, predict_with_ensemble, read_checkpoint
 from .loggers import check_logger_packages
 from ..models import LIGHTNING_KEYS, PlantClassifier, check_hyper_parameters
 from ..utils.quiet import drop_adverts
@@ -54,7 +47,15 @@ warnings.filterwarnings("ignore", message="LightningCLI's args parameter is inte
 
 
 class OneLineErrorParser(LightningArgumentParser):
-    """A parser whose errors are one ``error:`` line naming the option, not the whole usage."""
+    """A parser whose errors are one ``error:`` line naming the option, not the whole usage.
+
+    ``command``: the subcommand it parses (``parser_kwargs`` gives each subcommand's parser its
+    name), so that ``add_arguments_to_parser`` adds each command's own options only.
+    """
+
+    def __init__(self, *args: Any, command: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.command = command
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:
@@ -80,16 +81,9 @@ class FitConfigSaver(SaveConfigCallback):
 class PlantCLI(LightningCLI):
     """LightningCLI with checkpointing, a submission writer and input checks before each run."""
 
-    def _prepare_subcommand_parser(
-        self, klass: type, subcommand: str, **kwargs: Any
-    ) -> LightningArgumentParser:
-        # Remembered so that add_arguments_to_parser gives each subcommand only its own options.
-        self._building = subcommand
-        return super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
-
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Checkpoint options for every command; batch-size search for fit; output for predict."""
-        subcommand = getattr(self, "_building", None)
+        subcommand = getattr(parser, "command", None)
         parser.add_lightning_class_args(EpochCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -125,19 +119,18 @@ class PlantCLI(LightningCLI):
             )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, then resolve and check ``--ckpt_path`` and take the label vocabulary from it.
+        """Parse, then read ``--ckpt_path`` once: check it, apply its hyper-parameters.
 
-        Lightning reads the checkpoint's hyper-parameters right after this; checking the file
-        here turns a missing or broken checkpoint into a one-line error, and ``last`` / ``best``
-        become files so that their hyper-parameters are read too.
+        ``last`` / ``best`` and a cv folder become files first; the decision threshold follows
+        ``threshold_report.THRESHOLD_PRECEDENCE`` (the flag, a cv folder's tuned thresholds,
+        the checkpoint's, the config's).
         """
         super().parse_arguments(parser, args)
-        self._members: list[Path] = []
-        self._cv_folder: Path | None = None
-        self._checkpoint: CheckpointInfo | None = None
-        self._threshold: ThresholdChoice | None = None
+        self.members: list[str | Path | Checkpoint] = []
+        self.checkpoint: Checkpoint | None = None
+        self.threshold: ThresholdChoice | None = None
         given = list(sys.argv[1:] if args is None else args)
-        self._threshold_flag = any(str(a).split("=")[0] == THRESHOLD_FLAG for a in given)
+        self.threshold_flag = any(str(a).split("=")[0] == THRESHOLD_FLAG for a in given)
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
@@ -145,65 +138,60 @@ class PlantCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         if subcommand == "predict" and not ckpt_path:
             raise DataError("predict needs a trained model: pass --ckpt_path CHECKPOINT")
-        if subcommand == "predict" and ckpt_path and Path(ckpt_path).is_dir():
+        cv_folder = None
+        if subcommand == "predict" and Path(ckpt_path).is_dir():
             if not is_cv_folder(ckpt_path):
                 raise DataError(f"--ckpt_path {ckpt_path}: a folder must be the output of cv")
-            self._cv_folder = Path(ckpt_path)
-            self._members = fold_checkpoints(ckpt_path)
-            ckpt_path = config.ckpt_path = str(self._members[0])
+            cv_folder, self.members = Path(ckpt_path), list(fold_checkpoints(ckpt_path))
+            ckpt_path = config.ckpt_path = str(self.members[0])
         if ckpt_path in ("last", "best"):
             if subcommand == "fit" and ckpt_path == "best":
                 raise DataError("--ckpt_path best: fit resumes from 'last' or a checkpoint file")
             ckpt_path = config.ckpt_path = resolve_ckpt_path(ckpt_path, config.checkpoint.dirpath)
         if ckpt_path and ckpt_path not in ("hpc", "registry"):
-            info = self._checkpoint = inspect_checkpoint(ckpt_path)
-            if config.model.get("classes") is None:
-                config.model.classes = info.classes
-            if subcommand != "fit" and info.dirpath:
-                # Outside fit the checkpoint callback only reloads the state of the run that
-                # wrote the file; pointing it at that run's folder keeps Lightning from warning.
-                config.checkpoint.dirpath = info.dirpath
+            self.checkpoint = read_checkpoint(ckpt_path)
+            self.members[:1] = [self.checkpoint]
+            self.apply_checkpoint(subcommand, self.checkpoint, cv_folder)
 
-    def _parse_ckpt_path(self) -> None:
+    def apply_checkpoint(
+        self, subcommand: str, checkpoint: Checkpoint, cv_folder: Path | None
+    ) -> None:
         """Apply the checkpoint's model hyper-parameters once checked; decide the threshold.
 
-        Lightning's own version hands them to the parser unchecked, and the parser imports any
-        class path it meets: ``check_hyper_parameters`` runs first. The decision threshold then
-        follows ``threshold_report.THRESHOLD_PRECEDENCE`` (the flag, a cv folder's tuned
-        thresholds, the checkpoint's, the config's).
+        A value the parser refuses is one line naming the checkpoint; outside fit, the
+        checkpoint callback points at the folder of the run that wrote the file (its state is
+        reloaded, and Lightning would warn about another folder).
         """
-        subcommand = self.config.get("subcommand")
-        if not subcommand or self._checkpoint is None:
-            return
-        config = self.config[subcommand]
-        typed = config.model.get("threshold")
-        hparams = dict(self._checkpoint.hyper_parameters)
-        check_hyper_parameters(config.ckpt_path, hparams)
+        typed = self.config[subcommand].model.get("threshold")
+        hparams = checkpoint.hyper_parameters
+        check_hyper_parameters(checkpoint.path, hparams)
         for key in ("_class_path", *LIGHTNING_KEYS):  # this package's model, built by Lightning
             hparams.pop(key, None)
-        self.config = self._parse_checkpoint_hparams(config.ckpt_path, subcommand, hparams)
-        self._threshold = decide_threshold(
-            self._checkpoint.classes,
-            typed,
-            flag=typed if self._threshold_flag else None,
-            cv_folder=self._cv_folder,
-            checkpoint=hparams.get("threshold"),
-        )
-        if isinstance(self._threshold.value, float):
-            self.config[subcommand].model.threshold = self._threshold.value
-
-    def _parse_checkpoint_hparams(
-        self, ckpt_path: str, subcommand: str, hparams: dict[str, Any]
-    ) -> Any:
-        """The config with ``hparams`` applied; a value the parser refuses names the checkpoint."""
         exit_on_error, self.parser.exit_on_error = self.parser.exit_on_error, False
         try:
-            return self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
         except ArgumentError as exc:
             refused = one_line_parse_error(str(exc)).removeprefix("--")
-            raise DataError(f"{ckpt_path}: hyper-parameter {refused}") from None
+            raise DataError(f"{checkpoint.path}: hyper-parameter {refused}") from None
         finally:
             self.parser.exit_on_error = exit_on_error
+        config = self.config[subcommand]
+        if subcommand != "fit" and checkpoint.record.get("dirpath"):
+            config.checkpoint.dirpath = checkpoint.record["dirpath"]
+        self.threshold = decide_threshold(
+            checkpoint.classes,
+            typed,
+            flag=typed if self.threshold_flag else None,
+            cv_folder=cv_folder,
+            checkpoint=hparams.get("threshold"),
+        )
+        if isinstance(self.threshold.value, float):
+            config.model.threshold = self.threshold.value
+
+    def _parse_ckpt_path(self) -> None:
+        # Private in Lightning 2.6, with no public switch: it would read the checkpoint a second
+        # time and hand its hyper-parameters to the parser unchecked; parse_arguments did both.
+        pass
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -234,8 +222,8 @@ class PlantCLI(LightningCLI):
             if refusal is None:
                 raise
             raise refusal from None
-        if type(trainer.strategy.checkpoint_io).__name__ == "TorchCheckpointIO":
-            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO(self.checkpoint)
         return trainer
 
     def _check_inputs(self, stage: str) -> None:
@@ -262,13 +250,13 @@ class PlantCLI(LightningCLI):
     def predict(self, model: PlantClassifier, datamodule: Any = None, **kwargs: Any) -> None:
         """Predict with the checkpoint, or the mean of a cv folder's folds, over the TTA views.
 
-        The decision threshold is the one ``_parse_ckpt_path`` decided; the log says which.
+        The decision threshold is the one ``apply_checkpoint`` decided; the log says which.
         """
-        members = self._members or [Path(kwargs["ckpt_path"])]
-        choice = self._threshold or decide_threshold(
+        members = self.members or [kwargs["ckpt_path"]]
+        choice = self.threshold or decide_threshold(
             list(model.classes or []),
             model.hparams["threshold"],
-            flag=model.hparams["threshold"] if self._threshold_flag else None,
+            flag=model.hparams["threshold"] if self.threshold_flag else None,
         )
         if self.trainer.is_global_zero:
             print(choice.log_line())
@@ -298,6 +286,11 @@ def run_cli(
         save_config_callback=FitConfigSaver,
         save_config_kwargs={"overwrite": True},
         parser_class=OneLineErrorParser,
-        parser_kwargs={"description": description},
+        parser_kwargs=parser_kwargs(description=description),
         trainer_defaults={"callbacks": list(callbacks)} if callbacks else None,
     )
+
+
+def parser_kwargs(**main: Any) -> dict[str, Any]:
+    """``main`` for the main parser; each subcommand's parser is told its name."""
+    return {**main, **{name: {"command": name} for name in LightningCLI.subcommands()}}

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 import torch
-from lightning_fabric.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from pytorch_lightning import Trainer
 
 from ..utils.errors import DataError

@@ -1,17 +1,15 @@
 """Inference with one checkpoint or a fold ensemble, with optional test-time augmentation (TTA).
 
-``EnsembleClassifier.from_checkpoints(paths, tta="flips")`` loads each checkpoint safely (tensors
-and plain data only) into a ``PlantClassifier``; its ``predict_step`` returns, per image, the mean
-of the members' probabilities over the TTA views. It is a LightningModule, so ``Trainer.predict``
-runs it with the usual precision, devices and the ``SubmissionWriter``; ``predict_probabilities``
-runs it over a loader from Python, and ``predict_images`` over a list of image files of a folder
-(out-of-fold predictions, the offline notebook).
+``read_checkpoint`` is the one reader of a checkpoint file (once per command; pass the result on).
+``EnsembleClassifier`` is the mean of its members' probabilities over the TTA views, a
+LightningModule that ``Trainer.predict`` runs; ``predict_images`` runs it over image files.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -33,24 +31,68 @@ TTA_VIEWS: dict[str, tuple[tuple[int, ...], ...]] = {
     "hflip": ((), (3,)),
     "flips": ((), (3,), (2,), (2, 3)),  # identity, horizontal, vertical, both (NCHW dims)
 }
+CHECKPOINT_CALLBACKS = ("ModelCheckpoint", "EpochCheckpoint")
+NOT_OURS = "not a checkpoint of this package (no backbone or classes)"
 
 
-def load_classifier(path: str | Path) -> tuple[PlantClassifier, dict[str, Any]]:
-    """A ``PlantClassifier`` with the weights of checkpoint ``path``; the data settings it saved.
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint file as ``read_checkpoint`` read it: its path and its contents."""
 
-    Nothing is downloaded (``pretrained`` is off: the weights come from the checkpoint), nothing
-    is imported (``check_hyper_parameters``), and the file is loaded with ``weights_only=True``.
+    path: Path
+    content: dict[str, Any]
+
+    @property
+    def hyper_parameters(self) -> dict[str, Any]:
+        """The model's hyper-parameters as saved (``check_hyper_parameters`` before use)."""
+        return dict(self.content["hyper_parameters"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.content["hyper_parameters"]["classes"])
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The state of the run's checkpoint callback: ``dirpath``, ``best_model_path``..."""
+        for key, value in (self.content.get("callbacks") or {}).items():
+            if str(key).startswith(CHECKPOINT_CALLBACKS) and isinstance(value, dict):
+                return value
+        return {}
+
+    @property
+    def best_model_score(self) -> float | None:
+        """The monitored value (val/f1) of the best checkpoint its run had saved."""
+        score = self.record.get("best_model_score")
+        return None if score is None else float(score)
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint of this package (tensors and plain data only), or ``DataError``."""
+    content = load_torch_file(path, "checkpoint")
+    hparams = content.get("hyper_parameters") if isinstance(content, dict) else None
+    if not isinstance(hparams, dict) or not hparams.get("classes"):
+        raise DataError(f"{path}: {NOT_OURS}")
+    return Checkpoint(Path(path), content)
+
+
+def load_classifier(
+    checkpoint: str | Path | Checkpoint,
+) -> tuple[PlantClassifier, dict[str, Any]]:
+    """A ``PlantClassifier`` with the weights of ``checkpoint``; the data settings it saved.
+
+    Nothing is downloaded (``pretrained`` is off) nor imported (``check_hyper_parameters``).
     """
-    checkpoint = load_torch_file(path, "checkpoint")
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(hparams, dict) or not hparams.get("classes") or "backbone" not in hparams:
-        raise DataError(f"{path}: not a checkpoint of this package (no backbone or classes)")
-    check_hyper_parameters(path, hparams)
+    if not isinstance(checkpoint, Checkpoint):
+        checkpoint = read_checkpoint(checkpoint)
+    hparams = checkpoint.hyper_parameters
+    if "backbone" not in hparams:
+        raise DataError(f"{checkpoint.path}: {NOT_OURS}")
+    check_hyper_parameters(checkpoint.path, hparams)
     arguments = {key: value for key, value in hparams.items() if key in MODEL_ARGUMENTS}
     model = PlantClassifier(**{**arguments, "pretrained": False})
-    model.load_state_dict(checkpoint["state_dict"])
+    model.load_state_dict(checkpoint.content["state_dict"])
     model.eval()
-    return model, dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    return model, dict(checkpoint.content.get("datamodule_hyper_parameters") or {})
 
 
 def tta_views(images: torch.Tensor, tta: str) -> list[torch.Tensor]:
@@ -90,13 +132,14 @@ class EnsembleClassifier(pl.LightningModule):
     @classmethod
     def from_checkpoints(
         cls,
-        paths: Sequence[str | Path],
+        checkpoints: Sequence[str | Path | Checkpoint],
         tta: str = "none",
         threshold: float | Sequence[float] | None = None,
     ) -> EnsembleClassifier:
-        """Load every checkpoint; ``DataError`` if they disagree on labels or image size."""
-        loaded = [load_classifier(path) for path in paths]
-        sizes = {Path(p).as_posix(): d.get("image_size") for p, (_, d) in zip(paths, loaded)}
+        """Load every checkpoint (file or read); ``DataError`` if labels or image sizes differ."""
+        read = [c if isinstance(c, Checkpoint) else read_checkpoint(c) for c in checkpoints]
+        loaded = [load_classifier(checkpoint) for checkpoint in read]
+        sizes = {c.path.as_posix(): d.get("image_size") for c, (_, d) in zip(read, loaded)}
         if len(set(sizes.values()) - {None}) > 1:
             described = ", ".join(f"{path}: {size}px" for path, size in sizes.items())
             raise DataError(
@@ -187,7 +230,7 @@ def predict_images(
 def predict_with_ensemble(
     trainer: pl.Trainer,
     datamodule: Any,
-    checkpoints: Sequence[str | Path],
+    checkpoints: Sequence[str | Path | Checkpoint],
     tta: str,
     threshold: float | Sequence[float] | None,
 ) -> None:

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..cli.argtypes import fit_job_parser, positive_int
 from ..utils.atomic import atomic_write
-from ..cli.checkpoints import LAST, inspect_checkpoint
+from ..cli.checkpoints import LAST
 from ..utils.errors import DataError
 from ..folds import (
     BEST,
@@ -52,7 +52,7 @@ from ..folds import (
     is_cv_folder,
     read_plan,
 )
-from ..predict.inference import EnsembleClassifier, predict_images
+from ..predict.inference import EnsembleClassifier, predict_images, read_checkpoint
 from ..labels import Sample, encode_labels, label_vocabulary, read_train_csv
 from ..layout import TRAIN_CSV, TRAIN_IMAGES
 from .fit_jobs import config_changes, config_only_cli, fit_config_yaml, run_folder_flags, yaml
@@ -187,8 +187,8 @@ def train_fold(
     fold: int,
     plan: FoldPlan,
     log: Callable[[str], None],
-) -> None:
-    """Train one fold (resumed from its ``last.ckpt`` if it has one), then predict its OOF.
+) -> float | None:
+    """Train one fold (resumed from its ``last.ckpt`` if it has one), predict its OOF; its score.
 
     A fold killed before its first ``last.ckpt`` (after its first best checkpoint, say) has
     nothing to resume from: its outputs are removed and it trains from scratch.
@@ -201,24 +201,28 @@ def train_fold(
     log(f"cv: {name}: training ({run})")
     started = time.monotonic()
     run_cli(["fit", *fit_args, *fold_flags(config, out, fold)])
-    write_fold_oof(config, out, fold, plan)
+    score = write_fold_oof(config, out, fold, plan)
     log(f"cv: {name} done in {time.monotonic() - started:.0f} s")
+    return score
 
 
-def write_fold_oof(config: Any, out: Path, fold: int, plan: FoldPlan) -> Path:
-    """Predict the fold's validation images with its best checkpoint, into ``fold{k}/oof.csv``."""
+def write_fold_oof(config: Any, out: Path, fold: int, plan: FoldPlan) -> float | None:
+    """Predict the fold's validation images with its best checkpoint, into ``fold{k}/oof.csv``.
+
+    Returns that checkpoint's score (``val/f1``)."""
     run = fold_dir(out, fold)
-    info = inspect_checkpoint(run / "checkpoints" / LAST)
+    recorded = read_checkpoint(run / "checkpoints" / LAST).record.get("best_model_path")
     # The recorded path is where the folder was when that checkpoint was saved: a cv folder that
     # was moved or copied since still holds the file, under the same name.
-    best = run / "checkpoints" / Path(info.best_model_path or "").name
-    if not info.best_model_path or not best.is_file():
+    best = run / "checkpoints" / Path(recorded or "").name
+    if not recorded or not best.is_file():
         raise DataError(f"{run}: the fold's run recorded no best checkpoint (is val/f1 logged?)")
     _link_or_copy(best, run / BEST)
     data = config.data
     images = [name for name, f in zip(plan.images, plan.folds) if f == fold]
     folder = Path(data.cache_dir or data.data_dir) / TRAIN_IMAGES
-    module = EnsembleClassifier.from_checkpoints([run / BEST])
+    best_checkpoint = read_checkpoint(run / BEST)
+    module = EnsembleClassifier.from_checkpoints([best_checkpoint])
     ids, probs = predict_images(
         module,
         folder,
@@ -234,7 +238,7 @@ def write_fold_oof(config: Any, out: Path, fold: int, plan: FoldPlan) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["image", "fold", *module.classes])
         writer.writerows(rows)
-    return run / OOF
+    return best_checkpoint.best_model_score
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -303,9 +307,9 @@ def run_cv(
         run = fold_dir(out, fold)
         if (run / BEST).is_file() and (run / OOF).is_file():
             log(f"cv: fold {fold + 1}/{n_folds} is done, skipped")
+            fold_scores.append(read_checkpoint(run / BEST).best_model_score)
         else:
-            train_fold(fit_args, config, out, fold, plan, log)
-        fold_scores.append(inspect_checkpoint(run / BEST).best_model_score)
+            fold_scores.append(train_fold(fit_args, config, out, fold, plan, log))
     probs = pooled_oof(out, plan, classes)
     targets = encode_labels(samples, classes).astype(np.int64)
     default_threshold = float(config.model.threshold)

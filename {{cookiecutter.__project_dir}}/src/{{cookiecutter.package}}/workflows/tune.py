@@ -32,7 +32,7 @@ from ..cli.argtypes import fit_job_parser, positive_int
 from ..utils.atomic import atomic_write
 from ..backbones import check_backbone_name
 from ..utils.errors import DataError, UserError, full_disk_named
-from .fit_jobs import config_only_cli, parse_fit_config, run_folder_flags
+from .fit_jobs import config_only_cli, fit_config_yaml, parse_fit_config, run_folder_flags
 from ..cli.lightning import run_cli
 from .search_space import Param, load_search_space, trial_flags
 from ..cli.trainer_checks import one_line_parse_error
@@ -190,7 +190,7 @@ def run_trial(
 def write_best_config(fit_args: list[str], params: dict[str, Any], target: Path) -> None:
     """``target``: the complete ``fit`` config of ``fit_args`` with ``params`` applied."""
     cli = config_only_cli([*fit_args, *trial_flags(params)])
-    text = cli._parser("fit").dump(cli.config.fit, skip_none=False)
+    text = fit_config_yaml(cli, skip_none=False)
     with atomic_write(target) as tmp:  # a full disk is one line naming target
         tmp.write_text(text, encoding="utf-8")
 
