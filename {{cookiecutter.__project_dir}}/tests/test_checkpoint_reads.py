@@ -64,9 +64,7 @@ def test_validate_best_reads_last_and_best_once_each(trained, sample_dir, in_tmp
 
 
 @pytest.mark.slow
-def test_a_fold_ensemble_predict_reads_each_fold_once(
-    trained, sample_dir, in_tmp, tmp_path, reads
-):
+def test_a_fold_ensemble_predict_reads_each_fold_once(trained, sample_dir, in_tmp, tmp_path, reads):
     members = cv_folder(trained, tmp_path / "cv")
     reads.clear()
     args = cli_args(sample_dir, "--ckpt_path", str(tmp_path / "cv"), "--tta", "hflip")

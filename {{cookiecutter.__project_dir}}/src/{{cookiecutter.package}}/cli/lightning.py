@@ -10,34 +10,26 @@ import sys
 import warnings
 from argparse import ArgumentError
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn, cast
 
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.tuner import Tuner
 
-from pytorch_lightning.plugins import TorchCheckpointIO
-
+from . import trainer_checks as checks
 from .checkpoints import AtomicCheckpointIO, EpochCheckpoint, refuse_earlier_run, resolve_ckpt_path
 from ..utils.errors import DataError
 from ..utils.hardware import default_precision
 from ..utils.constraints import PositiveInt
 from ..data import PlantDataModule
 from ..folds import fold_checkpoints, is_cv_folder
-from ..predict.inference import Checkpoint, predict_with_ensemble, read_checkpoint
+from ..predict.inference import TTA, Checkpoint, predict_with_ensemble, read_checkpoint
 from .loggers import check_logger_packages
 from ..models import LIGHTNING_KEYS, PlantClassifier, check_hyper_parameters
 from ..utils.quiet import drop_adverts
 from ..predict.submission import SubmissionWriter
 from ..predict.threshold_report import ThresholdChoice, decide_threshold
-from .trainer_checks import (
-    check_checkpoint_settings,
-    check_trainer_settings,
-    drop_progress_bars,
-    one_line_parse_error,
-    refuse_partial_prediction,
-    trainer_refusal,
-)
 
 THRESHOLD_FLAG = "--model.threshold"
 
@@ -62,16 +54,13 @@ class OneLineErrorParser(LightningArgumentParser):
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
         prog = parser.prog.replace(" [options]", "")
-        sys.stderr.write(f"error: {one_line_parse_error(message)} (see: {prog} --help)\n")
+        sys.stderr.write(f"error: {checks.one_line_parse_error(message)} (see: {prog} --help)\n")
         sys.exit(2)
 
 
 class FitConfigSaver(SaveConfigCallback):
-    """Save the resolved config beside the logs of a training run only (not for predict).
-
-    A logger without a local folder (MLflow with a database or server store) has no log_dir:
-    nothing is saved there, and the run goes on.
-    """
+    """Save the resolved config beside the logs of a training run (a logger with no local
+    folder, such as MLflow with a server store, has no log_dir: nothing is saved there)."""
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit" and trainer.log_dir is not None:
@@ -98,19 +87,11 @@ class PlantCLI(LightningCLI):
         )
         if subcommand in ("predict", None):
             parser.add_lightning_class_args(SubmissionWriter, "submission")
-            parser.add_argument(
-                "--tta",
-                type=Literal["none", "hflip", "flips"],
-                default="none",
-                help="test-time augmentation: average over flipped views (flips: h, v and both)",
-            )
+            tta_help = "test-time augmentation: average over flipped views (flips: h, v and both)"
+            parser.add_argument("--tta", type=TTA, default="none", help=tta_help)
         if subcommand in ("fit", None):
-            parser.add_argument(
-                "--auto_batch_size",
-                type=bool,
-                default=False,
-                help="find the largest batch size that fits (Tuner.scale_batch_size) first",
-            )
+            search = "find the largest batch size that fits (Tuner.scale_batch_size) first"
+            parser.add_argument("--auto_batch_size", type=bool, default=False, help=search)
             parser.add_argument(
                 "--auto_batch_size_max_trials",
                 type=PositiveInt,
@@ -148,7 +129,7 @@ class PlantCLI(LightningCLI):
             if subcommand == "fit" and ckpt_path == "best":
                 raise DataError("--ckpt_path best: fit resumes from 'last' or a checkpoint file")
             ckpt_path = config.ckpt_path = resolve_ckpt_path(ckpt_path, config.checkpoint.dirpath)
-        if ckpt_path and ckpt_path not in ("hpc", "registry"):
+        if ckpt_path and (subcommand == "predict" or ckpt_path not in ("hpc", "registry")):
             self.checkpoint = read_checkpoint(ckpt_path)
             self.members[:1] = [self.checkpoint]
             self.apply_checkpoint(subcommand, self.checkpoint, cv_folder)
@@ -158,9 +139,8 @@ class PlantCLI(LightningCLI):
     ) -> None:
         """Apply the checkpoint's model hyper-parameters once checked; decide the threshold.
 
-        A value the parser refuses is one line naming the checkpoint; outside fit, the
-        checkpoint callback points at the folder of the run that wrote the file (its state is
-        reloaded, and Lightning would warn about another folder).
+        Outside fit, the checkpoint callback points at the folder of the run that wrote the file
+        (it reloads that run's state; Lightning would warn about another folder).
         """
         typed = self.config[subcommand].model.get("threshold")
         hparams = checkpoint.hyper_parameters
@@ -171,7 +151,7 @@ class PlantCLI(LightningCLI):
         try:
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
         except ArgumentError as exc:
-            refused = one_line_parse_error(str(exc)).removeprefix("--")
+            refused = checks.one_line_parse_error(str(exc)).removeprefix("--")
             raise DataError(f"{checkpoint.path}: hyper-parameter {refused}") from None
         finally:
             self.parser.exit_on_error = exit_on_error
@@ -196,13 +176,13 @@ class PlantCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
-        check_trainer_settings(trainer)
-        check_checkpoint_settings(config.get("checkpoint"))
+        checks.check_trainer_settings(trainer)
+        checks.check_counts(trainer, config.get("checkpoint"))
         check_logger_packages(trainer.get("logger"))
         if trainer.get("precision") is None:
             trainer.precision = default_precision(trainer.get("accelerator", "auto"))
         if trainer.get("enable_progress_bar") is False:
-            trainer.callbacks = drop_progress_bars(trainer.get("callbacks"))
+            trainer.callbacks = checks.drop_progress_bars(trainer.get("callbacks"))
         if self.subcommand == "predict":
             trainer.logger = False
         if config.get("ckpt_path"):
@@ -218,7 +198,7 @@ class PlantCLI(LightningCLI):
         try:
             trainer = super().instantiate_trainer(**kwargs)
         except Exception as exc:
-            refusal = trainer_refusal(exc)
+            refusal = checks.trainer_refusal(exc)
             if refusal is None:
                 raise
             raise refusal from None
@@ -248,24 +228,16 @@ class PlantCLI(LightningCLI):
         self._check_inputs("test")
 
     def predict(self, model: PlantClassifier, datamodule: Any = None, **kwargs: Any) -> None:
-        """Predict with the checkpoint, or the mean of a cv folder's folds, over the TTA views.
-
-        The decision threshold is the one ``apply_checkpoint`` decided; the log says which.
-        """
-        members = self.members or [kwargs["ckpt_path"]]
-        choice = self.threshold or decide_threshold(
-            list(model.classes or []),
-            model.hparams["threshold"],
-            flag=model.hparams["threshold"] if self.threshold_flag else None,
-        )
+        """Predict with the checkpoint, or the mean of a cv folder's folds, over the TTA views,
+        at the threshold ``apply_checkpoint`` decided (the log says which)."""
+        choice = cast(ThresholdChoice, self.threshold)  # predict always reads a checkpoint
         if self.trainer.is_global_zero:
             print(choice.log_line())
-        predict_with_ensemble(
-            self.trainer, datamodule, members, self.config.predict.tta, choice.value
-        )
+        tta = self.config.predict.tta
+        predict_with_ensemble(self.trainer, datamodule, self.members, tta, choice.value)
 
     def before_predict(self) -> None:
-        refuse_partial_prediction(self.trainer)
+        checks.refuse_partial_prediction(self.trainer)
         self._check_inputs("predict")
 
 
@@ -274,11 +246,8 @@ def run_cli(
     description: str | None = None,
     callbacks: list[Callback] | None = None,
 ) -> PlantCLI:
-    """Run ``fit|validate|test|predict`` with ``args`` (``None``: the process's arguments).
-
-    ``callbacks`` are added to the configured ones (a job such as ``tune`` watching a ``fit``);
-    the returned CLI holds the trainer, model and data module of the run.
-    """
+    """Run ``fit|validate|test|predict`` with ``args`` (``None``: the process's arguments);
+    ``callbacks`` are added to the configured ones (``tune`` watching a ``fit``)."""
     return PlantCLI(
         PlantClassifier,
         PlantDataModule,

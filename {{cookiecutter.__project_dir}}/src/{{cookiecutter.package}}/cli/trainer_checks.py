@@ -1,11 +1,6 @@
-"""Turn bad option values and Lightning's refusals of Trainer settings into one ``error:`` line.
-
-Three sources of a traceback a user could trigger by typing a flag: the parser's multi-line
-messages (``one_line_parse_error``), settings this machine cannot run or Lightning would fail on
-mid-run (``check_trainer_settings`` and ``check_checkpoint_settings``, before Lightning looks at
-them) and whatever else Lightning refuses while building the Trainer (``trainer_refusal`` names
-the ``--trainer.*`` flags involved).
-"""
+"""One ``error:`` line, not a traceback, for a bad flag: the parser's multi-line messages,
+settings this machine cannot run or Lightning would fail on mid-run (checked before Lightning
+sees them) and whatever else Lightning refuses while building the Trainer."""
 
 from __future__ import annotations
 
@@ -20,12 +15,8 @@ from pytorch_lightning import Trainer
 from ..utils.errors import DataError
 
 TRAINER_FLAGS = tuple(inspect.signature(Trainer).parameters)
-CUDA_NAMES = ("gpu", "cuda")
-PROGRESS_BAR_SUFFIX = "ProgressBar"
 # Words in Lightning's messages that point at a flag the message does not name.
 FLAG_HINTS = {"strategy": "strategy", "xla": "accelerator", "accelerator": "accelerator"}
-
-
 RESTRICTION = re.compile(
     r"Not of type (?P<type>\w+): (?:(?P<value>.*?) )?does not conform to restriction (?P<rule>.+)"
 )
@@ -57,7 +48,7 @@ def one_line_parse_error(message: str) -> str:
 def check_trainer_settings(trainer: Any) -> None:
     """Refuse an accelerator this machine does not have, naming the flag and what to use."""
     accelerator = str(trainer.get("accelerator", "auto")).lower()
-    if accelerator in CUDA_NAMES and not torch.cuda.is_available():
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise DataError(
             f"--trainer.accelerator {accelerator}: no CUDA GPU is visible here"
             " (torch.cuda.is_available() is False); use --trainer.accelerator cpu or auto"
@@ -73,7 +64,6 @@ def check_trainer_settings(trainer: Any) -> None:
             f"--trainer.precision {precision}: this package feeds float32 batches; use 32-true,"
             " bf16-mixed (CPU with bfloat16, recent GPUs) or 16-mixed (GPU)"
         )
-    check_counts(trainer)
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
     if on_cpu and precision in ("16", "16-mixed", "16-true", "half"):
         raise DataError(
@@ -99,8 +89,8 @@ def refuse_partial_prediction(trainer: Trainer) -> None:
     raise DataError(f"{flag}: a submission must cover every test image; predict without it")
 
 
-def check_counts(trainer: Any) -> None:
-    """Refuse epoch and batch counts Lightning would accept but could not train with."""
+def check_counts(trainer: Any, checkpoint: Any) -> None:
+    """Refuse epoch, batch and checkpoint counts Lightning would accept but could not run with."""
     if trainer.get("max_epochs") == 0:
         raise DataError(
             "--trainer.max_epochs 0: fit would train nothing; give 1 or more (-1: no limit)"
@@ -108,10 +98,6 @@ def check_counts(trainer: Any) -> None:
     accumulate = trainer.get("accumulate_grad_batches")
     if isinstance(accumulate, int) and accumulate < 1:
         raise DataError(f"--trainer.accumulate_grad_batches {accumulate}: must be 1 or more")
-
-
-def check_checkpoint_settings(checkpoint: Any) -> None:
-    """Refuse a ``--checkpoint.save_top_k`` the checkpoint callback would raise a traceback on."""
     top_k = (checkpoint or {}).get("save_top_k")
     if isinstance(top_k, int) and top_k < -1:
         raise DataError(f"--checkpoint.save_top_k {top_k}: must be -1 (keep all), 0 (none) or more")
@@ -121,11 +107,11 @@ def drop_progress_bars(callbacks: Any) -> Any:
     """The callback list without progress bars (for ``--trainer.enable_progress_bar false``)."""
     if not isinstance(callbacks, list):
         return callbacks
-    return [cb for cb in callbacks if not _class_path(cb).endswith(PROGRESS_BAR_SUFFIX)]
+    return [cb for cb in callbacks if not _class_path(cb).endswith("ProgressBar")]
 
 
 def _class_path(callback: Any) -> str:
-    if isinstance(callback, dict) or hasattr(callback, "get"):
+    if hasattr(callback, "get"):
         return str(callback.get("class_path", ""))
     return type(callback).__name__
 
