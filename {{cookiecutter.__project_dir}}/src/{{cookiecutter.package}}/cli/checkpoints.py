@@ -58,8 +58,7 @@ class EpochCheckpoint(ModelCheckpoint):
 
     Lightning 2.6's rewrites it only in epochs that saved a top-k file (after a plateau, or in an
     epoch without validation, it held an old epoch) and has no setting for this: the overrides
-    use its private ``_save_last_checkpoint``, ``_monitor_candidates`` and
-    ``_should_save_on_train_epoch_end``.
+    use its private ``_save_last_checkpoint`` and ``_monitor_candidates``.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -82,14 +81,9 @@ class EpochCheckpoint(ModelCheckpoint):
         ):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self.save_last_if_stale(trainer)
-
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        # Also when validation saves instead: it does not run in every epoch
+        # After this epoch's validation, if any: it does not run in every epoch
         # (check_val_every_n_epoch > 1), and a mid-epoch one saved an earlier step.
         self.save_last_if_stale(trainer)
 
@@ -100,11 +94,8 @@ class EpochCheckpoint(ModelCheckpoint):
 
 
 def refuse_earlier_run(dirpath: str | Path, ckpt_path: str | None) -> None:
-    """``DataError`` if ``dirpath`` holds checkpoints of another run than the one resumed.
-
-    Resuming one of them (``--ckpt_path`` a file in that folder, or ``last``) is the one way to
-    train into it again: two runs' ``last.ckpt`` and ``best-*.ckpt`` would mix.
-    """
+    """``DataError`` if ``dirpath`` holds checkpoints of another run than the one resumed
+    (``--ckpt_path`` a file in that folder, or ``last``): two runs' files would mix."""
     folder = Path(dirpath)
     existing = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
     if not existing or (ckpt_path and Path(ckpt_path).resolve().parent == folder.resolve()):
@@ -118,10 +109,8 @@ def refuse_earlier_run(dirpath: str | Path, ckpt_path: str | None) -> None:
 
 
 def resolve_ckpt_path(ckpt_path: str, dirpath: str | Path) -> str:
-    """``last`` -> ``DIRPATH/last.ckpt``, ``best`` -> the best file it records; else unchanged."""
+    """``last`` -> ``DIRPATH/last.ckpt``, ``best`` -> the best file it records."""
     last = Path(dirpath) / LAST
-    if ckpt_path not in ("last", "best"):
-        return ckpt_path
     if not last.is_file():
         raise DataError(
             f"--ckpt_path {ckpt_path}: no {last} (train first, or pass a checkpoint file)"

@@ -24,7 +24,7 @@ from ..utils.hardware import default_precision
 from ..utils.constraints import PositiveInt
 from ..data import PlantDataModule
 from ..folds import fold_checkpoints, is_cv_folder
-from ..predict.inference import TTA, Checkpoint, predict_with_ensemble, read_checkpoint
+from ..predict.inference import TTA, Checkpoint, EnsembleClassifier, read_checkpoint, speed_line
 from .loggers import check_logger_packages
 from ..models import LIGHTNING_KEYS, PlantClassifier, check_hyper_parameters
 from ..utils.quiet import drop_adverts
@@ -100,12 +100,8 @@ class PlantCLI(LightningCLI):
             )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, then read ``--ckpt_path`` once: check it, apply its hyper-parameters.
-
-        ``last`` / ``best`` and a cv folder become files first; the decision threshold follows
-        ``threshold_report.THRESHOLD_PRECEDENCE`` (the flag, a cv folder's tuned thresholds,
-        the checkpoint's, the config's).
-        """
+        """Parse, then read ``--ckpt_path`` once (``last`` / ``best`` and a cv folder become
+        files first), check it and apply its hyper-parameters."""
         super().parse_arguments(parser, args)
         self.members: list[str | Path | Checkpoint] = []
         self.checkpoint: Checkpoint | None = None
@@ -137,11 +133,9 @@ class PlantCLI(LightningCLI):
     def apply_checkpoint(
         self, subcommand: str, checkpoint: Checkpoint, cv_folder: Path | None
     ) -> None:
-        """Apply the checkpoint's model hyper-parameters once checked; decide the threshold.
-
-        Outside fit, the checkpoint callback points at the folder of the run that wrote the file
-        (it reloads that run's state; Lightning would warn about another folder).
-        """
+        """Apply the checkpoint's model hyper-parameters once checked; decide the threshold
+        (``threshold_report.THRESHOLD_PRECEDENCE``). Outside fit, the checkpoint callback points
+        at the folder of the run that wrote the file, whose state it reloads."""
         typed = self.config[subcommand].model.get("threshold")
         hparams = checkpoint.hyper_parameters
         check_hyper_parameters(checkpoint.path, hparams)
@@ -159,7 +153,7 @@ class PlantCLI(LightningCLI):
         if subcommand != "fit" and checkpoint.record.get("dirpath"):
             config.checkpoint.dirpath = checkpoint.record["dirpath"]
         self.threshold = decide_threshold(
-            checkpoint.classes,
+            hparams["classes"],
             typed,
             flag=typed if self.threshold_flag else None,
             cv_folder=cv_folder,
@@ -231,10 +225,13 @@ class PlantCLI(LightningCLI):
         """Predict with the checkpoint, or the mean of a cv folder's folds, over the TTA views,
         at the threshold ``apply_checkpoint`` decided (the log says which)."""
         choice = cast(ThresholdChoice, self.threshold)  # predict always reads a checkpoint
+        tta = self.config.predict.tta
+        ensemble = EnsembleClassifier.from_checkpoints(self.members, tta, choice.value)
         if self.trainer.is_global_zero:
             print(choice.log_line())
-        tta = self.config.predict.tta
-        predict_with_ensemble(self.trainer, datamodule, self.members, tta, choice.value)
+        self.trainer.predict(ensemble, datamodule=datamodule, return_predictions=False)
+        if self.trainer.is_global_zero and ensemble.images:
+            print(speed_line(ensemble))
 
     def before_predict(self) -> None:
         checks.refuse_partial_prediction(self.trainer)

@@ -73,12 +73,8 @@ def check_trainer_settings(trainer: Any) -> None:
 
 
 def refuse_partial_prediction(trainer: Trainer) -> None:
-    """``DataError`` if the Trainer would predict only part of the test set.
-
-    A fraction below 1 or a limit of 0 batches (which predicts nothing and writes nothing)
-    leaves test images out of the submission; so does ``fast_dev_run``. A positive whole number
-    of batches may or may not cover the test set: the submission writer counts the images.
-    """
+    """``DataError`` if the Trainer would predict only part of the test set (a fraction, 0
+    batches, ``fast_dev_run``; the submission writer counts the images of a whole number)."""
     limit = trainer.limit_predict_batches
     if getattr(trainer, "fast_dev_run", False):
         flag = "--trainer.fast_dev_run"

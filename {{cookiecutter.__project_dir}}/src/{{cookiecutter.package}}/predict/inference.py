@@ -48,10 +48,6 @@ class Checkpoint:
         return dict(self.content["hyper_parameters"])
 
     @property
-    def classes(self) -> list[str]:
-        return list(self.content["hyper_parameters"]["classes"])
-
-    @property
     def record(self) -> dict[str, Any]:
         """The state of the run's checkpoint callback: ``dirpath``, ``best_model_path``..."""
         for key, value in (self.content.get("callbacks") or {}).items():
@@ -75,9 +71,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(Path(path), content)
 
 
-def load_classifier(
-    checkpoint: str | Path | Checkpoint,
-) -> tuple[PlantClassifier, dict[str, Any]]:
+def load_classifier(checkpoint: str | Path | Checkpoint) -> tuple[PlantClassifier, dict[str, Any]]:
     """A ``PlantClassifier`` with the weights of ``checkpoint``; the data settings it saved.
 
     Nothing is downloaded (``pretrained`` is off) nor imported (``check_hyper_parameters``).
@@ -125,7 +119,8 @@ class EnsembleClassifier(pl.LightningModule):
         self.members = nn.ModuleList(members)
         self.classes = classes
         self.tta = tta
-        self.timer = PredictTimer()
+        self.images = 0  # predicted so far; marks: (time, images) at start, first batch, last
+        self.marks: list[tuple[float, int]] = []
         chosen = members[0].hparams["threshold"] if threshold is None else threshold
         self.hparams["threshold"] = chosen if isinstance(chosen, float) else list(chosen)
 
@@ -159,12 +154,14 @@ class EnsembleClassifier(pl.LightningModule):
         return torch.stack(probs).mean(0)
 
     def on_predict_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.timer.batch_started()
+        if not self.marks:
+            self.marks.append((time.monotonic(), 0))
 
     def on_predict_batch_end(
         self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        self.timer.batch_done(len(batch["id"]))
+        self.images += len(batch["id"])
+        self.marks[2:] = [(time.monotonic(), self.images)]
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         images = batch["image"]
@@ -208,66 +205,24 @@ def predict_images(
     dataset = ImageDataset(
         folder, list(names), build_transforms(image_size, train=False), decode_size=image_size
     )
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=torch.cuda.is_available(),
-    )
-    trainer_kwargs = {
-        "accelerator": accelerator,
-        "precision": precision or default_precision(accelerator),
-        "enable_progress_bar": False,
-    }
-    return predict_probabilities(module, loader, trainer_kwargs)
-
-
-def predict_with_ensemble(
-    trainer: pl.Trainer,
-    datamodule: Any,
-    checkpoints: Sequence[str | Path | Checkpoint],
-    tta: str,
-    threshold: float | Sequence[float] | None,
-) -> None:
-    """``trainer.predict`` with the mean of ``checkpoints`` over ``tta``; print the speed."""
-    ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta, threshold=threshold)
-    trainer.predict(ensemble, datamodule=datamodule, return_predictions=False)
-    if trainer.is_global_zero and ensemble.timer.images:
-        print(speed_line(ensemble.timer, ensemble))
-
-
-class PredictTimer:
-    """Images per second of a predict run, the first (warm-up) batch left out when there are more:
-    it pays for starting the loader and the first, slow, forward passes."""
-
-    def __init__(self) -> None:
-        self.images = 0
-        self.marks: list[tuple[float, int]] = []  # (time, images done): start, first batch, last
-
-    def batch_started(self) -> None:
-        if not self.marks:
-            self.marks.append((time.monotonic(), 0))
-
-    def batch_done(self, size: int) -> None:
-        self.images += size
-        self.marks[2:] = [(time.monotonic(), self.images)]
-
-    @property
-    def rate(self) -> float:
-        """Images per second after the first batch (over the first batch alone if it is all)."""
-        (start, before), (end, after) = self.marks[-2:]
-        return (after - before) / max(end - start, 1e-9)
+    pin_memory = torch.cuda.is_available()
+    loader = DataLoader(dataset, batch_size, num_workers=num_workers, pin_memory=pin_memory)
+    precision = precision or default_precision(accelerator)
+    trainer = {"accelerator": accelerator, "precision": precision, "enable_progress_bar": False}
+    return predict_probabilities(module, loader, trainer)
 
 
 HIDDEN_TEST_IMAGES = 5000
 
 
-def speed_line(timer: PredictTimer, ensemble: EnsembleClassifier) -> str:
-    """Images per second, and what the competition's hidden test set would take at that rate."""
+def speed_line(ensemble: EnsembleClassifier) -> str:
+    """Images per second after the first (warm-up) batch if there are more, and what the
+    competition's hidden test set would take at that rate."""
+    (start, before), (end, after) = ensemble.marks[-2:]
+    rate = (after - before) / max(end - start, 1e-9)
     views = len(ensemble.members) * len(TTA_VIEWS[ensemble.tta])
     return (
-        f"predicted {timer.images} images ({timer.rate:.1f} img/s after the first batch,"
+        f"predicted {ensemble.images} images ({rate:.1f} img/s after the first batch,"
         f" {views} forward passes each); {HIDDEN_TEST_IMAGES:,} hidden test images: about"
-        f" {HIDDEN_TEST_IMAGES / timer.rate / 60:.1f} min"
+        f" {HIDDEN_TEST_IMAGES / rate / 60:.1f} min"
     )
