@@ -1,10 +1,5 @@
-"""Checkpoints you can trust: the newest model in ``last.ckpt``, whole files only, one run a folder.
-
-``EpochCheckpoint`` rewrites ``last.ckpt`` after every epoch, so a run killed at any moment resumes
-from its last finished epoch (``--ckpt_path last``). ``AtomicCheckpointIO`` writes each file to a
-temporary one beside it and renames it into place (``torchfiles.save_torch_file``), and hands
-Lightning the checkpoint the CLI has already read. ``refuse_earlier_run`` keeps one run a folder.
-"""
+"""Checkpoints you can trust: the newest model in ``last.ckpt`` (a killed run resumes from its
+last finished epoch with ``--ckpt_path last``), whole files only, one run a folder."""
 
 from __future__ import annotations
 
@@ -24,10 +19,8 @@ LAST = "last.ckpt"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` writing whole files only and unpickling no code when loading.
-
-    ``preloaded``: a checkpoint already read; Lightning's load of that file returns it, once.
-    """
+    """``TorchCheckpointIO`` writing whole files only (``save_torch_file``), unpickling no code;
+    ``preloaded``, a checkpoint the CLI has read, is what Lightning's load of that file returns."""
 
     def __init__(self, preloaded: Checkpoint | None = None) -> None:
         super().__init__()

@@ -1,8 +1,5 @@
-"""The LightningCLI of the package: fit / validate / test / predict with checks before each run.
-
-Whatever a user can get wrong (option values, Trainer settings, the checkpoint, the data) is
-refused before anything is written, as one ``error:`` line.
-"""
+"""The LightningCLI of the package: fit / validate / test / predict. Whatever a user can get
+wrong (options, Trainer settings, checkpoint, data) is one ``error:`` line before any output."""
 
 from __future__ import annotations
 
@@ -39,11 +36,8 @@ warnings.filterwarnings("ignore", message="LightningCLI's args parameter is inte
 
 
 class OneLineErrorParser(LightningArgumentParser):
-    """A parser whose errors are one ``error:`` line naming the option, not the whole usage.
-
-    ``command``: the subcommand it parses (``parser_kwargs`` gives each subcommand's parser its
-    name), so that ``add_arguments_to_parser`` adds each command's own options only.
-    """
+    """A parser whose errors are one ``error:`` line naming the option, not the whole usage;
+    ``command``, the subcommand it parses, lets ``add_arguments_to_parser`` add its own options."""
 
     def __init__(self, *args: Any, command: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -200,13 +194,13 @@ class PlantCLI(LightningCLI):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO(self.checkpoint)
         return trainer
 
-    def _check_inputs(self, stage: str) -> None:
+    def check_inputs(self, stage: str) -> None:
         """The same checks the trainer's setup makes, run before it writes logs or checkpoints."""
         self.datamodule.check(stage)
         self.model.check_vocabulary(self.datamodule)
 
     def before_fit(self) -> None:
-        self._check_inputs("fit")
+        self.check_inputs("fit")
         if self.config.fit.get("auto_batch_size"):
             Tuner(self.trainer).scale_batch_size(
                 self.model,
@@ -216,10 +210,10 @@ class PlantCLI(LightningCLI):
             )
 
     def before_validate(self) -> None:
-        self._check_inputs("validate")
+        self.check_inputs("validate")
 
     def before_test(self) -> None:
-        self._check_inputs("test")
+        self.check_inputs("test")
 
     def predict(self, model: PlantClassifier, datamodule: Any = None, **kwargs: Any) -> None:
         """Predict with the checkpoint, or the mean of a cv folder's folds, over the TTA views,
@@ -235,7 +229,7 @@ class PlantCLI(LightningCLI):
 
     def before_predict(self) -> None:
         checks.refuse_partial_prediction(self.trainer)
-        self._check_inputs("predict")
+        self.check_inputs("predict")
 
 
 def run_cli(

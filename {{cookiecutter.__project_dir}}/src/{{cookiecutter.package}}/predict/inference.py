@@ -198,10 +198,8 @@ def predict_images(
     accelerator: str = "auto",
     precision: str | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """``predict_probabilities`` over the images ``names`` of ``folder``, as evaluation sees them.
-
-    ``precision`` ``None``: the one ``predict`` picks for ``accelerator`` on this machine.
-    """
+    """``predict_probabilities`` over the images ``names`` of ``folder``, as evaluation sees them
+    (``precision`` ``None``: the one ``predict`` picks for ``accelerator`` on this machine)."""
     dataset = ImageDataset(
         folder, list(names), build_transforms(image_size, train=False), decode_size=image_size
     )
