@@ -63,22 +63,13 @@ class EpochCheckpoint(ModelCheckpoint):
         if self.save_last:
             self.last_written_step = trainer.global_step
 
-    def save_last_if_stale(self, trainer: pl.Trainer) -> None:
-        """Write ``last.ckpt`` unless this training step is in it already (or nothing is saved)."""
-        if (
-            self.save_last
-            and not getattr(trainer, "fast_dev_run", False)
-            and not trainer.sanity_checking
-            and trainer.state.fn == "fit"
-            and self.last_written_step != trainer.global_step
-        ):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         # After this epoch's validation, if any: it does not run in every epoch
         # (check_val_every_n_epoch > 1), and a mid-epoch one saved an earlier step.
-        self.save_last_if_stale(trainer)
+        stale = self.last_written_step != trainer.global_step
+        if self.save_last and stale and not getattr(trainer, "fast_dev_run", False):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning would write last.ckpt here even under fast_dev_run, which saves nothing else.

@@ -124,9 +124,7 @@ class PlantCLI(LightningCLI):
             self.members[:1] = [self.checkpoint]
             self.apply_checkpoint(subcommand, self.checkpoint, cv_folder)
 
-    def apply_checkpoint(
-        self, subcommand: str, checkpoint: Checkpoint, cv_folder: Path | None
-    ) -> None:
+    def apply_checkpoint(self, subcommand: str, checkpoint: Checkpoint, cv: Path | None) -> None:
         """Apply the checkpoint's model hyper-parameters once checked; decide the threshold
         (``threshold_report.THRESHOLD_PRECEDENCE``). Outside fit, the checkpoint callback points
         at the folder of the run that wrote the file, whose state it reloads."""
@@ -150,7 +148,7 @@ class PlantCLI(LightningCLI):
             hparams["classes"],
             typed,
             flag=typed if self.threshold_flag else None,
-            cv_folder=cv_folder,
+            cv_folder=cv,
             checkpoint=hparams.get("threshold"),
         )
         if isinstance(self.threshold.value, float):
