@@ -49,9 +49,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class EpochCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` whose ``last.ckpt`` is rewritten at the end of every epoch.
 
-    Lightning 2.6's rewrites it only in epochs that saved a top-k file (after a plateau, or in an
-    epoch without validation, it held an old epoch) and has no setting for this: the overrides
-    use its private ``_save_last_checkpoint`` and ``_monitor_candidates``.
+    Lightning 2.6's rewrites it only in epochs that saved a top-k file and has no setting for
+    this: the overrides use its private ``_save_last_checkpoint`` and ``_monitor_candidates``.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

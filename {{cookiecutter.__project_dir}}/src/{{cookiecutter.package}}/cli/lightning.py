@@ -155,9 +155,8 @@ class PlantCLI(LightningCLI):
             config.model.threshold = self.threshold.value
 
     def _parse_ckpt_path(self) -> None:
-        # Private in Lightning 2.6, with no public switch: it would read the checkpoint a second
-        # time and hand its hyper-parameters to the parser unchecked; parse_arguments did both.
-        pass
+        """Nothing. Lightning 2.6's private hook (no public switch) would read the checkpoint again
+        and hand its hyper-parameters to the parser unchecked: ``parse_arguments`` did both."""
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -231,9 +230,7 @@ class PlantCLI(LightningCLI):
 
 
 def run_cli(
-    args: list[str] | None,
-    description: str | None = None,
-    callbacks: list[Callback] | None = None,
+    args: list[str] | None, description: str | None = None, callbacks: list[Callback] | None = None
 ) -> PlantCLI:
     """Run ``fit|validate|test|predict`` with ``args`` (``None``: the process's arguments);
     ``callbacks`` are added to the configured ones (``tune`` watching a ``fit``)."""

@@ -24,14 +24,11 @@ LOGGER_PACKAGES = {
 
 
 class MLFlowLoggerNoTelemetry(MLFlowLogger):
-    """Lightning's ``MLFlowLogger`` with MLflow's telemetry off (MLflow 3 otherwise writes an
-    installation id under ``~/.config/mlflow/`` and reports usage), unless already set otherwise.
-
-    The switch is MLflow's documented one, read when ``MLFlowLogger.__init__`` imports ``mlflow``.
-    """
+    """Lightning's ``MLFlowLogger`` with MLflow's telemetry off unless set otherwise (MLflow 3
+    writes an installation id under ``~/.config/mlflow/`` and reports usage to its makers)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # read when mlflow is imported
         super().__init__(*args, **kwargs)
 
 
@@ -44,10 +41,8 @@ def is_importable(module: str) -> bool:
 
 
 def check_logger_packages(logger: Any) -> None:
-    """``DataError`` naming the extra to install if a configured logger's package is missing.
-
-    ``logger``: the ``--trainer.logger`` setting, one ``class_path`` entry or a list of them.
-    """
+    """``DataError`` naming the extra to install if a logger of ``--trainer.logger`` (one
+    ``class_path`` entry or a list of them) lacks its package."""
     for entry in logger if isinstance(logger, (list, tuple)) else [logger]:
         class_path = entry.get("class_path") if hasattr(entry, "get") else None
         name = class_path.rsplit(".", 1)[-1] if isinstance(class_path, str) else ""

@@ -1,8 +1,6 @@
 """Inference with one checkpoint or a fold ensemble, with optional test-time augmentation (TTA).
 
-``read_checkpoint`` is the one reader of a checkpoint file (once per command; pass the result on).
-``EnsembleClassifier`` is the mean of its members' probabilities over the TTA views, a
-LightningModule that ``Trainer.predict`` runs; ``predict_images`` runs it over image files.
+``read_checkpoint`` is the one reader of a checkpoint file: once per command, pass the result on.
 """
 
 from __future__ import annotations
@@ -72,10 +70,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def load_classifier(checkpoint: str | Path | Checkpoint) -> tuple[PlantClassifier, dict[str, Any]]:
-    """A ``PlantClassifier`` with the weights of ``checkpoint``; the data settings it saved.
-
-    Nothing is downloaded (``pretrained`` is off) nor imported (``check_hyper_parameters``).
-    """
+    """A ``PlantClassifier`` with the weights of ``checkpoint``, and the data settings it saved;
+    nothing is downloaded (``pretrained`` is off) nor imported (``check_hyper_parameters``)."""
     if not isinstance(checkpoint, Checkpoint):
         checkpoint = read_checkpoint(checkpoint)
     hparams = checkpoint.hyper_parameters
