@@ -1,12 +1,7 @@
-"""Turn bad option values and Lightning's refusals of Trainer settings into one ``error:`` line.
-
-Three sources of a traceback a user could trigger by typing a flag: the parser's multi-line
-messages (``one_line_parse_error``), settings this machine cannot run or Lightning would fail on
-mid-run (``check_trainer_settings`` and ``check_checkpoint_settings``, before Lightning looks at
-them) and whatever else Lightning refuses while building the Trainer (``trainer_refusal`` names
-the ``--trainer.*`` flags involved). ``check_hyper_parameters`` does the same for the model
-settings a checkpoint holds, before any class path in them is imported.
-"""
+"""One ``error:`` line, not a traceback, for a bad flag: the parser's multi-line messages,
+settings this machine cannot run or Lightning would fail on mid-run (checked before Lightning
+sees them), whatever else Lightning refuses while building the Trainer, and the model settings a
+checkpoint holds (``check_hyper_parameters``, before any class path in them is imported)."""
 
 from __future__ import annotations
 
@@ -17,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning_fabric.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from pytorch_lightning import Trainer
 
 from ..models import PlantClassifier
@@ -25,12 +20,8 @@ from ..utils.class_paths import PACKAGE, backbone_class, is_own_class_path
 from ..utils.errors import BackboneError, DataError
 
 TRAINER_FLAGS = tuple(inspect.signature(Trainer).parameters)
-CUDA_NAMES = ("gpu", "cuda")
-PROGRESS_BAR_SUFFIX = "ProgressBar"
 # Words in Lightning's messages that point at a flag the message does not name.
 FLAG_HINTS = {"strategy": "strategy", "xla": "accelerator", "accelerator": "accelerator"}
-
-
 RESTRICTION = re.compile(
     r"Not of type (?P<type>\w+): (?:(?P<value>.*?) )?does not conform to restriction (?P<rule>.+)"
 )
@@ -62,7 +53,7 @@ def one_line_parse_error(message: str) -> str:
 def check_trainer_settings(trainer: Any) -> None:
     """Refuse an accelerator this machine does not have, naming the flag and what to use."""
     accelerator = str(trainer.get("accelerator", "auto")).lower()
-    if accelerator in CUDA_NAMES and not torch.cuda.is_available():
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise DataError(
             f"--trainer.accelerator {accelerator}: no CUDA GPU is visible here"
             " (torch.cuda.is_available() is False); use --trainer.accelerator cpu or auto"
@@ -78,7 +69,6 @@ def check_trainer_settings(trainer: Any) -> None:
             f"--trainer.precision {precision}: this package feeds float32 batches; use 32-true,"
             " bf16-mixed (CPU with bfloat16, recent GPUs) or 16-mixed (GPU)"
         )
-    check_counts(trainer)
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
     if on_cpu and precision in ("16", "16-mixed", "16-true", "half"):
         raise DataError(
@@ -88,12 +78,8 @@ def check_trainer_settings(trainer: Any) -> None:
 
 
 def refuse_partial_prediction(trainer: Trainer) -> None:
-    """``DataError`` if the Trainer would predict only part of the test set.
-
-    A fraction below 1 or a limit of 0 batches (which predicts nothing and writes nothing)
-    leaves test images out of the submission; so does ``fast_dev_run``. A positive whole number
-    of batches may or may not cover the test set: the submission writer counts the images.
-    """
+    """``DataError`` if the Trainer would predict only part of the test set (a fraction, 0
+    batches, ``fast_dev_run``; the submission writer counts the images of a whole number)."""
     limit = trainer.limit_predict_batches
     if getattr(trainer, "fast_dev_run", False):
         flag = "--trainer.fast_dev_run"
@@ -104,8 +90,8 @@ def refuse_partial_prediction(trainer: Trainer) -> None:
     raise DataError(f"{flag}: a submission must cover every test image; predict without it")
 
 
-def check_counts(trainer: Any) -> None:
-    """Refuse epoch and batch counts Lightning would accept but could not train with."""
+def check_counts(trainer: Any, checkpoint: Any) -> None:
+    """Refuse epoch, batch and checkpoint counts Lightning would accept but could not run with."""
     if trainer.get("max_epochs") == 0:
         raise DataError(
             "--trainer.max_epochs 0: fit would train nothing; give 1 or more (-1: no limit)"
@@ -113,10 +99,6 @@ def check_counts(trainer: Any) -> None:
     accumulate = trainer.get("accumulate_grad_batches")
     if isinstance(accumulate, int) and accumulate < 1:
         raise DataError(f"--trainer.accumulate_grad_batches {accumulate}: must be 1 or more")
-
-
-def check_checkpoint_settings(checkpoint: Any) -> None:
-    """Refuse a ``--checkpoint.save_top_k`` the checkpoint callback would raise a traceback on."""
     top_k = (checkpoint or {}).get("save_top_k")
     if isinstance(top_k, int) and top_k < -1:
         raise DataError(f"--checkpoint.save_top_k {top_k}: must be -1 (keep all), 0 (none) or more")
@@ -126,11 +108,11 @@ def drop_progress_bars(callbacks: Any) -> Any:
     """The callback list without progress bars (for ``--trainer.enable_progress_bar false``)."""
     if not isinstance(callbacks, list):
         return callbacks
-    return [cb for cb in callbacks if not _class_path(cb).endswith(PROGRESS_BAR_SUFFIX)]
+    return [cb for cb in callbacks if not _class_path(cb).endswith("ProgressBar")]
 
 
 def _class_path(callback: Any) -> str:
-    if isinstance(callback, dict) or hasattr(callback, "get"):
+    if hasattr(callback, "get"):
         return str(callback.get("class_path", ""))
     return type(callback).__name__
 

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..cli.argtypes import command_parser, positive_seconds, unit_interval
@@ -42,6 +42,8 @@ from .notebook import NotebookInputs, write_notebook
 from ..predict.tta import TTA_NAMES, check_tta
 from ..utils.atomic import write_json
 
+if TYPE_CHECKING:
+    from ..predict.inference import Checkpoint
 WHEEL_TIMEOUT = 600  # seconds; a pure-Python wheel builds in a few
 DESCRIPTION = (
     "Write a checkpoint or a cv folder as two Kaggle datasets (code, weights) and an"
@@ -63,7 +65,7 @@ def source_checkpoints(source: Path) -> list[Path]:
 
 
 def inference_settings(
-    source: Path, checkpoints: list[Path], tta: str, threshold: float | None = None
+    source: Path, checkpoints: list[Checkpoint], tta: str, threshold: float | None = None
 ) -> dict[str, Any]:
     """Classes, image size, batch size and thresholds ``predict`` would use for ``source``.
 
@@ -76,7 +78,9 @@ def inference_settings(
     ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta)
     first, data = load_classifier(checkpoints[0])
     if not isinstance(data.get("image_size"), int):
-        raise DataError(f"{checkpoints[0]}: checkpoint has no image size (data hyper-parameters)")
+        raise DataError(
+            f"{checkpoints[0].path}: checkpoint has no image size (data hyper-parameters)"
+        )
     choice = decide_threshold(
         ensemble.classes,
         first.hparams["threshold"],
@@ -94,7 +98,7 @@ def inference_settings(
         "provenance": {
             "threshold_from": choice.origin,
             "source": str(source.resolve()),
-            "source_checkpoints": [str(path.resolve()) for path in checkpoints],
+            "source_checkpoints": [str(c.path.resolve()) for c in checkpoints],
             "package": PACKAGE,
             "version": __version__,
             "config": {"model": model, "data": data},
@@ -147,7 +151,7 @@ def build_wheel(root: Path, dest: Path) -> Path:
 
 
 def write_weights(
-    folder: Path, checkpoints: list[Path], settings: dict[str, Any], tta: str
+    folder: Path, checkpoints: list[Checkpoint], settings: dict[str, Any], tta: str
 ) -> None:
     """The stripped checkpoints and ``manifest.json``; prints each size before and after."""
     from .checkpoint_strip import megabytes, strip_checkpoint
@@ -159,7 +163,7 @@ def write_weights(
     )
     for source, name in zip(checkpoints, names):
         before, after = strip_checkpoint(source, folder / name)
-        print(f"{source}: {megabytes(before)} -> weights/{name}: {megabytes(after)}")
+        print(f"{source.path}: {megabytes(before)} -> weights/{name}: {megabytes(after)}")
     manifest = Manifest(
         checkpoints=[folder / name for name in names],
         classes=settings["classes"],
@@ -175,7 +179,7 @@ def build_bundle(
     staging: Path,
     root: Path,
     ids: Ids,
-    checkpoints: list[Path],
+    checkpoints: list[Checkpoint],
     settings: dict[str, Any],
     tta: str,
 ) -> None:
@@ -215,7 +219,9 @@ def package(
         "the checkpoint or cv folder being packaged": source,
     }
     target = check_target(out, protected, force)
-    checkpoints = source_checkpoints(source)
+    from ..predict.inference import read_checkpoint
+
+    checkpoints = [read_checkpoint(path) for path in source_checkpoints(source)]
     settings = inference_settings(source, checkpoints, tta, threshold)
     with staged_folder(target) as staging:
         build_bundle(staging, root, ids, checkpoints, settings, tta)

@@ -14,8 +14,8 @@ from typing import Any
 
 
 from ..utils.errors import DataError
-from ..predict.inference import load_classifier
-from ..utils.torchfiles import load_torch_file, save_torch_file
+from ..predict.inference import Checkpoint, load_classifier
+from ..utils.torchfiles import save_torch_file
 
 KEPT = (
     "state_dict",
@@ -32,12 +32,11 @@ def stripped(checkpoint: Any, source: str | Path) -> dict[str, Any]:
     return {key: checkpoint[key] for key in KEPT if key in checkpoint}
 
 
-def strip_checkpoint(source: str | Path, target: str | Path) -> tuple[int, int]:
+def strip_checkpoint(source: Checkpoint, target: str | Path) -> tuple[int, int]:
     """Write the stripped copy of ``source`` to ``target``; the sizes before and after, in bytes."""
-    kept = stripped(load_torch_file(source, "checkpoint"), source)
-    save_torch_file(kept, target)
+    save_torch_file(stripped(source.content, source.path), target)
     load_classifier(target)
-    return Path(source).stat().st_size, Path(target).stat().st_size
+    return source.path.stat().st_size, Path(target).stat().st_size
 
 
 def megabytes(size: int) -> str:

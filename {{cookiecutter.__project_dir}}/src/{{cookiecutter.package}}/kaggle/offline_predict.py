@@ -51,7 +51,7 @@ def predict_folder(
     if probabilities is not None:
         write_probabilities(probabilities, ids, probs, ensemble.classes)
     written = write_submission(out, ids, labels)
-    print(speed_line(ensemble.timer, ensemble))
+    print(speed_line(ensemble))
     return written
 
 

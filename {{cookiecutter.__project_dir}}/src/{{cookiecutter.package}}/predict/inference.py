@@ -1,17 +1,13 @@
 """Inference with one checkpoint or a fold ensemble, with optional test-time augmentation (TTA).
 
-``EnsembleClassifier.from_checkpoints(paths, tta="flips")`` loads each checkpoint safely (tensors
-and plain data only) into a ``PlantClassifier``; its ``predict_step`` returns, per image, the mean
-of the members' probabilities over the TTA views. It is a LightningModule, so ``Trainer.predict``
-runs it with the usual precision, devices and the ``SubmissionWriter``; ``predict_probabilities``
-runs it over a loader from Python, and ``predict_images`` over a list of image files of a folder
-(out-of-fold predictions, the offline notebook).
+``read_checkpoint`` is the one reader of a checkpoint file: once per command, pass the result on.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,24 +25,60 @@ from ..models import PlantClassifier
 from ..utils.torchfiles import load_torch_file
 from .tta import TTA_VIEWS, check_tta, tta_views
 
+CHECKPOINT_CALLBACKS = ("ModelCheckpoint", "EpochCheckpoint")
+NOT_OURS = "not a checkpoint of this package (no backbone or classes)"
 
-def load_classifier(path: str | Path) -> tuple[PlantClassifier, dict[str, Any]]:
-    """A ``PlantClassifier`` with the weights of checkpoint ``path``; the data settings it saved.
 
-    Nothing is downloaded (``pretrained`` is off: the weights come from the checkpoint), nothing
-    outside this package is imported (``check_hyper_parameters``), and the file is loaded with
-    ``weights_only=True``.
-    """
-    checkpoint = load_torch_file(path, "checkpoint")
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(hparams, dict) or not hparams.get("classes") or "backbone" not in hparams:
-        raise DataError(f"{path}: not a checkpoint of this package (no backbone or classes)")
-    check_hyper_parameters(path, hparams)
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint file as ``read_checkpoint`` read it: its path and its contents."""
+
+    path: Path
+    content: dict[str, Any]
+
+    @property
+    def hyper_parameters(self) -> dict[str, Any]:
+        """The model's hyper-parameters as saved (``check_hyper_parameters`` before use)."""
+        return dict(self.content["hyper_parameters"])
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The state of the run's checkpoint callback: ``dirpath``, ``best_model_path``..."""
+        for key, value in (self.content.get("callbacks") or {}).items():
+            if str(key).startswith(CHECKPOINT_CALLBACKS) and isinstance(value, dict):
+                return value
+        return {}
+
+    @property
+    def best_model_score(self) -> float | None:
+        """The monitored value (``metrics.logged_key()``) of the best checkpoint its run saved."""
+        score = self.record.get("best_model_score")
+        return None if score is None else float(score)
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint of this package (tensors and plain data only), or ``DataError``."""
+    content = load_torch_file(path, "checkpoint")
+    hparams = content.get("hyper_parameters") if isinstance(content, dict) else None
+    if not isinstance(hparams, dict) or not hparams.get("classes"):
+        raise DataError(f"{path}: {NOT_OURS}")
+    return Checkpoint(Path(path), content)
+
+
+def load_classifier(checkpoint: str | Path | Checkpoint) -> tuple[PlantClassifier, dict[str, Any]]:
+    """A ``PlantClassifier`` with the weights of ``checkpoint``, and the data settings it saved;
+    nothing is downloaded (``pretrained`` is off) nor imported (``check_hyper_parameters``)."""
+    if not isinstance(checkpoint, Checkpoint):
+        checkpoint = read_checkpoint(checkpoint)
+    hparams = checkpoint.hyper_parameters
+    if "backbone" not in hparams:
+        raise DataError(f"{checkpoint.path}: {NOT_OURS}")
+    check_hyper_parameters(checkpoint.path, hparams)
     arguments = {key: value for key, value in hparams.items() if key in MODEL_ARGUMENTS}
     model = PlantClassifier(**{**arguments, "pretrained": False})
-    model.load_state_dict(checkpoint["state_dict"])
+    model.load_state_dict(checkpoint.content["state_dict"])
     model.eval()
-    return model, dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    return model, dict(checkpoint.content.get("datamodule_hyper_parameters") or {})
 
 
 class EnsembleClassifier(pl.LightningModule):
@@ -72,20 +104,22 @@ class EnsembleClassifier(pl.LightningModule):
         self.members = nn.ModuleList(members)
         self.classes = classes
         self.tta = tta
-        self.timer = PredictTimer()
+        self.images = 0  # predicted so far; marks: (time, images) at start, first batch, last
+        self.marks: list[tuple[float, int]] = []
         chosen = members[0].hparams["threshold"] if threshold is None else threshold
         self.hparams["threshold"] = chosen if isinstance(chosen, float) else list(chosen)
 
     @classmethod
     def from_checkpoints(
         cls,
-        paths: Sequence[str | Path],
+        checkpoints: Sequence[str | Path | Checkpoint],
         tta: str = "none",
         threshold: float | Sequence[float] | None = None,
     ) -> EnsembleClassifier:
-        """Load every checkpoint; ``DataError`` if they disagree on labels or image size."""
-        loaded = [load_classifier(path) for path in paths]
-        sizes = {Path(p).as_posix(): d.get("image_size") for p, (_, d) in zip(paths, loaded)}
+        """Load every checkpoint (file or read); ``DataError`` if labels or image sizes differ."""
+        read = [c if isinstance(c, Checkpoint) else read_checkpoint(c) for c in checkpoints]
+        loaded = [load_classifier(checkpoint) for checkpoint in read]
+        sizes = {c.path.as_posix(): d.get("image_size") for c, (_, d) in zip(read, loaded)}
         if len(set(sizes.values()) - {None}) > 1:
             described = ", ".join(f"{path}: {size}px" for path, size in sizes.items())
             raise DataError(
@@ -100,21 +134,19 @@ class EnsembleClassifier(pl.LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Mean probabilities (batch x classes) over members and TTA views."""
-        total = torch.zeros((), device=images.device)
-        count = 0
-        for view in tta_views(images, self.tta):
-            for member in self.members:
-                total = total + torch.sigmoid(member(view).float())
-                count += 1
-        return total / count
+        views = tta_views(images, self.tta)
+        probs = [torch.sigmoid(member(view).float()) for view in views for member in self.members]
+        return torch.stack(probs).mean(0)
 
     def on_predict_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.timer.batch_started()
+        if not self.marks:
+            self.marks.append((time.monotonic(), 0))
 
     def on_predict_batch_end(
         self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        self.timer.batch_done(len(batch["id"]), batch_idx)
+        self.images += len(batch["id"])
+        self.marks[2:] = [(time.monotonic(), self.images)]
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         images = batch["image"]
@@ -151,81 +183,29 @@ def predict_images(
     accelerator: str = "auto",
     precision: str | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """``predict_probabilities`` over the images ``names`` of ``folder``, as evaluation sees them.
-
-    ``precision`` ``None``: the one ``predict`` picks for ``accelerator`` on this machine.
-    """
+    """``predict_probabilities`` over the images ``names`` of ``folder``, as evaluation sees them
+    (``precision`` ``None``: the one ``predict`` picks for ``accelerator`` on this machine)."""
     dataset = ImageDataset(
         folder, list(names), build_transforms(image_size, train=False), decode_size=image_size
     )
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=torch.cuda.is_available(),
-    )
-    trainer_kwargs = {
-        "accelerator": accelerator,
-        "precision": precision or default_precision(accelerator),
-        "enable_progress_bar": False,
-    }
-    return predict_probabilities(module, loader, trainer_kwargs)
-
-
-def predict_with_ensemble(
-    trainer: pl.Trainer,
-    datamodule: Any,
-    checkpoints: Sequence[str | Path],
-    tta: str,
-    threshold: float | Sequence[float] | None,
-) -> None:
-    """``trainer.predict`` with the mean of ``checkpoints`` over ``tta``; print the speed."""
-    ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta, threshold=threshold)
-    trainer.predict(ensemble, datamodule=datamodule, return_predictions=False)
-    if trainer.is_global_zero and ensemble.timer.images:
-        print(speed_line(ensemble.timer, ensemble))
-
-
-class PredictTimer:
-    """Images and seconds of a predict run, the first (warm-up) batch left out when there are more.
-
-    The first batch pays for starting the loader and for the first, slow, forward passes: over
-    a few test images it would make the estimate for the hidden test set far too pessimistic.
-    """
-
-    def __init__(self) -> None:
-        self.started = self.seconds = self.first_seconds = 0.0
-        self.images = self.first_batch = 0
-
-    def batch_started(self) -> None:
-        if not self.started:
-            self.started = time.monotonic()
-
-    def batch_done(self, size: int, batch_idx: int) -> None:
-        if batch_idx == 0:
-            self.first_batch = size
-            self.first_seconds = time.monotonic() - self.started
-            self.started = time.monotonic()
-        self.images += size
-        self.seconds = time.monotonic() - self.started
-
-    @property
-    def rate(self) -> float:
-        """Images per second after the first batch (over the first batch alone if it is all)."""
-        if self.images > self.first_batch:
-            return (self.images - self.first_batch) / max(self.seconds, 1e-9)
-        return self.images / max(self.first_seconds, 1e-9)
+    pin_memory = torch.cuda.is_available()
+    loader = DataLoader(dataset, batch_size, num_workers=num_workers, pin_memory=pin_memory)
+    precision = precision or default_precision(accelerator)
+    trainer = {"accelerator": accelerator, "precision": precision, "enable_progress_bar": False}
+    return predict_probabilities(module, loader, trainer)
 
 
 HIDDEN_TEST_IMAGES = 5000
 
 
-def speed_line(timer: PredictTimer, ensemble: EnsembleClassifier) -> str:
-    """Images per second, and what the competition's hidden test set would take at that rate."""
+def speed_line(ensemble: EnsembleClassifier) -> str:
+    """Images per second after the first (warm-up) batch if there are more, and what the
+    competition's hidden test set would take at that rate."""
+    (start, before), (end, after) = ensemble.marks[-2:]
+    rate = (after - before) / max(end - start, 1e-9)
     views = len(ensemble.members) * len(TTA_VIEWS[ensemble.tta])
     return (
-        f"predicted {timer.images} images ({timer.rate:.1f} img/s after the first batch,"
+        f"predicted {ensemble.images} images ({rate:.1f} img/s after the first batch,"
         f" {views} forward passes each); {HIDDEN_TEST_IMAGES:,} hidden test images: about"
-        f" {HIDDEN_TEST_IMAGES / timer.rate / 60:.1f} min"
+        f" {HIDDEN_TEST_IMAGES / rate / 60:.1f} min"
     )

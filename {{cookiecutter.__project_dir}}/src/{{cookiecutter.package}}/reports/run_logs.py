@@ -151,17 +151,25 @@ def _run_predictions(run: Path, data_dir: Path) -> Predictions:
     """The run's best checkpoint (else its last) applied to the validation fold it trained with."""
     from torch.utils.data import DataLoader
 
-    from ..cli.checkpoints import LAST, inspect_checkpoint
+    from ..cli.checkpoints import LAST
     from ..data import PlantDataModule
     from ..utils.hardware import default_precision
-    from ..predict.inference import EnsembleClassifier, load_classifier, predict_probabilities
+    from ..predict.inference import (
+        EnsembleClassifier,
+        load_classifier,
+        predict_probabilities,
+        read_checkpoint,
+    )
 
     last = run / "checkpoints" / LAST
     if not last.is_file():
         raise DataError(f"{run}: no checkpoints/{LAST}; is it the folder of a fit (or cv) run?")
-    best = inspect_checkpoint(last).best_model_path
-    checkpoint = Path(best) if best and Path(best).is_file() else last
-    model, saved = load_classifier(checkpoint)
+    read = read_checkpoint(last)
+    best = read.record.get("best_model_path")
+    if best and Path(best).is_file() and Path(best).resolve() != last.resolve():
+        read = read_checkpoint(best)
+    checkpoint = read.path
+    model, saved = load_classifier(read)
     module = EnsembleClassifier([model])
     settings = {key: value for key, value in saved.items() if not key.startswith("_")}
     settings.update(data_dir=str(data_dir), num_workers=0, cache_dir=None)

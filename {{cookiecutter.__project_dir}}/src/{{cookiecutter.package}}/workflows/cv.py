@@ -31,7 +31,7 @@ import numpy as np
 
 from ..cli.argtypes import fit_job_parser, positive_int
 from ..utils.atomic import atomic_write, write_csv, write_json, write_text
-from ..cli.checkpoints import LAST, inspect_checkpoint
+from ..cli.checkpoints import LAST
 from ..utils.errors import DataError
 from ..folds import FoldPlan, assign_folds
 from ..prep.image_checks import duplicate_groups
@@ -51,7 +51,7 @@ from .cv_files import (
     is_cv_folder,
     read_plan,
 )
-from ..predict.inference import EnsembleClassifier, predict_images
+from ..predict.inference import EnsembleClassifier, predict_images, read_checkpoint
 from ..predict.submission import write_probabilities
 from ..labels import Sample, encode_labels, label_vocabulary, read_train_csv
 from ..layout import TRAIN_CSV, TRAIN_IMAGES
@@ -187,8 +187,8 @@ def train_fold(
     fold: int,
     plan: FoldPlan,
     log: Callable[[str], None],
-) -> None:
-    """Train one fold (resumed from its ``last.ckpt`` if it has one), then predict its OOF.
+) -> float | None:
+    """Train one fold (resumed from its ``last.ckpt`` if it has one), predict its OOF; its score.
 
     A fold killed before its first ``last.ckpt`` (after its first best checkpoint, say) has
     nothing to resume from: its outputs are removed and it trains from scratch.
@@ -201,25 +201,29 @@ def train_fold(
     log(f"cv: {name}: training ({run})")
     started = time.monotonic()
     run_cli(["fit", *fit_args, *fold_flags(config, out, fold)])
-    write_fold_oof(config, out, fold, plan)
+    score = write_fold_oof(config, out, fold, plan)
     log(f"cv: {name} done in {time.monotonic() - started:.0f} s")
+    return score
 
 
-def write_fold_oof(config: Any, out: Path, fold: int, plan: FoldPlan) -> Path:
-    """Predict the fold's validation images with its best checkpoint, into ``fold{k}/oof.csv``."""
+def write_fold_oof(config: Any, out: Path, fold: int, plan: FoldPlan) -> float | None:
+    """Predict the fold's validation images with its best checkpoint, into ``fold{k}/oof.csv``.
+
+    Returns that checkpoint's score (``metrics.logged_key()``)."""
     run = fold_dir(out, fold)
-    info = inspect_checkpoint(run / "checkpoints" / LAST)
+    recorded = read_checkpoint(run / "checkpoints" / LAST).record.get("best_model_path")
     # The recorded path is where the folder was when that checkpoint was saved: a cv folder that
     # was moved or copied since still holds the file, under the same name.
-    best = run / "checkpoints" / Path(info.best_model_path or "").name
-    if not info.best_model_path or not best.is_file():
+    best = run / "checkpoints" / Path(recorded or "").name
+    if not recorded or not best.is_file():
         key = metrics.logged_key()
         raise DataError(f"{run}: the fold's run recorded no best checkpoint (is {key} logged?)")
     _link_or_copy(best, run / BEST)
     data = config.data
     images = [name for name, f in zip(plan.images, plan.folds) if f == fold]
     folder = Path(data.cache_dir or data.data_dir) / TRAIN_IMAGES
-    module = EnsembleClassifier.from_checkpoints([run / BEST])
+    best_checkpoint = read_checkpoint(run / BEST)
+    module = EnsembleClassifier.from_checkpoints([best_checkpoint])
     ids, probs = predict_images(
         module,
         folder,
@@ -230,7 +234,8 @@ def write_fold_oof(config: Any, out: Path, fold: int, plan: FoldPlan) -> Path:
         config.trainer.get("accelerator") or "auto",
         config.trainer.get("precision"),
     )
-    return write_probabilities(run / OOF, ids, probs, module.classes, fold=fold)
+    write_probabilities(run / OOF, ids, probs, module.classes, fold=fold)
+    return best_checkpoint.best_model_score
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -296,9 +301,9 @@ def run_cv(
         run = fold_dir(out, fold)
         if (run / BEST).is_file() and (run / OOF).is_file():
             log(f"cv: fold {fold + 1}/{n_folds} is done, skipped")
+            fold_scores.append(read_checkpoint(run / BEST).best_model_score)
         else:
-            train_fold(fit_args, config, out, fold, plan, log)
-        fold_scores.append(inspect_checkpoint(run / BEST).best_model_score)
+            fold_scores.append(train_fold(fit_args, config, out, fold, plan, log))
     probs = pooled_oof(out, plan, classes)
     targets = encode_labels(samples, classes).astype(np.int64)
     default_threshold = float(config.model.threshold)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import PlantDataModule
-from ..cli.lightning import OneLineErrorParser, PlantCLI
+from ..cli.lightning import OneLineErrorParser, PlantCLI, parser_kwargs
 from ..models import PlantClassifier
 
 # PyYAML (a dependency of jsonargparse) ships no types; the dev extra installs no stubs for it.
@@ -17,24 +17,38 @@ yaml: Any = importlib.import_module("yaml")
 SHOWN_CHARS = 40
 
 
+class ParsedOnly(Exception):
+    """Stops a ``ConfigOnlyCLI`` once its flags are parsed and checked, before anything is built."""
+
+    def __init__(self, cli: ConfigOnlyCLI) -> None:
+        super().__init__("parsed")
+        self.cli = cli
+
+
 class ConfigOnlyCLI(PlantCLI):
     """Parses and checks a ``fit`` command line like ``fit`` does, but builds nothing."""
 
-    def before_instantiate_classes(self) -> None: ...
-    def instantiate_classes(self) -> None: ...
-    def _run_subcommand(self, subcommand: str) -> None: ...
+    def before_instantiate_classes(self) -> None:
+        raise ParsedOnly(self)
 
 
 def config_only_cli(fit_args: list[str], exit_on_error: bool = True) -> ConfigOnlyCLI:
-    """The ``fit`` CLI of ``fit_args``, parsed, nothing built; ``exit_on_error`` as argparse's."""
-    return ConfigOnlyCLI(
-        PlantClassifier,
-        PlantDataModule,
-        args=["fit", *fit_args],
-        save_config_callback=None,
-        parser_class=OneLineErrorParser,
-        parser_kwargs={"exit_on_error": exit_on_error},
-    )
+    """The ``fit`` CLI of ``fit_args``, parsed and nothing built (its parser is reusable).
+
+    Option errors end like they do for ``fit``: one ``error:`` line and ``SystemExit(2)``
+    (with ``exit_on_error=False``, the parser's exception instead).
+    """
+    try:
+        return ConfigOnlyCLI(
+            PlantClassifier,
+            PlantDataModule,
+            args=["fit", *fit_args],
+            save_config_callback=None,
+            parser_class=OneLineErrorParser,
+            parser_kwargs=parser_kwargs(exit_on_error=exit_on_error),
+        )
+    except ParsedOnly as parsed:
+        return parsed.cli
 
 
 def parse_fit_config(args: list[str]) -> Any:
@@ -42,9 +56,10 @@ def parse_fit_config(args: list[str]) -> Any:
     return config_only_cli(args).config.fit
 
 
-def fit_config_yaml(cli: ConfigOnlyCLI) -> str:
+def fit_config_yaml(cli: ConfigOnlyCLI, skip_none: bool = True) -> str:
     """The resolved ``fit`` configuration of ``cli`` as YAML (unset options left out)."""
-    return str(cli._parser("fit").dump(cli.config.fit))
+    whole = yaml.safe_load(cli.parser.dump(cli.config, skip_none=skip_none))
+    return str(yaml.safe_dump(whole["fit"], sort_keys=False, allow_unicode=True))
 
 
 def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -19,7 +19,7 @@ from ..cli.lightning import run_cli
 from ..cli.trainer_checks import one_line_parse_error
 from ..utils.atomic import write_csv, write_text
 from ..utils.errors import DataError, UserError, full_disk_named
-from .fit_jobs import config_only_cli, parse_fit_config, run_folder_flags
+from .fit_jobs import config_only_cli, fit_config_yaml, parse_fit_config, run_folder_flags
 from .search_space import Param, load_search_space, trial_flags
 from ..reports.report import summary_table
 from .tune_study import check_study_name, database_url, make_pruner, make_storage, open_study
@@ -119,8 +119,7 @@ def run_trial(
 def write_best_config(fit_args: list[str], params: dict[str, Any], target: Path) -> None:
     """``target``: the complete ``fit`` config of ``fit_args`` with ``params`` applied."""
     cli = config_only_cli([*fit_args, *trial_flags(params)])
-    text = cli._parser("fit").dump(cli.config.fit, skip_none=False)
-    write_text(target, text)
+    write_text(target, fit_config_yaml(cli, skip_none=False))
 
 
 def write_trials_csv(study: optuna.Study, target: Path) -> list[list[str]]:
