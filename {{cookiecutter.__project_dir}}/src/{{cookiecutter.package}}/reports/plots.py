@@ -1,10 +1,5 @@
-"""Every figure of the project: the data (labels, images) and a run (curves, F1 by class and
-threshold). The notebooks and the ``report`` command both call these functions.
-
-Each function returns a matplotlib ``Figure`` built without pyplot, so nothing depends on a
-display or a global figure list: a notebook shows the returned figure (``%matplotlib inline``),
-``save_figure`` writes it as a PNG on a headless machine.
-"""
+"""Every figure of the data and of a run, for the notebooks and ``report``: matplotlib
+``Figure``s built without pyplot, so they need no display (``save_figure`` writes a PNG)."""
 
 from __future__ import annotations
 
@@ -19,7 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..utils.atomic import atomic_write
-from ..labels import Sample, label_vocabulary
+from ..labels import Sample, encode_labels, label_vocabulary
 from ..layout import TRAIN_IMAGES
 from .. import metrics
 from ..metrics import decode, per_class_f1
@@ -45,27 +40,16 @@ def label_counts(samples: Sequence[Sample]) -> Figure:
 def label_cooccurrence(samples: Sequence[Sample]) -> Figure:
     """Images carrying both labels of a pair; the diagonal counts each label alone or not."""
     classes = label_vocabulary(samples)
-    index = {name: i for i, name in enumerate(classes)}
-    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    for sample in samples:
-        for first, second in itertools.product(sample.labels, repeat=2):
-            matrix[index[first], index[second]] += 1
+    onehot = encode_labels(samples, classes).astype(np.int64)
+    matrix = onehot.T @ onehot
     size = 0.6 * len(classes) + 2.5
     figure, axes = _figure(size + 1.0, size)
     image = axes.imshow(matrix, cmap="Greens")
     axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     axes.set_yticks(range(len(classes)), classes)
     for (row, column), value in np.ndenumerate(matrix):
-        dark = value > matrix.max() / 2
-        axes.text(
-            column,
-            row,
-            str(value),
-            ha="center",
-            va="center",
-            fontsize=8,
-            color="white" if dark else "black",
-        )
+        color = "white" if value > matrix.max() / 2 else "black"
+        axes.text(column, row, str(value), ha="center", va="center", fontsize=8, color=color)
     figure.colorbar(image, ax=axes, shrink=0.8, label="images")
     axes.set_title("Label co-occurrence")
     return figure
@@ -107,10 +91,8 @@ def image_grid(
 
 
 def image_sizes(data_dir: str | Path, samples: Sequence[Sample]) -> Figure:
-    """Width against height of the training images, read from the file headers only.
-
-    ``DataError`` naming the first image that is unreadable or larger than training accepts.
-    """
+    """Width against height of the training images (file headers only); ``DataError`` naming
+    the first one unreadable or larger than training accepts."""
     from ..prep.image_checks import check_image_header
 
     sizes = Counter(check_image_header(Path(data_dir) / TRAIN_IMAGES / s.image) for s in samples)
@@ -119,13 +101,8 @@ def image_sizes(data_dir: str | Path, samples: Sequence[Sample]) -> Figure:
     counts = np.array(list(sizes.values()))
     axes.scatter(widths, heights, s=20 + 200 * counts / max(counts.max(), 1), alpha=0.6)
     for (width, height), number in sizes.most_common(5):
-        axes.annotate(
-            f"{width}x{height}: {number}",
-            (width, height),
-            fontsize=8,
-            xytext=(4, 4),
-            textcoords="offset points",
-        )
+        label = f"{width}x{height}: {number}"
+        axes.annotate(label, (width, height), (4, 4), textcoords="offset points", fontsize=8)
     axes.set_xlabel("width (px)")
     axes.set_ylabel("height (px)")
     axes.set_title(f"Image sizes ({len(sizes)} distinct)")
@@ -165,14 +142,11 @@ def per_class_f1_figure(predictions: Predictions) -> Figure:
         thresholds.append(("tuned threshold", predictions.tuned_threshold))
     height = 0.8 / len(thresholds)
     for number, (name, threshold) in enumerate(thresholds):
-        scores = per_class_f1(predictions.targets, decode(predictions.probs, threshold))
-        overall = metrics.score(predictions.targets, decode(predictions.probs, threshold))
-        axes.barh(
-            positions + number * height,
-            scores,
-            height=height,
-            label=f"{name} {threshold:.2f} ({metrics.NAME} {overall:.3f})",
-        )
+        predicted = decode(predictions.probs, threshold)
+        overall = metrics.score(predictions.targets, predicted)
+        label = f"{name} {threshold:.2f} ({metrics.NAME} {overall:.3f})"
+        scores = per_class_f1(predictions.targets, predicted)
+        axes.barh(positions + number * height, scores, height=height, label=label)
     positives = predictions.targets.sum(axis=0)
     axes.set_yticks(
         positions + height * (len(thresholds) - 1) / 2,
