@@ -8,9 +8,9 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..utils.atomic import atomic_write
@@ -28,11 +28,8 @@ LOSS_KEYS = ("train/loss_epoch", "val/loss")
 def label_counts(samples: Sequence[Sample]) -> Figure:
     """How many images carry each label (an image with two labels counts for both)."""
     counts = Counter(label for sample in samples for label in sample.labels)
-    classes = sorted(counts, key=lambda name: counts[name])
-    figure, axes = _figure(6.0, 0.35 * len(classes) + 1.2)
-    axes.barh(classes, [counts[name] for name in classes], color="tab:green")
-    _label_bars(axes, [counts[name] for name in classes])
-    axes.set_xlabel("images")
+    bars = sorted(counts.items(), key=lambda item: item[1])
+    figure, axes = _count_bars(bars, 6.0, 0.35, "tab:green")
     axes.set_title(f"Label counts ({len(samples)} images)")
     return figure
 
@@ -58,11 +55,7 @@ def label_cooccurrence(samples: Sequence[Sample]) -> Figure:
 def label_set_counts(samples: Sequence[Sample], top: int = 15) -> Figure:
     """The ``top`` most frequent label sets (what the model must predict as a whole)."""
     counts = Counter(" ".join(sorted(sample.labels)) for sample in samples)
-    common = counts.most_common(top)[::-1]
-    figure, axes = _figure(7.0, 0.32 * len(common) + 1.2)
-    axes.barh([name for name, _ in common], [count for _, count in common], color="tab:olive")
-    _label_bars(axes, [count for _, count in common])
-    axes.set_xlabel("images")
+    figure, axes = _count_bars(counts.most_common(top)[::-1], 7.0, 0.32, "tab:olive")
     axes.set_title(f"Label sets: {min(top, len(counts))} most frequent of {len(counts)}")
     return figure
 
@@ -76,8 +69,7 @@ def image_grid(
     chosen = random.Random(seed).sample(list(samples), min(count, len(samples)))
     columns = min(4, len(chosen))
     rows = -(-len(chosen) // columns)
-    figure = Figure(figsize=(2.6 * columns, 2.6 * rows), dpi=DPI, layout="constrained")
-    grid = figure.subplots(rows, columns, squeeze=False)
+    figure, grid = _figure(2.6 * columns, 2.6 * rows, rows, columns, squeeze=False)
     for axes, sample in itertools.zip_longest(grid.flat, chosen):
         axes.axis("off")
         if sample is None:
@@ -111,8 +103,7 @@ def image_sizes(data_dir: str | Path, samples: Sequence[Sample]) -> Figure:
 
 def training_curves(logs: Sequence[MetricLog]) -> Figure:
     """Loss (train and validation) and the metric (``val/f1``) per epoch, a line per log."""
-    figure = Figure(figsize=(10.0, 4.0), dpi=DPI, layout="constrained")
-    loss_axes, f1_axes = figure.subplots(1, 2)
+    figure, (loss_axes, f1_axes) = _figure(10.0, 4.0, 1, 2)
     several, metric = len(logs) > 1, metrics.logged_key()
     for log in logs:
         prefix = f"{log.name}: " if several else ""
@@ -185,13 +176,17 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
     return target
 
 
-def _figure(width: float, height: float) -> tuple[Figure, Axes]:
-    """A figure of one axes, laid out so that long tick labels fit."""
+def _figure(width: float, height: float, rows: int = 1, columns: int = 1, **options: Any) -> Any:
+    """A figure and its axes (``Figure.subplots``), laid out so that long tick labels fit."""
     figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    return figure, figure.subplots()
+    return figure, figure.subplots(rows, columns, **options)
 
 
-def _label_bars(axes: Axes, values: Sequence[int]) -> None:
-    """Write each bar's value at its end."""
-    for position, value in enumerate(values):
-        axes.text(value, position, f" {value}", va="center", fontsize=8)
+def _count_bars(bars: list[tuple[str, int]], width: float, per_bar: float, color: str) -> Any:
+    """Horizontal bars of (name, image count) pairs, bottom up, each with its count at its end."""
+    figure, axes = _figure(width, per_bar * len(bars) + 1.2)
+    axes.barh([name for name, _ in bars], [count for _, count in bars], color=color)
+    for position, (_, count) in enumerate(bars):
+        axes.text(count, position, f" {count}", va="center", fontsize=8)
+    axes.set_xlabel("images")
+    return figure, axes

@@ -102,9 +102,7 @@ def _cv_predictions(run: Path, data_dir: Path) -> Predictions:
     if not (run / OOF).is_file():
         raise DataError(f"{run}: no {OOF} yet; finish the cv run (run the same cv command again)")
     with (run / OOF).open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, [])
-        rows = list(reader)
+        header, *rows = list(csv.reader(handle)) or [[]]
     classes = header[2:]
     if header[:2] != ["image", "fold"] or not classes:
         raise DataError(f"{run / OOF}: expected the columns image,fold,<class>...")
