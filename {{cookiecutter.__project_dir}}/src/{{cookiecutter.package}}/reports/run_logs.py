@@ -44,9 +44,8 @@ def read_metric_log(path: Path, name: str) -> MetricLog:
     """Parse a CSVLogger ``metrics.csv`` (empty cells: not logged in that row)."""
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            rows = [
-                _numbers(path, number, row) for number, row in enumerate(csv.DictReader(handle), 2)
-            ]
+            reader = csv.DictReader(handle)
+            rows = [_numbers(path, number, row) for number, row in enumerate(reader, 2)]
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return MetricLog(path, name, rows)
