@@ -1,10 +1,5 @@
-"""Every figure of the project: the data (labels, images) and a run (curves, F1 by class and
-threshold). The notebooks and the ``report`` command both call these functions.
-
-Each function returns a matplotlib ``Figure`` built without pyplot, so nothing depends on a
-display or a global figure list: a notebook shows the returned figure (``%matplotlib inline``),
-``save_figure`` writes it as a PNG on a headless machine.
-"""
+"""Every figure of the data and of a run, for the notebooks and ``report``: matplotlib
+``Figure``s built without pyplot, so they need no display (``save_figure`` writes a PNG)."""
 
 from __future__ import annotations
 
@@ -13,13 +8,13 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..utils.atomic import atomic_write
-from ..labels import Sample, label_vocabulary
+from ..labels import Sample, encode_labels, label_vocabulary
 from ..layout import TRAIN_IMAGES
 from .. import metrics
 from ..metrics import decode, per_class_f1
@@ -33,11 +28,8 @@ LOSS_KEYS = ("train/loss_epoch", "val/loss")
 def label_counts(samples: Sequence[Sample]) -> Figure:
     """How many images carry each label (an image with two labels counts for both)."""
     counts = Counter(label for sample in samples for label in sample.labels)
-    classes = sorted(counts, key=lambda name: counts[name])
-    figure, axes = _figure(6.0, 0.35 * len(classes) + 1.2)
-    axes.barh(classes, [counts[name] for name in classes], color="tab:green")
-    _label_bars(axes, [counts[name] for name in classes])
-    axes.set_xlabel("images")
+    bars = sorted(counts.items(), key=lambda item: item[1])
+    figure, axes = _count_bars(bars, 6.0, 0.35, "tab:green")
     axes.set_title(f"Label counts ({len(samples)} images)")
     return figure
 
@@ -45,27 +37,16 @@ def label_counts(samples: Sequence[Sample]) -> Figure:
 def label_cooccurrence(samples: Sequence[Sample]) -> Figure:
     """Images carrying both labels of a pair; the diagonal counts each label alone or not."""
     classes = label_vocabulary(samples)
-    index = {name: i for i, name in enumerate(classes)}
-    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    for sample in samples:
-        for first, second in itertools.product(sample.labels, repeat=2):
-            matrix[index[first], index[second]] += 1
+    onehot = encode_labels(samples, classes).astype(np.int64)
+    matrix = onehot.T @ onehot
     size = 0.6 * len(classes) + 2.5
     figure, axes = _figure(size + 1.0, size)
     image = axes.imshow(matrix, cmap="Greens")
     axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     axes.set_yticks(range(len(classes)), classes)
     for (row, column), value in np.ndenumerate(matrix):
-        dark = value > matrix.max() / 2
-        axes.text(
-            column,
-            row,
-            str(value),
-            ha="center",
-            va="center",
-            fontsize=8,
-            color="white" if dark else "black",
-        )
+        color = "white" if value > matrix.max() / 2 else "black"
+        axes.text(column, row, str(value), ha="center", va="center", fontsize=8, color=color)
     figure.colorbar(image, ax=axes, shrink=0.8, label="images")
     axes.set_title("Label co-occurrence")
     return figure
@@ -74,11 +55,7 @@ def label_cooccurrence(samples: Sequence[Sample]) -> Figure:
 def label_set_counts(samples: Sequence[Sample], top: int = 15) -> Figure:
     """The ``top`` most frequent label sets (what the model must predict as a whole)."""
     counts = Counter(" ".join(sorted(sample.labels)) for sample in samples)
-    common = counts.most_common(top)[::-1]
-    figure, axes = _figure(7.0, 0.32 * len(common) + 1.2)
-    axes.barh([name for name, _ in common], [count for _, count in common], color="tab:olive")
-    _label_bars(axes, [count for _, count in common])
-    axes.set_xlabel("images")
+    figure, axes = _count_bars(counts.most_common(top)[::-1], 7.0, 0.32, "tab:olive")
     axes.set_title(f"Label sets: {min(top, len(counts))} most frequent of {len(counts)}")
     return figure
 
@@ -92,8 +69,7 @@ def image_grid(
     chosen = random.Random(seed).sample(list(samples), min(count, len(samples)))
     columns = min(4, len(chosen))
     rows = -(-len(chosen) // columns)
-    figure = Figure(figsize=(2.6 * columns, 2.6 * rows), dpi=DPI, layout="constrained")
-    grid = figure.subplots(rows, columns, squeeze=False)
+    figure, grid = _figure(2.6 * columns, 2.6 * rows, rows, columns, squeeze=False)
     for axes, sample in itertools.zip_longest(grid.flat, chosen):
         axes.axis("off")
         if sample is None:
@@ -107,10 +83,8 @@ def image_grid(
 
 
 def image_sizes(data_dir: str | Path, samples: Sequence[Sample]) -> Figure:
-    """Width against height of the training images, read from the file headers only.
-
-    ``DataError`` naming the first image that is unreadable or larger than training accepts.
-    """
+    """Width against height of the training images (file headers only); ``DataError`` naming
+    the first one unreadable or larger than training accepts."""
     from ..prep.image_checks import check_image_header
 
     sizes = Counter(check_image_header(Path(data_dir) / TRAIN_IMAGES / s.image) for s in samples)
@@ -119,13 +93,8 @@ def image_sizes(data_dir: str | Path, samples: Sequence[Sample]) -> Figure:
     counts = np.array(list(sizes.values()))
     axes.scatter(widths, heights, s=20 + 200 * counts / max(counts.max(), 1), alpha=0.6)
     for (width, height), number in sizes.most_common(5):
-        axes.annotate(
-            f"{width}x{height}: {number}",
-            (width, height),
-            fontsize=8,
-            xytext=(4, 4),
-            textcoords="offset points",
-        )
+        label = f"{width}x{height}: {number}"
+        axes.annotate(label, (width, height), (4, 4), textcoords="offset points", fontsize=8)
     axes.set_xlabel("width (px)")
     axes.set_ylabel("height (px)")
     axes.set_title(f"Image sizes ({len(sizes)} distinct)")
@@ -134,8 +103,7 @@ def image_sizes(data_dir: str | Path, samples: Sequence[Sample]) -> Figure:
 
 def training_curves(logs: Sequence[MetricLog]) -> Figure:
     """Loss (train and validation) and the metric (``val/f1``) per epoch, a line per log."""
-    figure = Figure(figsize=(10.0, 4.0), dpi=DPI, layout="constrained")
-    loss_axes, f1_axes = figure.subplots(1, 2)
+    figure, (loss_axes, f1_axes) = _figure(10.0, 4.0, 1, 2)
     several, metric = len(logs) > 1, metrics.logged_key()
     for log in logs:
         prefix = f"{log.name}: " if several else ""
@@ -165,14 +133,11 @@ def per_class_f1_figure(predictions: Predictions) -> Figure:
         thresholds.append(("tuned threshold", predictions.tuned_threshold))
     height = 0.8 / len(thresholds)
     for number, (name, threshold) in enumerate(thresholds):
-        scores = per_class_f1(predictions.targets, decode(predictions.probs, threshold))
-        overall = metrics.score(predictions.targets, decode(predictions.probs, threshold))
-        axes.barh(
-            positions + number * height,
-            scores,
-            height=height,
-            label=f"{name} {threshold:.2f} ({metrics.NAME} {overall:.3f})",
-        )
+        predicted = decode(predictions.probs, threshold)
+        overall = metrics.score(predictions.targets, predicted)
+        label = f"{name} {threshold:.2f} ({metrics.NAME} {overall:.3f})"
+        scores = per_class_f1(predictions.targets, predicted)
+        axes.barh(positions + number * height, scores, height=height, label=label)
     positives = predictions.targets.sum(axis=0)
     axes.set_yticks(
         positions + height * (len(thresholds) - 1) / 2,
@@ -211,13 +176,17 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
     return target
 
 
-def _figure(width: float, height: float) -> tuple[Figure, Axes]:
-    """A figure of one axes, laid out so that long tick labels fit."""
+def _figure(width: float, height: float, rows: int = 1, columns: int = 1, **options: Any) -> Any:
+    """A figure and its axes (``Figure.subplots``), laid out so that long tick labels fit."""
     figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    return figure, figure.subplots()
+    return figure, figure.subplots(rows, columns, **options)
 
 
-def _label_bars(axes: Axes, values: Sequence[int]) -> None:
-    """Write each bar's value at its end."""
-    for position, value in enumerate(values):
-        axes.text(value, position, f" {value}", va="center", fontsize=8)
+def _count_bars(bars: list[tuple[str, int]], width: float, per_bar: float, color: str) -> Any:
+    """Horizontal bars of (name, image count) pairs, bottom up, each with its count at its end."""
+    figure, axes = _figure(width, per_bar * len(bars) + 1.2)
+    axes.barh([name for name, _ in bars], [count for _, count in bars], color=color)
+    for position, (_, count) in enumerate(bars):
+        axes.text(count, position, f" {count}", va="center", fontsize=8)
+    axes.set_xlabel("images")
+    return figure, axes

@@ -1,8 +1,5 @@
-"""``report DATA_DIR [RUN_DIR] --out DIR``: the notebooks' figures as PNG files; and
-``summary_table``, the text table ``cv`` and ``tune`` log.
-
-Every figure is drawn before the first file is written, so bad input leaves ``--out`` untouched.
-"""
+"""``report DATA_DIR [RUN_DIR] --out DIR``: the notebooks' figures as PNG files (all drawn before
+the first is written); and ``summary_table``, the text table ``cv`` and ``tune`` log."""
 
 from __future__ import annotations
 
@@ -51,7 +48,7 @@ def run_figures(run_dir: str | Path, data_dir: str | Path) -> dict[str, Figure]:
     from . import plots
     from .run_logs import load_predictions, metric_logs
 
-    logs = metric_logs(run_dir)
+    logs = metric_logs(run_dir)  # first: its errors name a missing or log-less run folder
     predictions = load_predictions(run_dir, data_dir)
     return {
         "training_curves": plots.training_curves(logs),
@@ -80,12 +77,8 @@ def run_command(argv: Sequence[str]) -> int:
         " PNG files: the same figures as notebooks/01-explore.ipynb and 02-results.ipynb.",
     )
     parser.add_argument("data_dir", type=Path, help="a Kaggle-layout folder (train.csv, ...)")
-    parser.add_argument(
-        "run_dir",
-        type=Path,
-        nargs="?",
-        help="a fit run folder (checkpoints/, logs/; e.g. runs/demo) or a cv --out folder",
-    )
+    run_help = "a fit run folder (checkpoints/, logs/; e.g. runs/demo) or a cv --out folder"
+    parser.add_argument("run_dir", type=Path, nargs="?", help=run_help)
     parser.add_argument("--out", type=Path, default=Path("reports"), help="default reports/")
     args = parser.parse_args(list(argv))
     for path in write_report(args.data_dir, args.run_dir, args.out):

@@ -1,13 +1,5 @@
-"""Read what a training run left behind: its CSV metric logs, and its validation predictions.
-
-A run folder is what ``fit`` writes (``checkpoints/`` and ``logs/``, e.g. ``runs/demo`` from
-``make demo``) or a ``cv`` folder (``fold{k}/`` runs, ``oof.csv``, ``thresholds.json``).
-``metric_logs`` finds every CSVLogger ``metrics.csv`` in it (a resumed run or a cv folder has
-several); ``load_predictions`` gives probabilities and true labels of held-out images: the
-pooled out-of-fold predictions of a cv folder, or, for a single run, its best checkpoint applied
-to its validation fold (this one loads torch and predicts, on a GPU if there is one; seconds on
-the sample set).
-"""
+"""What a ``fit`` run folder (e.g. ``runs/demo``) or a ``cv`` folder left behind: its CSV metric
+logs, and the probabilities and true labels of its held-out images."""
 
 from __future__ import annotations
 
@@ -37,11 +29,6 @@ class MetricLog:
     name: str  # where it sits in the run folder, e.g. ``fold0/logs/lightning_logs/version_0``
     rows: list[dict[str, float]]
 
-    @property
-    def keys(self) -> list[str]:
-        """Every metric logged at least once, sorted."""
-        return sorted({key for row in self.rows for key in row if key not in ("step", "epoch")})
-
     def series(self, key: str, x: str = "epoch") -> tuple[np.ndarray, np.ndarray]:
         """The values of ``key`` against ``x`` (``epoch`` or ``step``), rows that logged it."""
         rows = [row for row in self.rows if key in row and x in row]
@@ -53,16 +40,15 @@ class MetricLog:
         return values[-1] if values else None
 
 
-def read_metric_log(path: Path, name: str = "") -> MetricLog:
+def read_metric_log(path: Path, name: str) -> MetricLog:
     """Parse a CSVLogger ``metrics.csv`` (empty cells: not logged in that row)."""
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            rows = [
-                _numbers(path, number, row) for number, row in enumerate(csv.DictReader(handle), 2)
-            ]
+            reader = csv.DictReader(handle)
+            rows = [_numbers(path, number, row) for number, row in enumerate(reader, 2)]
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return MetricLog(path, name or str(path.parent), rows)
+    return MetricLog(path, name, rows)
 
 
 def _numbers(path: Path, row_number: int, row: dict[str, str | None]) -> dict[str, float]:
@@ -85,10 +71,8 @@ def metric_logs(run_dir: str | Path) -> list[MetricLog]:
         raise DataError(f"{run}: run folder not found (train one first, e.g. `make demo`)")
     paths = sorted(run.rglob(METRICS_CSV))
     if not paths:
-        raise DataError(
-            f"{run}: no {METRICS_CSV} in it; report reads the CSV logs of a fit or cv run"
-            " (configs/logger/csv.yaml)"
-        )
+        hint = "report reads the CSV logs of a fit or cv run (configs/logger/csv.yaml)"
+        raise DataError(f"{run}: no {METRICS_CSV} in it; {hint}")
     return [read_metric_log(path, path.parent.relative_to(run).as_posix()) for path in paths]
 
 
@@ -106,10 +90,8 @@ class Predictions:
 
 def load_predictions(run_dir: str | Path, data_dir: str | Path) -> Predictions:
     """The held-out predictions of a cv folder (pooled OOF) or a single run (validation fold)."""
-    run = Path(run_dir)
-    if is_cv_folder(run):
-        return _cv_predictions(run, Path(data_dir))
-    return _run_predictions(run, Path(data_dir))
+    read = _cv_predictions if is_cv_folder(run_dir) else _run_predictions
+    return read(Path(run_dir), Path(data_dir))
 
 
 def _cv_predictions(run: Path, data_dir: Path) -> Predictions:
@@ -119,19 +101,15 @@ def _cv_predictions(run: Path, data_dir: Path) -> Predictions:
     if not (run / OOF).is_file():
         raise DataError(f"{run}: no {OOF} yet; finish the cv run (run the same cv command again)")
     with (run / OOF).open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, [])
-        rows = list(reader)
+        header, *rows = list(csv.reader(handle)) or [[]]
     classes = header[2:]
     if header[:2] != ["image", "fold"] or not classes:
         raise DataError(f"{run / OOF}: expected the columns image,fold,<class>...")
     labels = {sample.image: sample for sample in read_train_csv(data_dir / TRAIN_CSV)}
-    missing = [row[0] for row in rows if row[0] not in labels]
-    if missing:
-        raise DataError(
-            f"{run / OOF}: image {missing[0]} is not in {data_dir / TRAIN_CSV};"
-            " pass the data folder the cv run trained on"
-        )
+    missing = next((row[0] for row in rows if row[0] not in labels), None)
+    if missing is not None:
+        hint = "pass the data folder the cv run trained on"
+        raise DataError(f"{run / OOF}: image {missing} is not in {data_dir / TRAIN_CSV}; {hint}")
     try:
         probs = np.array([[float(value) for value in row[2:]] for row in rows])
     except ValueError:
@@ -183,8 +161,7 @@ def _run_predictions(run: Path, data_dir: Path) -> Predictions:
             f" {datamodule.classes}; pass the data folder the run trained on"
         )
     loader = DataLoader(dataset, batch_size=datamodule.batch_size)
-    precision = default_precision("auto")
-    trainer = {"accelerator": "auto", "precision": precision, "enable_progress_bar": False}
+    trainer = dict(accelerator="auto", precision=default_precision(), enable_progress_bar=False)
     with _quiet_lightning():
         _, probs = predict_probabilities(module, loader, trainer)
     return Predictions(
