@@ -42,16 +42,11 @@ def on_all_cores(job: Callable[[Path], T], paths: Sequence[Path], description: s
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    results: list[T] = []
     with (
         Progress(*columns, disable=len(paths) < PROGRESS_MIN_FILES) as bar,
         ThreadPoolExecutor(max_workers=available_cores()) as pool,
     ):
-        task = bar.add_task(description, total=len(paths))
-        for result in pool.map(job, paths):
-            bar.advance(task)
-            results.append(result)
-    return results
+        return list(bar.track(pool.map(job, paths), len(paths), description=description))
 
 
 def readable_digest(path: Path) -> str:
