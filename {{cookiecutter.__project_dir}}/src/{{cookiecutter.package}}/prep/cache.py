@@ -123,8 +123,7 @@ def check_cache(cache_dir: str | Path, data_dir: str | Path, image_size: int) ->
 
 
 def cached_names(folder: Path) -> set[str] | None:
-    """The images a cache holds in ``folder`` (e.g. ``CACHE/train_images``); None if ``folder``
-    is not part of a cache."""
+    """The images a cache holds in ``folder`` (``CACHE/train_images``, say); None if not a cache."""
     if folder.name not in IMAGE_FOLDERS or not (folder.parent / MANIFEST).is_file():
         return None
     prefix = f"{folder.name}/"
@@ -175,18 +174,16 @@ def convert_one(task: Task) -> Outcome:
     ``DiskFullError``, which would fail every later image too."""
     source, target = Path(task.source), Path(task.target)
     try:
-        fingerprint = source_fingerprint(source)
-        digest = file_digest(source)
+        now = {**source_fingerprint(source), "digest": file_digest(source)}
     except OSError as exc:
         return Outcome(task.rel, None, f"{source}: cannot read ({exc})", False)
     previous = task.previous
     if (
         previous is not None
         and file_size(target) == previous["cached_size"]
-        and all(fingerprint[name] == previous[name] for name in ("size", "head_tail"))
-        and digest == previous["digest"]
+        and all(now[name] == previous[name] for name in ("size", "head_tail", "digest"))
     ):
-        return Outcome(task.rel, {**previous, **fingerprint}, None, False)
+        return Outcome(task.rel, {**previous, **now}, None, False)
     try:
         with atomic_write(target) as partial:  # a full disk raises DiskFullError naming target
             _write_resized(source, partial, task.size)
@@ -197,8 +194,7 @@ def convert_one(task: Task) -> Outcome:
         return Outcome(task.rel, None, f"{source}: out of memory while converting it", False)
     except OSError as exc:
         return Outcome(task.rel, None, f"{source}: cannot write {target} ({exc})", False)
-    record = {**fingerprint, "digest": digest, "cached_size": cached_size}
-    return Outcome(task.rel, record, None, True)
+    return Outcome(task.rel, {**now, "cached_size": cached_size}, None, True)
 
 
 def _write_resized(source: Path, target: Path, size: int) -> None:
