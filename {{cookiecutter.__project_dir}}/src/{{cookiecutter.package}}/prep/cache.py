@@ -1,8 +1,5 @@
-"""The image cache that ``prepare`` fills: its manifest ``cache.json``, one image's cached copy
-(``convert_one``: an upright RGB JPEG whose shorter side is the cache's size, written whole) and
-``check_cache``, which refuses before training a cache that is damaged, stale, too small or built
-from another data folder. The manifest records per image its source's size, modification time,
-head-and-tail and whole-file digests, and the cached copy's size.
+"""The image cache that ``prepare`` fills: its manifest ``cache.json`` (per image, its source's
+fingerprint and digest and the copy's size), one image's copy, and ``check_cache`` before training.
 """
 
 from __future__ import annotations
@@ -103,8 +100,7 @@ def create_or_read_manifest(cache_dir: Path, data_dir: Path, size: int) -> Manif
 
 def check_cache(cache_dir: str | Path, data_dir: str | Path, image_size: int) -> None:
     """``DataError`` unless the cache is sound, at least ``image_size``, built from ``data_dir``
-    and up to date: no source changed and no cached file went missing or changed size since
-    prepare (deleted sources are fine: the cache is what training reads)."""
+    and up to date (a deleted source is fine: training reads the cache)."""
     cache_dir, data_dir = Path(cache_dir), Path(data_dir)
     manifest = read_manifest(cache_dir)
     if manifest.size < image_size:
@@ -117,25 +113,17 @@ def check_cache(cache_dir: str | Path, data_dir: str | Path, image_size: int) ->
             f"{cache_dir}: cache was built from {manifest.source}, not {data_dir.resolve()};"
             f" run prepare {data_dir} {cache_dir} to update it, or pass that --data.data_dir"
         )
-    again = f"run prepare {data_dir} {cache_dir} again"
+    redo = f"run prepare {data_dir} {cache_dir} again"
     for rel, record in manifest.files.items():
         if file_size(cache_dir / rel) != record["cached_size"]:
-            raise DataError(
-                f"{cache_dir / rel}: missing or changed since prepare wrote it; {again}"
-            )
-        source = stat_or_none(data_dir / rel)
-        if source is not None and (source.st_size, source.st_mtime_ns) != (
-            record["size"],
-            record["mtime_ns"],
-        ):
-            raise DataError(
-                f"{data_dir / rel}: changed since it was cached in {cache_dir}; {again}"
-            )
+            raise DataError(f"{cache_dir / rel}: missing or changed since prepare wrote it; {redo}")
+        source = stat_key(data_dir / rel)
+        if source is not None and source != [record["size"], record["mtime_ns"]]:
+            raise DataError(f"{data_dir / rel}: changed since it was cached in {cache_dir}; {redo}")
 
 
 def cached_names(folder: Path) -> set[str] | None:
-    """The images a cache holds in ``folder`` (e.g. ``CACHE/train_images``); None if ``folder``
-    is not part of a cache."""
+    """The images a cache holds in ``folder`` (``CACHE/train_images``, say); None if not a cache."""
     if folder.name not in IMAGE_FOLDERS or not (folder.parent / MANIFEST).is_file():
         return None
     prefix = f"{folder.name}/"
@@ -143,18 +131,19 @@ def cached_names(folder: Path) -> set[str] | None:
     return {rel[len(prefix) :] for rel in files if rel.startswith(prefix)}
 
 
-def file_size(path: Path) -> int | None:
-    """The size of the file ``path`` in bytes, or ``None`` if it cannot be read."""
-    stat = stat_or_none(path)
-    return None if stat is None else stat.st_size
-
-
-def stat_or_none(path: Path) -> os.stat_result | None:
-    """``path.stat()``, or ``None`` if the file is missing or unreadable."""
+def stat_key(path: Path) -> list[int] | None:
+    """``[size, mtime_ns]`` of the file ``path``, or ``None`` if it is missing or unreadable."""
     try:
-        return path.stat()
+        stat = path.stat()
     except OSError:
         return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def file_size(path: Path) -> int | None:
+    """The size of the file ``path`` in bytes, or ``None`` if it cannot be read."""
+    key = stat_key(path)
+    return None if key is None else key[0]
 
 
 def source_fingerprint(path: Path) -> dict[str, Any]:
@@ -185,18 +174,16 @@ def convert_one(task: Task) -> Outcome:
     ``DiskFullError``, which would fail every later image too."""
     source, target = Path(task.source), Path(task.target)
     try:
-        fingerprint = source_fingerprint(source)
-        digest = file_digest(source)
+        now = {**source_fingerprint(source), "digest": file_digest(source)}
     except OSError as exc:
         return Outcome(task.rel, None, f"{source}: cannot read ({exc})", False)
     previous = task.previous
     if (
         previous is not None
         and file_size(target) == previous["cached_size"]
-        and all(fingerprint[name] == previous[name] for name in ("size", "head_tail"))
-        and digest == previous["digest"]
+        and all(now[name] == previous[name] for name in ("size", "head_tail", "digest"))
     ):
-        return Outcome(task.rel, {**previous, **fingerprint}, None, False)
+        return Outcome(task.rel, {**previous, **now}, None, False)
     try:
         with atomic_write(target) as partial:  # a full disk raises DiskFullError naming target
             _write_resized(source, partial, task.size)
@@ -207,8 +194,7 @@ def convert_one(task: Task) -> Outcome:
         return Outcome(task.rel, None, f"{source}: out of memory while converting it", False)
     except OSError as exc:
         return Outcome(task.rel, None, f"{source}: cannot write {target} ({exc})", False)
-    record = {**fingerprint, "digest": digest, "cached_size": cached_size}
-    return Outcome(task.rel, record, None, True)
+    return Outcome(task.rel, {**now, "cached_size": cached_size}, None, True)
 
 
 def _write_resized(source: Path, target: Path, size: int) -> None:

@@ -14,30 +14,21 @@ from ..layout import IMAGE_SUFFIXES, not_an_image
 
 
 def list_images(folder: Path) -> list[str]:
-    """Sorted names of the images in ``folder``; any other file (a hidden or ``._*`` one, another
-    suffix) is a ``DataError`` naming it, not a silently shorter submission. Sub-folders are
-    ignored."""
+    """Sorted names of the images in ``folder`` (sub-folders ignored); any other file is a
+    ``DataError`` naming it, not a silently shorter submission."""
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found")
-    names, left_out = [], []
-    for entry in os.scandir(folder):
-        if not entry.is_file():
-            continue
-        reason = not_an_image(entry.name)
-        if reason:
-            left_out.append(f"{entry.name} ({reason})")
-        else:
-            names.append(entry.name)
+    files = sorted(entry.name for entry in os.scandir(folder) if entry.is_file())
+    left_out = [f"{name} ({reason})" for name in files if (reason := not_an_image(name))]
     if left_out:
-        left_out.sort()
         shown = "; ".join(left_out[:5]) + ("; ..." if len(left_out) > 5 else "")
         raise DataError(
             f"{folder}: {len(left_out)} file(s) would be left out of the predictions: {shown};"
             " move them out of the folder"
         )
-    if not names:
+    if not files:
         raise DataError(f"{folder}: no images found ({', '.join(IMAGE_SUFFIXES)})")
-    return sorted(names)
+    return files
 
 
 def check_listed_images(csv_path: Path, folder: Path, samples: Sequence[Sample]) -> None:

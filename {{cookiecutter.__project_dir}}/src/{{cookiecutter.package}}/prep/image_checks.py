@@ -26,12 +26,12 @@ from ..images import (
 )
 from ..utils.atomic import write_json
 from ..utils.errors import DataError, DiskFullError
-from .cache import read_manifest
+from .cache import read_manifest, stat_key
 from ..utils.hardware import available_cores
 
-# Folders with fewer listed images are verified on every run: it takes seconds, so no stamp file.
-STAMP_MIN_FILES = 500
+STAMP_MIN_FILES = 500  # smaller folders are verified on every run: it takes seconds
 PROGRESS_MIN_FILES = 200
+DECODER = f"Pillow {PIL.__version__}, MAX_PIXELS {MAX_PIXELS}"
 T = TypeVar("T")
 
 
@@ -42,16 +42,11 @@ def on_all_cores(job: Callable[[Path], T], paths: Sequence[Path], description: s
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    results: list[T] = []
     with (
         Progress(*columns, disable=len(paths) < PROGRESS_MIN_FILES) as bar,
         ThreadPoolExecutor(max_workers=available_cores()) as pool,
     ):
-        task = bar.add_task(description, total=len(paths))
-        for result in pool.map(job, paths):
-            bar.advance(task)
-            results.append(result)
-    return results
+        return list(bar.track(pool.map(job, paths), len(paths), description=description))
 
 
 def readable_digest(path: Path) -> str:
@@ -66,11 +61,8 @@ def readable_digest(path: Path) -> str:
 def duplicate_groups(
     folder: Path, names: Sequence[str], cache_dir: Path | None = None
 ) -> list[list[str]]:
-    """Groups (two files or more) of ``names`` in ``folder`` whose bytes are identical.
-
-    With a ``prepare`` cache, the digests of the sources that its manifest records are used: no
-    file is read, and the groups are those of the sources even where they were deleted.
-    """
+    """Groups (two files or more) of ``names`` in ``folder`` whose bytes are identical; with a
+    ``prepare`` cache, by the sources' digests in its manifest (no file is read)."""
     if cache_dir is not None:
         files = read_manifest(cache_dir).files
         digests = [files[f"{folder.name}/{name}"]["digest"] for name in names]
@@ -96,11 +88,8 @@ def check_image_header(path: Path) -> tuple[int, int]:
 
 
 def verify_image(path: Path) -> str | None:
-    """Decode ``path`` completely (at the smallest JPEG scale); the error line, or None if fine.
-
-    The smallest DCT scale still entropy-decodes the whole file, so truncated and corrupt files
-    fail here as they would in training. Call it inside ``bomb_warnings_ignored``.
-    """
+    """Decode ``path`` completely (the smallest JPEG scale still reads every byte); the error
+    line, or None if fine. Call it inside ``bomb_warnings_ignored``."""
     try:
         decode(path, 1, "not a readable image")
     except DataError as exc:
@@ -109,13 +98,9 @@ def verify_image(path: Path) -> str | None:
 
 
 def find_unreadable(folder: Path, names: Sequence[str], label: str = "") -> dict[str, str]:
-    """Decode every listed image of ``folder``; map each one that fails to its error line.
-
-    Files verified before, unchanged since (same size and modification time in nanoseconds) and
-    decoded by the same Pillow are skipped: large folders keep a stamp file under the user's cache
-    folder (``$XDG_CACHE_HOME`` or ``~/.cache``), so a read-only data folder works too.
-    """
-    stats = {name: _stat_key(folder / name) for name in names}
+    """Decode every listed image of ``folder``; map each one that fails to its error line. Large
+    folders skip files verified before by the same Pillow and unchanged since (``stamp_path``)."""
+    stats = {name: stat_key(folder / name) for name in names}
     remember = len(names) >= STAMP_MIN_FILES
     verified = _read_stamp(folder) if remember else {}
     todo = [name for name in names if stats[name] is None or verified.get(name) != stats[name]]
@@ -135,30 +120,19 @@ def find_unreadable(folder: Path, names: Sequence[str], label: str = "") -> dict
     return failures
 
 
-def _stat_key(path: Path) -> list[int] | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return [stat.st_size, stat.st_mtime_ns]
-
-
 def stamp_path(folder: Path) -> Path:
-    """Where the verified-files stamp of ``folder`` lives (outside it: it may be read-only)."""
+    """The verified-files stamp of ``folder``, under ``$XDG_CACHE_HOME`` or ``~/.cache`` (the
+    data folder may be read-only)."""
     cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     key = hashlib.blake2b(str(folder.resolve()).encode(), digest_size=10).hexdigest()
     return cache_home / __name__.split(".")[0] / "verified" / f"{key}.json"
-
-
-def _decoder_key() -> str:
-    return f"Pillow {PIL.__version__}, MAX_PIXELS {MAX_PIXELS}"
 
 
 def _read_stamp(folder: Path) -> dict[str, list[int]]:
     """The files of ``folder`` verified before, or nothing if the stamp is absent or unusable."""
     try:
         stamp = json.loads(stamp_path(folder).read_text())
-        if stamp["folder"] != str(folder.resolve()) or stamp["decoder"] != _decoder_key():
+        if stamp["folder"] != str(folder.resolve()) or stamp["decoder"] != DECODER:
             return {}
         return {str(name): list(key) for name, key in stamp["files"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -167,6 +141,6 @@ def _read_stamp(folder: Path) -> dict[str, list[int]]:
 
 def _write_stamp(folder: Path, files: dict[str, list[int]]) -> None:
     """Replace the stamp atomically; a cache folder that cannot be written just means no stamp."""
-    stamp = {"folder": str(folder.resolve()), "decoder": _decoder_key(), "files": files}
+    stamp = {"folder": str(folder.resolve()), "decoder": DECODER, "files": files}
     with suppress(OSError, DiskFullError):
         write_json(stamp_path(folder), stamp, indent=None)

@@ -1,9 +1,6 @@
-"""``prepare``: a cache of pre-resized images (``cache.convert_one``), filled on all cores.
-
-A re-run skips what is up to date, deletes copies whose source is gone and resumes a killed run.
-An image that cannot be read, or whose worker process died (out of memory, say: the images it
-may have held are retried one at a time), is listed at the end; a full disk stops the run.
-"""
+"""``prepare``: a cache of pre-resized images, filled on all cores; a re-run resumes, skips what
+is up to date and deletes stale copies. Unreadable images are listed at the end, images whose worker
+died are retried one at a time, and a full disk stops the run."""
 
 from __future__ import annotations
 
@@ -99,7 +96,7 @@ def prepare_cache(
                 handle(Outcome(task.rel, None, error, False))
 
             if workers > 1 and len(tasks) > 1:
-                run_in_worker_processes(convert_one, tasks, workers, handle, fail)
+                run_in_worker_processes(tasks, workers, handle, fail)
             else:
                 for task in tasks:
                     handle(convert_one(task))
@@ -172,25 +169,23 @@ def stale_or_missing(
 
 
 def run_in_worker_processes(
-    function: Callable[[Task], Outcome],
     tasks: Iterable[Task],
     workers: int,
     handle: Callable[[Outcome], None],
     fail: Callable[[Task, BaseException], None],
 ) -> None:
-    """Run ``function`` on each task in ``workers`` processes and pass each result to
+    """Run ``convert_one`` on each task in ``workers`` processes and pass each result to
     ``handle``; ``fail(task, exc)`` gets a task that raised ``exc``, or whose worker process died
     twice (``BrokenProcessPool``)."""
     queue, limit = deque(tasks), TASKS_PER_WORKER * workers
     while queue:
-        suspects = deque(_run_until_a_worker_dies(function, handle, fail, queue, workers, limit))
+        suspects = deque(_run_until_a_worker_dies(handle, fail, queue, workers, limit))
         while suspects:  # one at a time, each in a process of its own
-            for task in _run_until_a_worker_dies(function, handle, fail, suspects, 1, 1):
+            for task in _run_until_a_worker_dies(handle, fail, suspects, 1, 1):
                 fail(task, BrokenProcessPool())
 
 
 def _run_until_a_worker_dies(
-    function: Callable[[Task], Outcome],
     handle: Callable[[Outcome], None],
     fail: Callable[[Task, BaseException], None],
     queue: deque[Task],
@@ -207,7 +202,7 @@ def _run_until_a_worker_dies(
                 while queue and len(in_flight) < limit:
                     task = queue.popleft()
                     try:
-                        in_flight[pool.submit(function, task)] = task
+                        in_flight[pool.submit(convert_one, task)] = task
                     except BrokenProcessPool:
                         queue.appendleft(task)
                         return list(in_flight.values())

@@ -1,8 +1,5 @@
-"""``sample-data``: a deterministic, learnable miniature of Plant Pathology 2021, drawn afresh.
-
-Each leaf shows the lesions of its labels; label sets follow the competition's twelve
-combinations. Sides are capped by a JPEG (``MAX_SIDE``) and by ``images.MAX_PIXELS``.
-"""
+"""``sample-data``: a deterministic, learnable miniature of Plant Pathology 2021, drawn afresh:
+each leaf shows the lesions of its labels, in the competition's twelve label combinations."""
 
 from __future__ import annotations
 
