@@ -345,6 +345,30 @@ def test_verified_images_are_remembered_outside_the_data_folder(tmp_path, monkey
     assert [p.name for p in decoded] == ["4.jpg"]  # a failed file is never remembered as good
 
 
+def test_identical_images_are_found_again_without_reading_unchanged_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    monkeypatch.setattr(image_checks, "STAMP_MIN_FILES", 4)
+    read: list[str] = []
+    real = image_checks.readable_digest
+    monkeypatch.setattr(image_checks, "readable_digest", lambda p: read.append(p.name) or real(p))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    names = [f"{i}.jpg" for i in range(6)]
+    for i, name in enumerate(names):
+        Image.new("RGB", (40, 30), (i * 40, 90, 30)).save(folder / name)
+    (folder / "5.jpg").write_bytes((folder / "1.jpg").read_bytes())
+    assert image_checks.duplicate_groups(folder, names) == [["1.jpg", "5.jpg"]]
+    assert sorted(read) == names and sorted(p.name for p in folder.iterdir()) == names
+
+    read.clear()
+    assert image_checks.duplicate_groups(folder, names) == [["1.jpg", "5.jpg"]]
+    assert read == []  # a second fit or cv reads no unchanged file
+
+    (folder / "3.jpg").write_bytes((folder / "0.jpg").read_bytes())  # changed: read again
+    assert image_checks.duplicate_groups(folder, names) == [["0.jpg", "3.jpg"], ["1.jpg", "5.jpg"]]
+    assert read == ["3.jpg"]
+
+
 def test_small_folders_leave_no_stamp(data_copy, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
     PlantDataModule(str(data_copy), image_size=64, num_workers=0).check("fit")

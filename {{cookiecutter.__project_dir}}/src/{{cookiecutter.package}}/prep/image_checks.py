@@ -32,6 +32,9 @@ from ..utils.hardware import available_cores
 STAMP_MIN_FILES = 500  # smaller folders are verified on every run: it takes seconds
 PROGRESS_MIN_FILES = 200
 DECODER = f"Pillow {PIL.__version__}, MAX_PIXELS {MAX_PIXELS}"
+# Stamps: (folder under the user's cache, what must match for a stamp to be trusted).
+VERIFIED = ("verified", DECODER)
+DIGESTS = ("digests", "blake2b-160")
 T = TypeVar("T")
 
 
@@ -67,12 +70,26 @@ def duplicate_groups(
         files = read_manifest(cache_dir).files
         digests = [files[f"{folder.name}/{name}"]["digest"] for name in names]
     else:
-        paths = [folder / name for name in names]
-        digests = on_all_cores(readable_digest, paths, f"looking for identical {folder.name}")
+        digests = remembered_digests(folder, names)
     by_digest: dict[str, list[str]] = {}
     for name, digest in zip(names, digests):
         by_digest.setdefault(digest, []).append(name)
     return [sorted(group) for group in by_digest.values() if len(group) > 1]
+
+
+def remembered_digests(folder: Path, names: Sequence[str]) -> list[str]:
+    """``readable_digest`` of each listed file; in large folders, files unchanged since the last
+    search (same size and modification time) reuse the digest kept in a stamp, so a second
+    ``fit`` or ``cv`` on the same images reads none of them again."""
+    known = _read_stamp(folder, DIGESTS)
+    stats = {name: stat_key(folder / name) for name in names}
+    todo = [name for name in names if not stats[name] or known.get(name, [0])[:-1] != stats[name]]
+    paths = [folder / name for name in todo]
+    fresh = on_all_cores(readable_digest, paths, f"looking for identical {folder.name}")
+    known.update({name: [*(stats[name] or []), digest] for name, digest in zip(todo, fresh)})
+    if todo and len(names) >= STAMP_MIN_FILES:
+        _write_stamp(folder, {name: known[name] for name in names}, DIGESTS)
+    return [known[name][-1] for name in names]
 
 
 def check_image_header(path: Path) -> tuple[int, int]:
@@ -120,27 +137,28 @@ def find_unreadable(folder: Path, names: Sequence[str], label: str = "") -> dict
     return failures
 
 
-def stamp_path(folder: Path) -> Path:
-    """The verified-files stamp of ``folder``, under ``$XDG_CACHE_HOME`` or ``~/.cache`` (the
-    data folder may be read-only)."""
+def stamp_path(folder: Path, kind: tuple[str, str] = VERIFIED) -> Path:
+    """The stamp of ``folder`` (``VERIFIED`` files or ``DIGESTS``), under ``$XDG_CACHE_HOME``
+    or ``~/.cache`` (the data folder may be read-only)."""
     cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     key = hashlib.blake2b(str(folder.resolve()).encode(), digest_size=10).hexdigest()
-    return cache_home / __name__.split(".")[0] / "verified" / f"{key}.json"
+    return cache_home / __name__.split(".")[0] / kind[0] / f"{key}.json"
 
 
-def _read_stamp(folder: Path) -> dict[str, list[int]]:
-    """The files of ``folder`` verified before, or nothing if the stamp is absent or unusable."""
+def _read_stamp(folder: Path, kind: tuple[str, str] = VERIFIED) -> dict[str, list]:
+    """Each file's ``[size, mtime_ns, ...]`` as last recorded, or nothing if the stamp is absent,
+    unusable or written by another decoder or digest."""
     try:
-        stamp = json.loads(stamp_path(folder).read_text())
-        if stamp["folder"] != str(folder.resolve()) or stamp["decoder"] != DECODER:
+        stamp = json.loads(stamp_path(folder, kind).read_text())
+        if stamp["folder"] != str(folder.resolve()) or stamp["decoder"] != kind[1]:
             return {}
         return {str(name): list(key) for name, key in stamp["files"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
 
-def _write_stamp(folder: Path, files: dict[str, list[int]]) -> None:
+def _write_stamp(folder: Path, files: dict[str, list], kind: tuple[str, str] = VERIFIED) -> None:
     """Replace the stamp atomically; a cache folder that cannot be written just means no stamp."""
-    stamp = {"folder": str(folder.resolve()), "decoder": DECODER, "files": files}
+    stamp = {"folder": str(folder.resolve()), "decoder": kind[1], "files": files}
     with suppress(OSError, DiskFullError):
-        write_json(stamp_path(folder), stamp, indent=None)
+        write_json(stamp_path(folder, kind), stamp, indent=None)

@@ -142,7 +142,8 @@ def make_plan(
     classes = label_vocabulary(samples)
     targets = encode_labels(samples, classes)
     log(f"cv: looking for identical images among {len(images)} ...")
-    groups = duplicate_groups(data_dir / TRAIN_IMAGES, images)
+    cache = Path(config.data.cache_dir) if config.data.cache_dir else None
+    groups = duplicate_groups(data_dir / TRAIN_IMAGES, images, cache)
     plan = assign_folds(images, targets, n_folds, int(config.data.seed), groups)
     expected = {
         "folds": n_folds,
