@@ -1,6 +1,4 @@
-"""The errors a user can fix (a file, a row, an option value, a full disk): the CLI prints a
-``UserError`` as one ``error:`` line, no traceback. Imports nothing heavy.
-"""
+"""The errors a user can fix, which the CLI prints as one ``error:`` line. Imports nothing heavy."""
 
 from __future__ import annotations
 
