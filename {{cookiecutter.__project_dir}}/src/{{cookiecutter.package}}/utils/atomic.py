@@ -26,7 +26,7 @@ def current_umask() -> int:
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write, renamed over ``path`` (mode 0666 less the umask) when the
-    block succeeds; on any error it is removed, a full disk one ``DiskFullError`` naming ``path``."""
+    block succeeds; on any error it is removed (a full disk: a ``DiskFullError`` naming it)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with full_disk_named(target):

@@ -45,9 +45,7 @@ def disk_full_error(exc: BaseException) -> DiskFullError | None:
         if isinstance(seen, DiskFullError):
             return seen
         seen = seen.__cause__ or seen.__context__
-    if is_disk_full(exc):
-        return disk_full(exc.filename, exc)
-    return None
+    return disk_full(exc.filename, exc) if is_disk_full(exc) else None
 
 
 @contextlib.contextmanager

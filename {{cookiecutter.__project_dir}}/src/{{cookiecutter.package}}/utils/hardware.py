@@ -18,7 +18,7 @@ def cpu_flags() -> set[str]:
 
 
 def default_precision(accelerator: object = "auto") -> str:
-    """The fastest safe Trainer precision for ``accelerator``: bf16 where native, else 16 on CUDA."""
+    """The fastest safe precision for ``accelerator``: bf16 where native, else 16 (CUDA) or 32."""
     import torch  # here, so that the commands that never train do not load it
 
     name = str(accelerator).lower()
@@ -37,7 +37,5 @@ def available_cores() -> int:
 
 
 def default_num_workers(requested: int | None = None) -> int:
-    """Loader workers: ``requested``, or (``None``) one per core but the training loop's, at most 8."""
-    if requested is not None:
-        return requested
-    return max(0, min(8, available_cores() - 1))
+    """Loader workers: ``requested``, or (``None``) one per core less the trainer's, at most 8."""
+    return requested if requested is not None else max(0, min(8, available_cores() - 1))

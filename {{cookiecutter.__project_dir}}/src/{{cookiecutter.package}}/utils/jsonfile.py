@@ -28,7 +28,7 @@ def read_json(path: str | os.PathLike, parse: Callable[[Any], T], what: str, hin
 
 def field(data: Any, dotted: str, kind: type, minimum: float | None = None) -> Any:
     """The value at ``dotted`` (``"global.threshold"``, or a key holding dots) as ``kind``, at
-    least ``minimum``; ``int`` and ``float`` take finite numbers, never bools, ``int`` whole ones."""
+    least ``minimum``; ``int`` and ``float`` take finite numbers, not bools, ``int`` whole ones."""
     value: Any = data
     keys = [dotted] if isinstance(data, dict) and dotted in data else dotted.split(".")
     for key in keys:
