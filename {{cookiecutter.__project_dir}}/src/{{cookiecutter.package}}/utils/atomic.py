@@ -1,9 +1,4 @@
-"""Whole-file writers: a path shows its old content or the complete new one, never a part.
-
-``atomic_write`` is the one mechanism (a temporary file in the same folder, flushed, renamed over
-the target; a full disk is one ``DiskFullError`` line naming the target); ``write_text``,
-``write_json`` and ``write_csv`` use it for every text output (``torchfiles`` for torch files).
-"""
+"""Whole-file writers: a path shows its old content or the complete new one, never a part."""
 
 from __future__ import annotations
 
@@ -16,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import disk_full, full_disk_named, is_disk_full
+from .errors import full_disk_named
 
 PARTIAL_SUFFIX = ".partial"  # ends every temporary file name; no image or output name does
 
@@ -30,37 +25,27 @@ def current_umask() -> int:
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path to write; rename it over ``path`` when the block succeeds.
-
-    The file gets the permissions of an ordinary new file (``0666`` less the umask); on any error
-    or interrupt the temporary file is removed and ``path`` is untouched.
-    """
+    """Yield a temporary path to write, renamed over ``path`` (mode 0666 less the umask) when the
+    block succeeds; on any error it is removed (a full disk: a ``DiskFullError`` naming it)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with full_disk_named(target):
         handle, tmp_name = tempfile.mkstemp(
             prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX, dir=target.parent
         )
-    os.close(handle)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~current_umask())
-        with open(tmp, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if is_disk_full(exc):
-            raise disk_full(target, exc) from None
-        raise
-    _fsync_folder(target.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
+        os.close(handle)
+        tmp = Path(tmp_name)
+        try:
+            yield tmp
+            os.chmod(tmp, 0o666 & ~current_umask())
+            with open(tmp, "rb+") as written:
+                os.fsync(written.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    with contextlib.suppress(OSError):  # make the rename durable where folders can be opened
+        fd = os.open(target.parent, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:

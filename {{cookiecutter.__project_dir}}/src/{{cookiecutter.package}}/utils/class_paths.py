@@ -1,10 +1,5 @@
-"""Class paths a checkpoint may name, and the ``nn.Module`` a ``{class_path, init_args}`` builds.
-
-A class path is resolved by importing its module, and a checkpoint is data that must not choose
-which code runs. Only the public modules of this package qualify: their code runs on every
-command already and ships in the wheel ``package`` builds, while a private module may run
-something when imported (``cli/__main__.py`` runs the command line).
-"""
+"""The ``nn.Module`` a ``{class_path, init_args}`` builds, for class paths of this package only:
+a checkpoint is data that must not choose which code runs (importing ``cli/__main__`` would)."""
 
 from __future__ import annotations
 
@@ -48,14 +43,10 @@ def build_from_class_path(config: Mapping[str, Any]) -> nn.Module:
     built, init_args = backbone_class(config.get("class_path")), config.get("init_args") or {}
     if not isinstance(init_args, Mapping):
         raise BackboneError(f"backbone {built.__name__}: init_args must map names to values")
-    arguments = {
-        key: (
-            build_from_class_path(value)
-            if isinstance(value, Mapping) and "class_path" in value
-            else value
-        )
-        for key, value in init_args.items()
-    }
+    arguments = dict(init_args)
+    for key, value in init_args.items():
+        if isinstance(value, Mapping) and "class_path" in value:
+            arguments[key] = build_from_class_path(value)
     try:
         return built(**arguments)
     except TypeError as exc:

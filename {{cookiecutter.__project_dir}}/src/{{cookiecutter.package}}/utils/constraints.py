@@ -1,8 +1,5 @@
-"""Value constraints of the command-line options, declared in the signatures that define them.
-
-The command line refuses a bad value before any object is built and ``--help`` names the rule;
-``check_declared_ranges`` applies the same rules to Python callers.
-"""
+"""Value constraints of the options, declared in their signatures: the command line refuses a bad
+value and ``--help`` names the rule; ``check_declared_ranges`` applies them to Python callers."""
 
 from __future__ import annotations
 
@@ -21,8 +18,7 @@ OPERATORS = {">": "gt", ">=": "ge", "<": "lt", "<=": "le"}  # in the module ``op
 
 
 def plain_restricted_number_type(name: str, base_type: type, restrictions: list[tuple]) -> Any:
-    """jsonargparse's ``restricted_number_type`` (``and`` of ``restrictions``) where jsonargparse
-    is missing: the offline inference path, e.g. a Kaggle notebook."""
+    """jsonargparse's ``restricted_number_type`` where it is missing (offline Kaggle inference)."""
     rule = " and ".join(f"v{op}{bound}" for op, bound in restrictions)
 
     def new(cls: type, value: Any) -> Any:
@@ -54,21 +50,13 @@ Seed = restricted_number_type("Seed", int, [(">=", 0), ("<=", 2**32 - 1)])  # nu
 P = ParamSpec("P")
 
 
-def plain(value: Any) -> Any:
-    """A parsed constrained number as a built-in ``int``/``float`` (lists element-wise)."""
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return value
-    return int(value) if isinstance(value, int) else float(value)
-
-
-def check_range(name: str, value: Any, constraint: type) -> Any:
-    """``value`` as a plain number if ``constraint`` accepts it, else ``DataError`` naming it."""
+def check_range(name: str, value: Any, constraint: type) -> int | float:
+    """``value`` as a built-in number if ``constraint`` accepts it, else ``DataError`` naming it."""
     try:
-        return plain(constraint(value))
+        number = constraint(value)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{name}={value!r}: {exc}") from None
+    return int(number) if isinstance(number, int) else float(number)
 
 
 def check_declared_ranges(init: Callable[P, None]) -> Callable[P, None]:
@@ -92,8 +80,8 @@ def check_declared_ranges(init: Callable[P, None]) -> Callable[P, None]:
 
 @functools.cache
 def _declared_constraints(function: Callable[..., Any]) -> dict[str, tuple[type, bool]]:
-    """Each argument of ``function`` annotated with a constraint (a proper subclass of ``int`` or
-    ``float``): the constraint, and whether it applies to the items of a list."""
+    """Each argument annotated with a constraint (a proper subclass of ``int`` or ``float``): the
+    constraint, and whether it applies to the items of a list."""
     found = {}
     for name, hint in typing.get_type_hints(function).items():
         union = typing.get_origin(hint) in (typing.Union, types.UnionType)

@@ -1,6 +1,4 @@
-"""The errors a user can fix (a file, a row, an option value, a full disk): the CLI prints a
-``UserError`` as one ``error:`` line, no traceback. Imports nothing heavy.
-"""
+"""The errors a user can fix, which the CLI prints as one ``error:`` line. Imports nothing heavy."""
 
 from __future__ import annotations
 
@@ -47,9 +45,7 @@ def disk_full_error(exc: BaseException) -> DiskFullError | None:
         if isinstance(seen, DiskFullError):
             return seen
         seen = seen.__cause__ or seen.__context__
-    if is_disk_full(exc):
-        return disk_full(exc.filename, exc)
-    return None
+    return disk_full(exc.filename, exc) if is_disk_full(exc) else None
 
 
 @contextlib.contextmanager

@@ -1,15 +1,11 @@
-"""Defaults that fit the machine: numeric precision and loader workers, detected, never assumed.
-
-On a CPU, ``bf16-mixed`` only with native bfloat16 instructions (elsewhere it is emulated and
-slower than float32); on CUDA, ``bf16-mixed`` where the GPU supports it, else ``16-mixed``.
-"""
+"""Defaults that fit the machine: numeric precision and loader workers, detected, never assumed."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
+BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}  # elsewhere bfloat16 is emulated, slower than fp32
 
 
 def cpu_flags() -> set[str]:
@@ -22,7 +18,7 @@ def cpu_flags() -> set[str]:
 
 
 def default_precision(accelerator: object = "auto") -> str:
-    """The fastest safe Trainer precision for ``accelerator`` on this machine."""
+    """The fastest safe precision for ``accelerator``: bf16 where native, else 16 (CUDA) or 32."""
     import torch  # here, so that the commands that never train do not load it
 
     name = str(accelerator).lower()
@@ -41,8 +37,5 @@ def available_cores() -> int:
 
 
 def default_num_workers(requested: int | None = None) -> int:
-    """Loader workers: ``requested``, or if ``None`` (auto) one per available core, less one for
-    the training loop, at most 8."""
-    if requested is not None:
-        return requested
-    return max(0, min(8, available_cores() - 1))
+    """Loader workers: ``requested``, or (``None``) one per core less the trainer's, at most 8."""
+    return requested if requested is not None else max(0, min(8, available_cores() - 1))

@@ -1,6 +1,4 @@
-"""Read a JSON file the package wrote (the manifests, ``thresholds.json``), checking its fields:
-a missing, damaged or hand-edited file is one ``DataError`` naming the file and the field.
-"""
+"""Read a JSON file the package wrote, checking its fields: one ``DataError`` if it is bad."""
 
 from __future__ import annotations
 
@@ -30,10 +28,7 @@ def read_json(path: str | os.PathLike, parse: Callable[[Any], T], what: str, hin
 
 def field(data: Any, dotted: str, kind: type, minimum: float | None = None) -> Any:
     """The value at ``dotted`` (``"global.threshold"``, or a key holding dots) as ``kind``, at
-    least ``minimum``.
-
-    ``int`` and ``float`` take finite numbers (never ``True``/``False``), ``int`` whole ones.
-    """
+    least ``minimum``; ``int`` and ``float`` take finite numbers, not bools, ``int`` whole ones."""
     value: Any = data
     keys = [dotted] if isinstance(data, dict) and dotted in data else dotted.split(".")
     for key in keys:

@@ -1,6 +1,4 @@
-"""Ctrl-C and SIGTERM as ``Stopped``, a ``KeyboardInterrupt``: Lightning's graceful shutdown,
-``subprocess.run`` killing its child and every ``finally`` block run as for Ctrl-C.
-"""
+"""Ctrl-C and SIGTERM as ``Stopped``, a ``KeyboardInterrupt``, so both stop runs as Ctrl-C does."""
 
 from __future__ import annotations
 
@@ -10,15 +8,12 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
 
 class Stopped(KeyboardInterrupt):
-    """A stop signal arrived; ``signum`` says which."""
+    """A stop signal arrived; the message names it."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 def stopped_message(signum: int, detail: str = "") -> str:
@@ -43,7 +38,8 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
-            self._previous = {signum: signal.signal(signum, self._handle) for signum in SIGNALS}
+            stops = (signal.SIGINT, signal.SIGTERM)
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in stops}
             _ACTIVE.append(self)
         return self
 
@@ -68,8 +64,8 @@ _HELD_BACK: list[bool] = []
 
 @contextlib.contextmanager
 def not_interrupted() -> Iterator[None]:
-    """Hold a stop signal back until the block ends, for native code that calls back into
-    Python (``torch.save`` to a file): raised in there, ``Stopped`` becomes the library's error."""
+    """Hold a stop signal back until the block ends (``Stopped`` raised in ``torch.save``'s Python
+    callbacks would become torch's own error)."""
     _HELD_BACK.append(True)
     try:
         yield

@@ -1,8 +1,5 @@
 """Write ``torch.save`` files whole, and load them safely: tensors and plain data only, never code.
-
-Writes go through a Python file object, whose ``ENOSPC`` ``atomic_write`` names in one line
-(torch's own writer only says "unexpected pos N vs M"); ``weights_only`` loads run no code.
-"""
+Writes go through a Python file object, so ``atomic_write`` names a full disk (torch would not)."""
 
 from __future__ import annotations
 
@@ -19,8 +16,7 @@ from .stop_signals import not_interrupted
 
 
 def save_torch_file(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` ``obj`` to ``path``, whole or not at all. A stop signal during the write
-    takes effect once it is done (raised inside torch's writer, it would become its error)."""
+    """``torch.save`` ``obj`` to ``path``, whole or not at all; a stop signal waits for the end."""
     with not_interrupted(), atomic_write(path) as tmp, tmp.open("wb") as handle:
         torch.save(obj, handle)
 
