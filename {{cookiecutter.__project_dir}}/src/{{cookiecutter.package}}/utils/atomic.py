@@ -24,9 +24,10 @@ def current_umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_write(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write, renamed over ``path`` (mode 0666 less the umask) when the
-    block succeeds; on any error it is removed (a full disk: a ``DiskFullError`` naming it)."""
+    block succeeds; on any error it is removed (a full disk: a ``DiskFullError`` naming it).
+    ``durable``: flush the file and the rename to disk (skip it for files that are rebuilt)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with full_disk_named(target):
@@ -38,12 +39,15 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         try:
             yield tmp
             os.chmod(tmp, 0o666 & ~current_umask())
-            with open(tmp, "rb+") as written:
-                os.fsync(written.fileno())
+            if durable:
+                with open(tmp, "rb+") as written:
+                    os.fsync(written.fileno())
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+    if not durable:
+        return
     with contextlib.suppress(OSError):  # make the rename durable where folders can be opened
         fd = os.open(target.parent, os.O_RDONLY)
         try:
