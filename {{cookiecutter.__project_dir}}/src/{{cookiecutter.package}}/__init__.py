@@ -1,10 +1,8 @@
 """A PyTorch Lightning baseline for the Kaggle competition {{ cookiecutter.competition }}.
 
-One job per module: ``cli`` (the ``{{ cookiecutter.package }}`` command: overview and dispatch),
-``lightning_cli`` (fit / validate / test / predict), ``layout`` (the Kaggle file names and which
-files are images), ``labels`` (``train.csv``, vocabulary, folds), ``data`` (transforms, dataset,
-DataModule), ``images`` (fast, safe decoding), ``models`` (the LightningModule), ``prepare`` and
-``cache`` (the pre-resized image cache) and ``sample_data`` (synthetic leaves for tests and demos).
+The recipe you edit is the flat modules here (``layout labels images transforms data folds
+backbones models metrics thresholds``); the machinery is in one subpackage per job (``cli``,
+``workflows``, ``prep``, ``predict``, ``kaggle``, ``reports``, ``utils``).
 """
 
 __version__ = "0.1.0"
