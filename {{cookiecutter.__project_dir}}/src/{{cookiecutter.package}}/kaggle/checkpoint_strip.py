@@ -1,17 +1,10 @@
-"""Strip a training checkpoint to what inference reads, for a small Kaggle weights dataset.
-
-A Lightning checkpoint also holds the optimizer state (AdamW: two more copies of every weight),
-the learning-rate scheduler, the loop and callback states: none of it is needed to predict.
-``strip_checkpoint`` keeps the weights and the hyper-parameters ``inference.load_classifier``
-reads (backbone, label vocabulary, threshold, data settings), and checks that the result loads
-with that loader (``weights_only=True``).
-"""
+"""Strip a training checkpoint to what ``inference.load_classifier`` reads (no optimizer, loop or
+callback state), for a small Kaggle weights dataset."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-
 
 from ..utils.errors import DataError
 from ..predict.inference import load_classifier
@@ -33,13 +26,8 @@ def stripped(checkpoint: Any, source: str | Path) -> dict[str, Any]:
 
 
 def strip_checkpoint(source: str | Path, target: str | Path) -> tuple[int, int]:
-    """Write the stripped copy of ``source`` to ``target``; the sizes before and after, in bytes."""
+    """Write the stripped copy of ``source`` to ``target`` and check it loads; sizes in bytes."""
     kept = stripped(load_torch_file(source, "checkpoint"), source)
     save_torch_file(kept, target)
     load_classifier(target)
     return Path(source).stat().st_size, Path(target).stat().st_size
-
-
-def megabytes(size: int) -> str:
-    """A byte count as ``12.3 MB``."""
-    return f"{size / 1e6:.1f} MB"

@@ -1,9 +1,5 @@
-"""Predict a folder of images into a submission CSV from Python: the offline notebook's API.
-
-``predict_folder`` is ``predict`` without the command line (same loader, ensemble, TTA, transforms,
-precision and decoding: the same rows); ``predict_with_manifest`` takes its settings from a
-bundle's ``manifest.json``. Nothing here imports ``jsonargparse`` or ``iterstrat`` (not on Kaggle).
-"""
+"""``predict`` from Python, the offline notebook's API: the same rows, and no ``jsonargparse`` or
+``iterstrat`` import (they are not on Kaggle)."""
 
 from __future__ import annotations
 
@@ -34,17 +30,13 @@ def predict_folder(
     precision: str | None = None,
     probabilities: str | Path | None = None,
 ) -> Path:
-    """Write the submission of every image of ``images`` to ``out``; print the speed.
-
-    The mean probability of ``checkpoints`` over the ``tta`` views, decoded at ``threshold``
-    (``None``: the first checkpoint's); ``probabilities``: also write those per class there.
-    """
-    folder = Path(images)
-    names = list_images(folder)
+    """Write the submission of ``images`` (mean of ``checkpoints`` over the ``tta`` views, decoded
+    at ``threshold``, default the first checkpoint's) to ``out``, and the probabilities there."""
+    names = list_images(Path(images))
     ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta, threshold=threshold)
     workers = default_num_workers(num_workers)
     ids, probs = predict_images(
-        ensemble, folder, names, image_size, batch_size, workers, accelerator, precision
+        ensemble, Path(images), names, image_size, batch_size, workers, accelerator, precision
     )
     ids, probs = one_row_per_image(ids, probs, names)
     labels = labels_to_text(decode(probs, ensemble.hparams["threshold"]), ensemble.classes)
