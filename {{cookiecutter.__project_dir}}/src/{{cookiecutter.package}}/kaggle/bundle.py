@@ -20,8 +20,8 @@ from .target import check_target, staged_folder
 from ..utils.errors import DataError
 from ..workflows.cv_files import fold_checkpoints, is_cv_folder
 from .push import COMPETITION, PROJECT, TIMEOUT, Ids, check_ids, dataset_metadata
-from .push import kaggle_executable, kernel_metadata, manual_commands, push_bundle
-from .notebook import NotebookInputs, write_notebook
+from .push import kaggle_executable, manual_commands, push_bundle
+from .notebook import write_notebook
 from ..predict.tta import TTA_NAMES, check_tta
 from ..utils.atomic import write_json
 
@@ -147,11 +147,7 @@ def build_bundle(
     write_json(code / "dataset-metadata.json", dataset_metadata(ids.code, "the package wheel"))
     write_weights(weights, checkpoints, settings)
     write_json(weights / "dataset-metadata.json", dataset_metadata(ids.weights, "model weights"))
-    inputs = NotebookInputs(
-        ids.kernel.split("/")[1], ids.competition, ids.code, ids.weights, wheel.name, PACKAGE
-    )
-    write_notebook(kernel, inputs)
-    write_json(kernel / "kernel-metadata.json", kernel_metadata(ids))
+    write_notebook(kernel, ids, wheel.name, PACKAGE)
 
 
 def package(args: argparse.Namespace) -> Ids:
