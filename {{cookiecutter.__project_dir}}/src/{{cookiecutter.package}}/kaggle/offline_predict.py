@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .manifest import read_manifest
 from ..prep.folder_checks import list_images
@@ -48,24 +49,11 @@ def predict_folder(
 
 
 def predict_with_manifest(
-    manifest: str | Path,
-    images: str | Path,
-    out: str | Path,
-    num_workers: int | None = None,
-    accelerator: str = "auto",
-    probabilities: str | Path | None = None,
+    manifest: str | Path, images: str | Path, out: str | Path, **options: Any
 ) -> Path:
-    """``predict_folder`` with the checkpoints and settings of a bundle's ``manifest.json``."""
-    settings = read_manifest(manifest)
+    """``predict_folder`` with the settings of a bundle's ``manifest.json``; ``options``: its
+    ``num_workers``, ``accelerator``, ``precision``, ``probabilities``."""
+    m = read_manifest(manifest)
     return predict_folder(
-        settings.checkpoints,
-        images,
-        out,
-        image_size=settings.image_size,
-        tta=settings.tta,
-        threshold=settings.threshold,
-        batch_size=settings.batch_size,
-        num_workers=num_workers,
-        accelerator=accelerator,
-        probabilities=probabilities,
+        m.checkpoints, images, out, m.image_size, m.tta, m.threshold, m.batch_size, **options
     )
