@@ -22,7 +22,7 @@ from ..workflows.cv_files import fold_checkpoints, is_cv_folder
 from .push import COMPETITION, PROJECT, TIMEOUT, Ids, check_ids, dataset_metadata
 from .push import kaggle_executable, manual_commands, push_bundle
 from .notebook import write_notebook
-from ..predict.tta import TTA_NAMES, check_tta
+from ..predict.tta import TTA_NAMES
 from ..utils.atomic import write_json
 
 WHEEL_TIMEOUT = 600  # seconds; a pure-Python wheel builds in a few
@@ -153,8 +153,7 @@ def build_bundle(
 def package(args: argparse.Namespace) -> Ids:
     """Check everything, build the bundle next to ``args.out``, then move it into place."""
     ids = check_ids(args.user, args.competition)
-    check_tta(args.tta)
-    source = args.source
+    source = args.source  # --tta is checked by its choices
     root = project_root()
     protected = {
         "the working directory": Path.cwd(),
@@ -208,8 +207,7 @@ def run_command(argv: Sequence[str]) -> int:
     )
     if args.push:
         push_bundle(datasets, args.out / "kernel", args.message, args.timeout)
-        return 0
-    print("upload with --push, or run:")
-    for line in manual_commands(list(datasets.values()), args.out / "kernel", args.message):
-        print(f"  {line}")
+    else:
+        commands = manual_commands(list(datasets.values()), args.out / "kernel", args.message)
+        print("upload with --push, or run:", *commands, sep="\n  ")
     return 0
