@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+
 from ..utils.errors import DataError
 from ..predict.inference import load_classifier
 from ..utils.torchfiles import load_torch_file, save_torch_file
@@ -26,7 +27,7 @@ def stripped(checkpoint: Any, source: str | Path) -> dict[str, Any]:
 
 
 def strip_checkpoint(source: str | Path, target: str | Path) -> tuple[int, int]:
-    """Write the stripped copy of ``source`` to ``target`` and check it loads; sizes in bytes."""
+    """Write the stripped copy of ``source`` to ``target``; the sizes before and after, in bytes."""
     kept = stripped(load_torch_file(source, "checkpoint"), source)
     save_torch_file(kept, target)
     load_classifier(target)
