@@ -1,13 +1,6 @@
-"""The ``package`` command: a trained model as two Kaggle datasets and an offline notebook.
-
-``package CKPT_OR_CV_DIR OUT_DIR --user KAGGLE_USER`` writes ``OUT_DIR/code/`` (the project's
-wheel), ``OUT_DIR/weights/`` (the checkpoint(s) stripped to what inference needs, and
-``manifest.json``) and ``OUT_DIR/kernel/`` (``inference.ipynb``, internet off), each with the
-Kaggle metadata file ``kaggle datasets create`` / ``kaggle kernels push`` read. Everything is
-built in a temporary folder next to ``OUT_DIR`` and moved into place at the end: a refused or
-failed run leaves nothing behind, and ``--force`` replaces only an earlier bundle
-(``bundle_target``). ``--push`` uploads the result (``kaggle_push``).
-"""
+"""The ``package`` command: ``OUT_DIR/code/`` (the wheel), ``weights/`` (stripped checkpoints,
+``manifest.json``) and ``kernel/`` (the offline notebook), with their Kaggle metadata, built
+beside ``OUT_DIR`` and moved into place whole; ``--push`` uploads them."""
 
 from __future__ import annotations
 
@@ -26,20 +19,10 @@ from .manifest import Manifest, write_manifest
 from .target import check_target, staged_folder
 from ..utils.errors import DataError
 from ..workflows.cv_files import fold_checkpoints, is_cv_folder
-from .push import (
-    COMPETITION,
-    PROJECT,
-    TIMEOUT,
-    Ids,
-    check_ids,
-    dataset_metadata,
-    kaggle_executable,
-    kernel_metadata,
-    manual_commands,
-    push_bundle,
-)
-from .notebook import NotebookInputs, write_notebook
-from ..predict.tta import TTA_NAMES, check_tta
+from .push import COMPETITION, PROJECT, TIMEOUT, Ids, check_ids, dataset_metadata
+from .push import kaggle_executable, manual_commands, push_bundle
+from .notebook import write_notebook
+from ..predict.tta import TTA_NAMES
 from ..utils.atomic import write_json
 
 if TYPE_CHECKING:
@@ -49,7 +32,6 @@ DESCRIPTION = (
     "Write a checkpoint or a cv folder as two Kaggle datasets (code, weights) and an"
     " internet-off submission notebook; --push uploads them with the Kaggle CLI."
 )
-
 PACKAGE = __name__.split(".")[0]
 
 
@@ -67,11 +49,7 @@ def source_checkpoints(source: Path) -> list[Path]:
 def inference_settings(
     source: Path, checkpoints: list[Checkpoint], tta: str, threshold: float | None = None
 ) -> dict[str, Any]:
-    """Classes, image size, batch size and thresholds ``predict`` would use for ``source``.
-
-    The threshold follows ``predict``'s precedence: ``threshold`` (``--model.threshold``), else
-    the cv folder's ``thresholds.json``, else the (first) checkpoint's ``model.threshold``.
-    """
+    """The ``Manifest`` fields but the checkpoints (``predict``'s settings), and ``provenance``."""
     from ..predict.inference import EnsembleClassifier, load_classifier
     from ..predict.threshold_report import decide_threshold
 
@@ -89,19 +67,19 @@ def inference_settings(
         checkpoint=first.hparams["threshold"],
     )
     print(choice.log_line())
-    model = dict(first.hparams)
     return {
         "classes": list(ensemble.classes),
         "image_size": data["image_size"],
         "batch_size": int(data.get("batch_size") or 32),
         "threshold": choice.value,
+        "tta": tta,
         "provenance": {
             "threshold_from": choice.origin,
             "source": str(source.resolve()),
             "source_checkpoints": [str(c.path.resolve()) for c in checkpoints],
             "package": PACKAGE,
             "version": __version__,
-            "config": {"model": model, "data": data},
+            "config": {"model": dict(first.hparams), "data": data},
         },
     }
 
@@ -118,12 +96,8 @@ def project_root() -> Path:
 
 
 def build_wheel(root: Path, dest: Path) -> Path:
-    """Build the project's wheel into ``dest`` offline, from a clean copy of its sources.
-
-    The PEP 517 backend the project names (setuptools) is called directly, without build
-    isolation: nothing is downloaded, no ``pip`` is needed, and the copy keeps ``build/`` and
-    ``*.egg-info`` out of the project folder.
-    """
+    """Build the project's wheel into ``dest`` offline (setuptools' PEP 517 backend, no build
+    isolation), from a copy of its sources that keeps ``build/`` out of the project."""
     with tempfile.TemporaryDirectory(prefix="wheel-") as tmp:
         copy = Path(tmp) / "project"
         ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
@@ -150,38 +124,23 @@ def build_wheel(root: Path, dest: Path) -> Path:
     return dest / done.stdout.strip().splitlines()[-1]
 
 
-def write_weights(
-    folder: Path, checkpoints: list[Checkpoint], settings: dict[str, Any], tta: str
-) -> None:
+def write_weights(folder: Path, checkpoints: list[Checkpoint], settings: dict[str, Any]) -> None:
     """The stripped checkpoints and ``manifest.json``; prints each size before and after."""
-    from .checkpoint_strip import megabytes, strip_checkpoint
+    from .checkpoint_strip import strip_checkpoint
 
     names = (
-        ["model.ckpt"]
-        if len(checkpoints) == 1
-        else [f"fold{k}.ckpt" for k in range(len(checkpoints))]
+        [f"fold{k}.ckpt" for k in range(len(checkpoints))] if checkpoints[1:] else ["model.ckpt"]
     )
     for source, name in zip(checkpoints, names):
         before, after = strip_checkpoint(source, folder / name)
-        print(f"{source.path}: {megabytes(before)} -> weights/{name}: {megabytes(after)}")
-    manifest = Manifest(
-        checkpoints=[folder / name for name in names],
-        classes=settings["classes"],
-        image_size=settings["image_size"],
-        batch_size=settings["batch_size"],
-        threshold=settings["threshold"],
-        tta=tta,
-    )
+        print(f"{source.path}: {before / 1e6:.1f} MB -> weights/{name}: {after / 1e6:.1f} MB")
+    fields = {key: value for key, value in settings.items() if key != "provenance"}
+    manifest = Manifest(checkpoints=[folder / name for name in names], **fields)
     write_manifest(folder, manifest, settings["provenance"])
 
 
 def build_bundle(
-    staging: Path,
-    root: Path,
-    ids: Ids,
-    checkpoints: list[Checkpoint],
-    settings: dict[str, Any],
-    tta: str,
+    staging: Path, root: Path, ids: Ids, checkpoints: list[Checkpoint], settings: dict[str, Any]
 ) -> None:
     """Write ``code/``, ``weights/`` and ``kernel/`` into ``staging``."""
     code, weights, kernel = (staging / name for name in ("code", "weights", "kernel"))
@@ -190,27 +149,15 @@ def build_bundle(
     wheel = build_wheel(root, code)
     print(f"code/{wheel.name}: {wheel.stat().st_size / 1e3:.0f} kB")
     write_json(code / "dataset-metadata.json", dataset_metadata(ids.code, "the package wheel"))
-    write_weights(weights, checkpoints, settings, tta)
+    write_weights(weights, checkpoints, settings)
     write_json(weights / "dataset-metadata.json", dataset_metadata(ids.weights, "model weights"))
-    inputs = NotebookInputs(
-        ids.kernel.split("/")[1], ids.competition, ids.code, ids.weights, wheel.name, PACKAGE
-    )
-    write_notebook(kernel, inputs)
-    write_json(kernel / "kernel-metadata.json", kernel_metadata(ids))
+    write_notebook(kernel, ids, wheel.name, PACKAGE)
 
 
-def package(
-    source: Path,
-    out: Path,
-    user: str,
-    competition: str,
-    tta: str,
-    force: bool,
-    threshold: float | None = None,
-) -> Ids:
-    """Check everything, build the bundle next to ``out``, then move it into place."""
-    ids = check_ids(user, competition)
-    check_tta(tta)
+def package(args: argparse.Namespace) -> Ids:
+    """Check everything, build the bundle next to ``args.out``, then move it into place."""
+    ids = check_ids(args.user, args.competition)
+    source = args.source  # --tta is checked by its choices
     root = project_root()
     protected = {
         "the working directory": Path.cwd(),
@@ -218,58 +165,39 @@ def package(
         "your home folder": Path.home(),
         "the checkpoint or cv folder being packaged": source,
     }
-    target = check_target(out, protected, force)
+    target = check_target(args.out, protected, args.force)
     from ..predict.inference import read_checkpoint
 
     checkpoints = [read_checkpoint(path) for path in source_checkpoints(source)]
-    settings = inference_settings(source, checkpoints, tta, threshold)
+    settings = inference_settings(source, checkpoints, args.tta, args.threshold)
     with staged_folder(target) as staging:
-        build_bundle(staging, root, ids, checkpoints, settings, tta)
+        build_bundle(staging, root, ids, checkpoints, settings)
     return ids
 
 
 def parser() -> argparse.ArgumentParser:
     build = command_parser("package", DESCRIPTION)
-    build.add_argument(
-        "source", type=Path, metavar="CKPT_OR_CV_DIR", help="a checkpoint or a cv output folder"
-    )
-    build.add_argument(
-        "out", type=Path, metavar="OUT_DIR", help="new folder for code/, weights/ and kernel/"
-    )
-    build.add_argument(
-        "--user", required=True, help="your Kaggle user name (owner of the datasets)"
-    )
-    build.add_argument(
-        "--competition", default=COMPETITION, help=f"competition slug (default: {COMPETITION})"
-    )
-    build.add_argument(
-        "--tta", choices=TTA_NAMES, default="none", help="test-time augmentation of the notebook"
-    )
+    build.add_argument("source", type=Path, metavar="CKPT_OR_CV_DIR", help="checkpoint or cv dir")
+    build.add_argument("out", type=Path, metavar="OUT_DIR", help="new folder for the bundle")
+    build.add_argument("--user", required=True, help="your Kaggle user name (owns the datasets)")
+    build.add_argument("--competition", default=COMPETITION, help=f"default: {COMPETITION}")
+    build.add_argument("--tta", choices=TTA_NAMES, default="none", help="test-time augmentation")
     build.add_argument(
         "--model.threshold",
         dest="threshold",
         type=unit_interval,
-        default=None,
-        help="decision threshold of the notebook (default: the cv folder's thresholds.json, else"
-        " the checkpoint's model.threshold, as predict)",
+        help="decision threshold (default: the cv folder's thresholds.json, else the checkpoint's"
+        " model.threshold, as predict)",
     )
-    build.add_argument(
-        "--force", action="store_true", help="replace OUT_DIR if it holds an earlier bundle"
-    )
-    build.add_argument(
-        "--push",
-        action="store_true",
-        help="upload with the Kaggle CLI (create or version, then kernels push)",
-    )
+    build.add_argument("--force", action="store_true", help="replace an earlier bundle at OUT_DIR")
+    build.add_argument("--push", action="store_true", help="upload with the Kaggle CLI")
     build.add_argument(
         "--timeout",
         type=positive_seconds,
         default=TIMEOUT,
-        help=f"seconds each Kaggle CLI command may take before it is stopped (default {TIMEOUT:g})",
+        help=f"seconds each Kaggle CLI command may take (default {TIMEOUT:g})",
     )
-    build.add_argument(
-        "--message", default=f"{PROJECT} {__version__}", help="version note of a dataset update"
-    )
+    build.add_argument("--message", default=f"{PROJECT} {__version__}", help="dataset version note")
     return build
 
 
@@ -278,17 +206,14 @@ def run_command(argv: Sequence[str]) -> int:
     args = parser().parse_args(list(argv))
     if args.push:
         kaggle_executable()  # refuse before building when the CLI or credentials are missing
-    ids = package(
-        args.source, args.out, args.user, args.competition, args.tta, args.force, args.threshold
-    )
+    ids = package(args)
     datasets = {ids.code: args.out / "code", ids.weights: args.out / "weights"}
     print(
         f"wrote {args.out}/: code/ ({ids.code}), weights/ ({ids.weights}), kernel/ ({ids.kernel})"
     )
     if args.push:
         push_bundle(datasets, args.out / "kernel", args.message, args.timeout)
-        return 0
-    print("upload with --push, or run:")
-    for line in manual_commands(list(datasets.values()), args.out / "kernel", args.message):
-        print(f"  {line}")
+    else:
+        commands = manual_commands(list(datasets.values()), args.out / "kernel", args.message)
+        print("upload with --push, or run:", *commands, sep="\n  ")
     return 0

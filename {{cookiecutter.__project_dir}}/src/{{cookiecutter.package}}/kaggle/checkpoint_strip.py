@@ -1,11 +1,5 @@
-"""Strip a training checkpoint to what inference reads, for a small Kaggle weights dataset.
-
-A Lightning checkpoint also holds the optimizer state (AdamW: two more copies of every weight),
-the learning-rate scheduler, the loop and callback states: none of it is needed to predict.
-``strip_checkpoint`` keeps the weights and the hyper-parameters ``inference.load_classifier``
-reads (backbone, label vocabulary, threshold, data settings), and checks that the result loads
-with that loader (``weights_only=True``).
-"""
+"""Strip a training checkpoint to what ``inference.load_classifier`` reads (no optimizer, loop or
+callback state), for a small Kaggle weights dataset."""
 
 from __future__ import annotations
 
@@ -37,8 +31,3 @@ def strip_checkpoint(source: Checkpoint, target: str | Path) -> tuple[int, int]:
     save_torch_file(stripped(source.content, source.path), target)
     load_classifier(target)
     return source.path.stat().st_size, Path(target).stat().st_size
-
-
-def megabytes(size: int) -> str:
-    """A byte count as ``12.3 MB``."""
-    return f"{size / 1e6:.1f} MB"

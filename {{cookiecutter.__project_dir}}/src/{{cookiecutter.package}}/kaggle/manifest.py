@@ -1,8 +1,4 @@
-"""``manifest.json`` of a weights bundle: its checkpoints and the settings ``predict`` used.
-
-``package`` writes it; the offline notebook reads it (``offline_predict.predict_with_manifest``),
-each field checked, so a damaged file is one ``DataError`` naming the field. Imports nothing heavy.
-"""
+"""``manifest.json`` of a weights bundle: its checkpoints and the settings ``predict`` used."""
 
 from __future__ import annotations
 
@@ -32,8 +28,7 @@ class Manifest:
 
 
 def write_manifest(folder: Path, manifest: Manifest, provenance: dict[str, Any]) -> Path:
-    """Write ``folder/manifest.json`` (checkpoints by file name); ``provenance`` says where the
-    settings came from."""
+    """Write ``folder/manifest.json`` (checkpoints by file name) with the ``provenance`` fields."""
     data = {**asdict(manifest), "checkpoints": [path.name for path in manifest.checkpoints]}
     return write_json(folder / MANIFEST, {"format": FORMAT, **data, **provenance})
 

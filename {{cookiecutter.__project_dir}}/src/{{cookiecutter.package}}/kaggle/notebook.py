@@ -1,21 +1,17 @@
-"""The offline submission notebook ``inference.ipynb`` that ``package`` writes (nbformat 4.5).
-
-It finds its inputs by name a few folders deep under ``KAGGLE_INPUT`` (Kaggle mounts inputs as
-``/kaggle/input/<slug>``, or nested deeper): the wheel, which it installs offline, the bundle's
-manifest and the test images; it predicts with ``offline_predict.predict_with_manifest`` into
-``KAGGLE_WORKING``.
-"""
+"""The offline notebook ``inference.ipynb`` (nbformat 4.5) and its ``kernel-metadata.json``: it
+finds the wheel, the manifest and the test images by name under ``KAGGLE_INPUT``, installs the
+wheel offline and predicts with ``offline_predict.predict_with_manifest``."""
 
 from __future__ import annotations
 
 from string import Template
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..utils.atomic import write_json
 from ..layout import TEST_IMAGES
 from .manifest import MANIFEST
+from .push import Ids
 
 NOTEBOOK = "inference.ipynb"
 SEARCH_DEPTH = 6
@@ -38,8 +34,8 @@ STARTED = time.monotonic()
 KAGGLE_INPUT = Path(os.environ.get("KAGGLE_INPUT", "/kaggle/input"))
 KAGGLE_WORKING = Path(os.environ.get("KAGGLE_WORKING", "/kaggle/working"))
 COMPETITION = $competition
-CODE_DATASET = $code_id
-WEIGHTS_DATASET = $weights_id
+CODE_DATASET = $code
+WEIGHTS_DATASET = $weights
 WHEEL = $wheel
 TEST_FOLDER = $test_folder
 SEARCH_DEPTH = $depth
@@ -83,26 +79,19 @@ print(f"{submission}: {rows} rows; predict {time.monotonic() - started:.1f} s,"
       f" whole notebook {time.monotonic() - STARTED:.1f} s")"""
 
 
-@dataclass(frozen=True)
-class NotebookInputs:
-    """What the notebook must find: the competition, the two datasets, the wheel's file name."""
-
-    title: str
-    competition: str
-    code_id: str
-    weights_id: str
-    wheel: str
-    package: str
+def title(ids: Ids) -> str:
+    """The notebook's title: the slug of its Kaggle id."""
+    return ids.kernel.split("/")[1]
 
 
-def notebook_json(inputs: NotebookInputs) -> dict[str, Any]:
+def notebook_json(ids: Ids, wheel: str, package: str) -> dict[str, Any]:
     """The notebook as an nbformat 4.5 document (a dict ready for ``json.dump``)."""
-    literals = {key: repr(value) for key, value in inputs.__dict__.items()}
-    values = {**literals, "test_folder": repr(TEST_IMAGES), "depth": str(SEARCH_DEPTH)}
-    values["manifest"] = repr(MANIFEST)
-    values["package"] = inputs.package
+    raw = {**ids._asdict(), "title": title(ids), "wheel": wheel}
+    values = {key: repr(value) for key, value in raw.items()}
+    values.update(test_folder=repr(TEST_IMAGES), depth=str(SEARCH_DEPTH), manifest=repr(MANIFEST))
+    values["package"] = package
     cells = [
-        _cell("markdown", Template(INTRO).substitute(inputs.__dict__), 0),
+        _cell("markdown", Template(INTRO).substitute(raw, package=package), 0),
         _cell("code", Template(SETTINGS).substitute(values), 1),
         _cell("code", INSTALL, 2),
         _cell("code", Template(PREDICT).substitute(values), 3),
@@ -126,6 +115,25 @@ def _cell(kind: str, text: str, index: int) -> dict[str, Any]:
     return cell
 
 
-def write_notebook(folder: Path, inputs: NotebookInputs) -> Path:
-    """Write ``inference.ipynb`` into ``folder``; returns its path."""
-    return write_json(folder / NOTEBOOK, notebook_json(inputs), indent=1)
+def kernel_metadata(ids: Ids) -> dict[str, Any]:
+    """``kernel-metadata.json``: a private GPU notebook, internet off, reading both datasets."""
+    return {
+        "id": ids.kernel,
+        "title": title(ids),
+        "code_file": NOTEBOOK,
+        "language": "python",
+        "kernel_type": "notebook",
+        "is_private": True,
+        "enable_gpu": True,
+        "enable_internet": False,
+        "competition_sources": [ids.competition],
+        "dataset_sources": [ids.code, ids.weights],
+        "kernel_sources": [],
+        "model_sources": [],
+    }
+
+
+def write_notebook(folder: Path, ids: Ids, wheel: str, package: str) -> None:
+    """Write ``inference.ipynb`` and ``kernel-metadata.json`` into ``folder``."""
+    write_json(folder / NOTEBOOK, notebook_json(ids, wheel, package), indent=1)
+    write_json(folder / "kernel-metadata.json", kernel_metadata(ids))

@@ -1,14 +1,11 @@
-"""Predict a folder of images into a submission CSV from Python: the offline notebook's API.
-
-``predict_folder`` is ``predict`` without the command line (same loader, ensemble, TTA, transforms,
-precision and decoding: the same rows); ``predict_with_manifest`` takes its settings from a
-bundle's ``manifest.json``. Nothing here imports ``jsonargparse`` or ``iterstrat`` (not on Kaggle).
-"""
+"""``predict`` from Python, the offline notebook's API: the same rows, and no ``jsonargparse`` or
+``iterstrat`` import (they are not on Kaggle)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .manifest import read_manifest
 from ..prep.folder_checks import list_images
@@ -34,17 +31,13 @@ def predict_folder(
     precision: str | None = None,
     probabilities: str | Path | None = None,
 ) -> Path:
-    """Write the submission of every image of ``images`` to ``out``; print the speed.
-
-    The mean probability of ``checkpoints`` over the ``tta`` views, decoded at ``threshold``
-    (``None``: the first checkpoint's); ``probabilities``: also write those per class there.
-    """
-    folder = Path(images)
-    names = list_images(folder)
+    """Write the submission of ``images`` (mean of ``checkpoints`` over the ``tta`` views, decoded
+    at ``threshold``, default the first checkpoint's) to ``out``, and the probabilities there."""
+    names = list_images(Path(images))
     ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta, threshold=threshold)
     workers = default_num_workers(num_workers)
     ids, probs = predict_images(
-        ensemble, folder, names, image_size, batch_size, workers, accelerator, precision
+        ensemble, Path(images), names, image_size, batch_size, workers, accelerator, precision
     )
     ids, probs = one_row_per_image(ids, probs, names)
     labels = labels_to_text(decode(probs, ensemble.hparams["threshold"]), ensemble.classes)
@@ -56,24 +49,11 @@ def predict_folder(
 
 
 def predict_with_manifest(
-    manifest: str | Path,
-    images: str | Path,
-    out: str | Path,
-    num_workers: int | None = None,
-    accelerator: str = "auto",
-    probabilities: str | Path | None = None,
+    manifest: str | Path, images: str | Path, out: str | Path, **options: Any
 ) -> Path:
-    """``predict_folder`` with the checkpoints and settings of a bundle's ``manifest.json``."""
-    settings = read_manifest(manifest)
+    """``predict_folder`` with the settings of a bundle's ``manifest.json``; ``options``: its
+    ``num_workers``, ``accelerator``, ``precision``, ``probabilities``."""
+    m = read_manifest(manifest)
     return predict_folder(
-        settings.checkpoints,
-        images,
-        out,
-        image_size=settings.image_size,
-        tta=settings.tta,
-        threshold=settings.threshold,
-        batch_size=settings.batch_size,
-        num_workers=num_workers,
-        accelerator=accelerator,
-        probabilities=probabilities,
+        m.checkpoints, images, out, m.image_size, m.tta, m.threshold, m.batch_size, **options
     )

@@ -1,7 +1,5 @@
-"""The Kaggle side of a bundle: its ids, the metadata files the Kaggle CLI reads, the upload.
-
-Credentials are only checked for presence: a token is never read, printed or stored here.
-"""
+"""The Kaggle side of a bundle: its ids, the datasets' metadata, the upload. Credentials are only
+checked for presence: a token is never read, printed or stored here."""
 
 from __future__ import annotations
 
@@ -15,7 +13,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..utils.errors import DataError, UserError
-from .notebook import NOTEBOOK
 
 PROJECT = "{{ cookiecutter.project }}"
 COMPETITION = "{{ cookiecutter.competition }}"
@@ -53,25 +50,6 @@ def dataset_metadata(dataset_id: str, what: str) -> dict[str, Any]:
         "id": dataset_id,
         "licenses": [{"name": "other"}],
         "subtitle": f"{what} for the {PROJECT} submission notebook"[:80],
-    }
-
-
-def kernel_metadata(ids: Ids) -> dict[str, Any]:
-    """``kernel-metadata.json`` (``kaggle kernels push``): a private GPU notebook, internet off,
-    reading both datasets."""
-    return {
-        "id": ids.kernel,
-        "title": ids.kernel.split("/")[1],
-        "code_file": NOTEBOOK,
-        "language": "python",
-        "kernel_type": "notebook",
-        "is_private": True,
-        "enable_gpu": True,
-        "enable_internet": False,
-        "competition_sources": [ids.competition],
-        "dataset_sources": [ids.code, ids.weights],
-        "kernel_sources": [],
-        "model_sources": [],
     }
 
 
@@ -130,8 +108,8 @@ def manual_commands(datasets: Sequence[Path], kernel: Path, message: str) -> lis
 def push_bundle(
     datasets: dict[str, Path], kernel: Path, message: str, timeout: float = TIMEOUT
 ) -> None:
-    """Create or version each dataset (``{id: folder}``; ``datasets status`` says which), then
-    push the kernel; a command still running after ``timeout`` seconds is stopped."""
+    """Create or version (as ``datasets status`` says) each dataset ``{id: folder}``, then push
+    the kernel; a command still running after ``timeout`` seconds is stopped."""
     executable = kaggle_executable()
     for dataset_id, folder in datasets.items():
         exists = _run(executable, ["datasets", "status", dataset_id], timeout, check=False) == 0

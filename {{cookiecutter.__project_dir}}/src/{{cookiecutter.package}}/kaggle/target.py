@@ -1,6 +1,5 @@
-"""Where ``package`` writes: never over what it did not make (``check_target``), and whole
-(``staged_folder`` builds beside the target and renames; ``sample-data`` uses it too).
-"""
+"""Where ``package`` writes: never over what it did not make, and whole (``staged_folder``, which
+``sample-data`` uses too)."""
 
 from __future__ import annotations
 
@@ -26,8 +25,8 @@ BUNDLE_FILES = {
 
 
 def check_target(out: Path, protected: dict[str, Path], force: bool) -> Path:
-    """The absolute ``OUT_DIR``, or a ``DataError`` if ``package`` may not write or replace it:
-    it may be none of the ``protected`` folders (``{"the project": root}``) and hold none."""
+    """The absolute ``OUT_DIR``; ``DataError`` if it is or holds a ``protected`` folder
+    (``{"the project": root}``), or is not new, empty or (with ``force``) an earlier bundle."""
     target = Path(os.path.abspath(out))
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
@@ -91,7 +90,7 @@ def staged_folder(target: Path) -> Iterator[Path]:
 
 
 def _process_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine (another run building it now)."""
+    """Whether a process with this id exists (another run building it now)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
