@@ -85,13 +85,12 @@ def test_cruft_create_then_update(released, tmp_path, isolated_home):
 # The last release with the flat package; the layout move (recipe on top, machinery in
 # subpackages) comes after it. CHANGELOG.md lists every file the move renamed.
 FLAT_RELEASE = "v0.2.0"
-USER_METRIC = '''
-
-def top3_hit_rate(probs, targets):
-    """My own diagnostic: the share of images whose true labels are all in the top 3."""
-    top3 = probs.argsort(axis=1)[:, -3:]
-    return float(sum(set(t.nonzero()[0]) <= set(row) for t, row in zip(targets, top3)) / len(probs))
-'''
+# A user's edit of the loss (label smoothing), in the recipe file a Kaggler edits for it.
+LOSS_LINE = "        return self.criterion(logits, targets.to(logits.dtype))\n"
+USER_LOSS = (
+    "        smoothed = targets.to(logits.dtype) * 0.9 + 0.05  # my edit: label smoothing\n"
+    "        return self.criterion(logits, smoothed)\n"
+)
 
 
 @pytest.fixture
@@ -143,21 +142,23 @@ def test_cruft_update_across_the_layout_move_keeps_the_user_s_recipe_edits(
     project = work / "kaggle-plant-pathology"
     package = project / "src" / "leaf_doctor"
     assert (package / "crossval.py").is_file() and not (package / "workflows").exists()
-    metrics = package / "metrics.py"
-    metrics.write_text(metrics.read_text() + USER_METRIC)
-    config = project / "configs" / "baseline.yaml"
-    config.write_text(config.read_text().replace("max_epochs: 12", "max_epochs: 30"))
     for args in (
         ["init", "-q", "-b", "main"],
         ["config", "user.name", "Test"],
         ["config", "user.email", "test@example.com"],
         ["add", "--all"],
-        ["commit", "-q", "-m", "baked the flat release, then my edits"],
+        ["commit", "-q", "-m", "baked the flat release"],
     ):
         git(project, *args)
+    models = package / "models.py"
+    assert LOSS_LINE in models.read_text()
+    models.write_text(models.read_text().replace(LOSS_LINE, USER_LOSS))
+    config = project / "configs" / "baseline.yaml"
+    config.write_text(config.read_text().replace("max_epochs: 12", "max_epochs: 30"))
+    git(project, "commit", "-q", "-am", "my edits")
     _run([cruft, "update", "--checkout", "next", "--skip-apply-ask"], project, isolated_home)
 
-    assert USER_METRIC in metrics.read_text()
+    assert USER_LOSS in models.read_text()
     assert "max_epochs: 30" in config.read_text()
     left = [p.name for p in project.rglob("*") if p.suffix in (".rej", ".orig")]
     conflicts = [
@@ -170,7 +171,6 @@ def test_cruft_update_across_the_layout_move_keeps_the_user_s_recipe_edits(
         package / "cli" / "__init__.py"
     ).is_file()
     assert not (package / "crossval.py").exists() and not (package / "cli.py").exists()
-    probe = "import leaf_doctor.cli, leaf_doctor.workflows.cv, leaf_doctor.metrics as m;"
-    probe += " m.top3_hit_rate"
+    probe = "import leaf_doctor.cli, leaf_doctor.workflows.cv, leaf_doctor.models"
     env = dict(isolated_home, PYTHONPATH=str(project / "src"))
     _run([sys.executable, "-c", probe], project, env)
