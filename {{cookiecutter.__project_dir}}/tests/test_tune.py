@@ -30,6 +30,7 @@ from helpers import (
 
 optuna = pytest.importorskip("optuna", reason="tune needs the [tune] extra")
 
+from {{ cookiecutter.package }}.utils import atomic  # noqa: E402
 from {{ cookiecutter.package }}.workflows import tune, tune_study  # noqa: E402
 from {{ cookiecutter.package }}.workflows.tune import PruningCallback  # noqa: E402
 
@@ -304,7 +305,7 @@ def test_a_full_disk_under_the_journal_is_one_line_and_leaves_no_partial_entry(
 def test_a_full_disk_when_writing_trials_csv_is_one_line_and_writes_nothing(
     in_tmp, capsys, monkeypatch
 ):
-    real_writer = tune.csv.writer
+    real_writer = atomic.csv.writer  # every CSV output goes through utils.atomic.write_csv
 
     class FullDiskWriter:
         """The writer of trials.csv finds the disk full after a few bytes (the trial's logs
@@ -323,7 +324,7 @@ def test_a_full_disk_when_writing_trials_csv_is_one_line_and_writes_nothing(
             self.handle.write("trial,st")
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(tune.csv, "writer", FullDiskWriter)
+    monkeypatch.setattr(atomic.csv, "writer", FullDiskWriter)
     assert main(tune_args(write_space(in_tmp, SPACE), "--n-trials", "1")) == 2
     line = only_error_line(capsys)
     assert line.startswith("error: runs/tune/s/trials.csv: ") and "the disk is full" in line
