@@ -40,6 +40,18 @@ def isolated_home(tmp_path: Path, monkeypatch) -> dict:
     return env
 
 
+def commit_new_repository(folder: Path, message: str) -> None:
+    """Make ``folder`` a git repository with everything in it committed."""
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["config", "user.name", "Test"],
+        ["config", "user.email", "test@example.com"],
+        ["add", "--all"],
+        ["commit", "-q", "-m", message],
+    ):
+        git(folder, *args)
+
+
 def _run(command: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -64,14 +76,7 @@ def test_cruft_create_then_update(released, tmp_path, isolated_home):
     _run([*create, "--extra-context", json.dumps({"package": "leaf_doctor"})], work, isolated_home)
     project = work / "kaggle-plant-pathology"
     assert (project / "src" / "leaf_doctor" / "cli" / "__init__.py").is_file()
-    for args in (
-        ["init", "-q", "-b", "main"],
-        ["config", "user.name", "Test"],
-        ["config", "user.email", "test@example.com"],
-        ["add", "--all"],
-        ["commit", "-q", "-m", "baked v0.1.0"],
-    ):
-        git(project, *args)
+    commit_new_repository(project, "baked v0.1.0")
     _run(
         [cruft, "update", "--checkout", "v0.2.0", "--skip-apply-ask"],
         project,
@@ -108,15 +113,8 @@ def across_the_move(tmp_path: Path) -> Path:
         f" ({archive.stderr.decode().strip()})"
     )
     subprocess.run(["tar", "-x", "-C", str(repo)], input=archive.stdout, check=True)
-    for args in (
-        ["init", "-q", "-b", "main"],
-        ["config", "user.name", "Test"],
-        ["config", "user.email", "test@example.com"],
-        ["add", "--all"],
-        ["commit", "-q", "-m", FLAT_RELEASE],
-        ["tag", FLAT_RELEASE],
-    ):
-        git(repo, *args)
+    commit_new_repository(repo, FLAT_RELEASE)
+    git(repo, "tag", FLAT_RELEASE)
     for name in git(repo, "ls-files").splitlines():
         (repo / name).unlink()
     for name in repository_files(ROOT):
@@ -142,14 +140,7 @@ def test_cruft_update_across_the_layout_move_keeps_the_user_s_recipe_edits(
     project = work / "kaggle-plant-pathology"
     package = project / "src" / "leaf_doctor"
     assert (package / "crossval.py").is_file() and not (package / "workflows").exists()
-    for args in (
-        ["init", "-q", "-b", "main"],
-        ["config", "user.name", "Test"],
-        ["config", "user.email", "test@example.com"],
-        ["add", "--all"],
-        ["commit", "-q", "-m", "baked the flat release"],
-    ):
-        git(project, *args)
+    commit_new_repository(project, "baked the flat release")
     models = package / "models.py"
     assert LOSS_LINE in models.read_text()
     models.write_text(models.read_text().replace(LOSS_LINE, USER_LOSS))
