@@ -132,10 +132,7 @@ class PlantCLI(LightningCLI):
         typed = self.config[subcommand].model.get("threshold")
         hparams = checkpoint.hyper_parameters
         checks.check_hyper_parameters(checkpoint.path, hparams)
-        for key in (
-            "_class_path",
-            *checks.LIGHTNING_KEYS,
-        ):  # this package's model, built by Lightning
+        for key in ("_class_path", *checks.LIGHTNING_KEYS):  # the model Lightning built
             hparams.pop(key, None)
         exit_on_error, self.parser.exit_on_error = self.parser.exit_on_error, False
         try:
