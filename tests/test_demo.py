@@ -17,7 +17,7 @@ def test_the_readme_main_command_trains_and_predicts():
     command = ["bash", "scripts/demo.sh"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=subprocess_env())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    scores = re.search(r"validation samples-F1 ([\d.]+) .* vs ([\d.]+) for", result.stdout)
+    scores = re.search(r"validation val/f1 ([\d.]+) .* vs ([\d.]+) for", result.stdout)
     assert scores, result.stdout[-2000:]
     learned, trivial = map(float, scores.groups())
     assert learned > trivial + 0.25
