@@ -105,7 +105,7 @@ def across_the_move(tmp_path: Path) -> Path:
     """A template repository with two tags: the flat release, then this working tree as NEXT."""
     repo = tmp_path / "template"
     repo.mkdir()
-    if git(ROOT, "rev-parse", "--is-shallow-repository") == "true":
+    if git(ROOT, "rev-parse", "--is-shallow-repository").strip() == "true":
         pytest.skip(f"a shallow clone lacks the {FLAT_RELEASE} commit: git fetch --unshallow")
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", "--format=tar", FLAT_RELEASE_COMMIT],
