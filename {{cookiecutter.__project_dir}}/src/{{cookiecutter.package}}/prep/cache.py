@@ -63,7 +63,6 @@ def read_manifest(cache_dir: str | Path) -> Manifest:
 
 
 def _parse_manifest(data: Any) -> Manifest:
-    """Check the structure of the decoded JSON; ``DataError`` saying what is wrong."""
     if field(data, "format", int) != MANIFEST_FORMAT:
         raise DataError(f"format {data['format']!r}, expected {MANIFEST_FORMAT}")
     files = field(data, "files", dict)
@@ -78,6 +77,12 @@ def write_manifest(cache_dir: Path, manifest: Manifest) -> None:
     write_json(cache_dir / MANIFEST, {"format": MANIFEST_FORMAT, **asdict(manifest)}, indent=0)
 
 
+def refuse_unless_new(folder: Path, instead: str = "") -> None:
+    """``DataError`` if ``folder`` exists and is not an empty folder (``instead``: or else what)."""
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise DataError(f"{folder}: already exists and is not an empty folder{instead}")
+
+
 def create_or_read_manifest(cache_dir: Path, data_dir: Path, size: int) -> Manifest:
     """The manifest of the cache at ``size`` in ``cache_dir``, or a new empty cache there."""
     if (cache_dir / MANIFEST).exists():
@@ -88,10 +93,7 @@ def create_or_read_manifest(cache_dir: Path, data_dir: Path, size: int) -> Manif
                 " use another folder or delete this one"
             )
         return manifest
-    if cache_dir.exists() and (not cache_dir.is_dir() or any(cache_dir.iterdir())):
-        raise DataError(
-            f"{cache_dir}: exists and is not an image cache (no {MANIFEST}); use a new folder"
-        )
+    refuse_unless_new(cache_dir, f" or an image cache (no {MANIFEST}); use a new folder")
     cache_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(size, str(data_dir.resolve()), {})
     write_manifest(cache_dir, manifest)
@@ -157,27 +159,26 @@ def source_fingerprint(path: Path) -> dict[str, Any]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_tail": digest}
 
 
-def is_up_to_date(source: Path, target: Path, record: dict[str, Any] | None) -> bool:
-    """Whether ``target`` is the cached copy of ``source`` as it is now, by the cheap checks
-    (a changed modification time alone is left to ``convert_one``'s digest)."""
-    if record is None or file_size(target) != record["cached_size"]:
+def is_up_to_date(task: Task) -> bool:
+    """Whether the task's copy is that of its source as it is now, by the cheap checks (a changed
+    modification time alone is left to ``convert_one``'s digest)."""
+    if task.previous is None or file_size(Path(task.target)) != task.previous["cached_size"]:
         return False
     try:
-        now = source_fingerprint(source)
+        now = source_fingerprint(Path(task.source))
     except OSError:
         return False
-    return all(now[name] == record[name] for name in ("size", "mtime_ns", "head_tail"))
+    return all(now[name] == task.previous[name] for name in ("size", "mtime_ns", "head_tail"))
 
 
 def convert_one(task: Task) -> Outcome:
     """Write the cached copy of one image (or confirm it by content); raises only
     ``DiskFullError``, which would fail every later image too."""
-    source, target = Path(task.source), Path(task.target)
+    source, target, previous = Path(task.source), Path(task.target), task.previous
     try:
         now = {**source_fingerprint(source), "digest": file_digest(source)}
     except OSError as exc:
         return Outcome(task.rel, None, f"{source}: cannot read ({exc})", False)
-    previous = task.previous
     if (
         previous is not None
         and file_size(target) == previous["cached_size"]
@@ -188,7 +189,12 @@ def convert_one(task: Task) -> Outcome:
         # Not durable: a lost or cut image fails the size check of its manifest record and is
         # converted again; two fsyncs per image would slow a cache of 18,632 images.
         with atomic_write(target, durable=False) as partial:  # a full disk names target
-            _write_resized(source, partial, task.size)
+            image = load_image(source, min_size=task.size)
+            scale = task.size / min(image.size)
+            if scale < 1:
+                new_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+                image = image.resize(new_size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+            image.save(partial, format="JPEG", quality=JPEG_QUALITY)
             cached_size = partial.stat().st_size
     except DataError as exc:
         return Outcome(task.rel, None, str(exc), False)
@@ -197,13 +203,3 @@ def convert_one(task: Task) -> Outcome:
     except OSError as exc:
         return Outcome(task.rel, None, f"{source}: cannot write {target} ({exc})", False)
     return Outcome(task.rel, {**now, "cached_size": cached_size}, None, True)
-
-
-def _write_resized(source: Path, target: Path, size: int) -> None:
-    """Decode ``source`` upright, shrink its shorter side to ``size``, save it as JPEG."""
-    image = load_image(source, min_size=size)
-    scale = size / min(image.size)
-    if scale < 1:
-        new_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        image = image.resize(new_size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    image.save(target, format="JPEG", quality=JPEG_QUALITY)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import PIL
 from PIL import Image
@@ -29,24 +29,32 @@ from ..utils.errors import DataError, DiskFullError
 from .cache import read_manifest, stat_key
 from ..utils.hardware import available_cores
 
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
 STAMP_MIN_FILES = 500  # smaller folders are verified on every run: it takes seconds
 PROGRESS_MIN_FILES = 200
 DECODER = f"Pillow {PIL.__version__}, MAX_PIXELS {MAX_PIXELS}"
-# Stamps: (folder under the user's cache, what must match for a stamp to be trusted).
-VERIFIED = ("verified", DECODER)
-DIGESTS = ("digests", "blake2b-160")
+# Stamps: (folder under the user's cache, what must match for it to be trusted, progress label).
+VERIFIED = ("verified", DECODER, "decoding")
+DIGESTS = ("digests", "blake2b-160", "looking for identical")
 T = TypeVar("T")
+
+
+def progress_bar(disable: bool) -> Progress:
+    """The progress bar of a long job: its description, the bar, done/total, time left."""
+    # Here, not at the top: the offline inference path (a Kaggle notebook) imports the package.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, disable=disable)
 
 
 def on_all_cores(job: Callable[[Path], T], paths: Sequence[Path], description: str) -> list[T]:
     """``job`` of every path, one thread per available core (Pillow and hashlib release the
     GIL), with a progress bar when the list is long."""
-    # Here, not at the top: the offline inference path (a Kaggle notebook) imports the package.
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with (
-        Progress(*columns, disable=len(paths) < PROGRESS_MIN_FILES) as bar,
+        progress_bar(disable=len(paths) < PROGRESS_MIN_FILES) as bar,
         ThreadPoolExecutor(max_workers=available_cores()) as pool,
     ):
         return list(bar.track(pool.map(job, paths), len(paths), description=description))
@@ -65,31 +73,18 @@ def duplicate_groups(
     folder: Path, names: Sequence[str], cache_dir: Path | None = None
 ) -> list[list[str]]:
     """Groups (two files or more) of ``names`` in ``folder`` whose bytes are identical; with a
-    ``prepare`` cache, by the sources' digests in its manifest (no file is read)."""
+    ``prepare`` cache, by the sources' digests in its manifest (no file is read). Large folders
+    reuse the digests of files unchanged since the last search (``_remembered``)."""
     if cache_dir is not None:
         files = read_manifest(cache_dir).files
         digests = [files[f"{folder.name}/{name}"]["digest"] for name in names]
     else:
-        digests = remembered_digests(folder, names)
+        known, fresh = _remembered(folder, names, DIGESTS, readable_digest, lambda d: [d])
+        digests = [fresh[name] if name in fresh else known[name][-1] for name in names]
     by_digest: dict[str, list[str]] = {}
     for name, digest in zip(names, digests):
         by_digest.setdefault(digest, []).append(name)
     return [sorted(group) for group in by_digest.values() if len(group) > 1]
-
-
-def remembered_digests(folder: Path, names: Sequence[str]) -> list[str]:
-    """``readable_digest`` of each listed file; in large folders, files unchanged since the last
-    search (same size and modification time) reuse the digest kept in a stamp, so a second
-    ``fit`` or ``cv`` on the same images reads none of them again."""
-    known = _read_stamp(folder, DIGESTS)
-    stats = {name: stat_key(folder / name) for name in names}
-    todo = [name for name in names if not stats[name] or known.get(name, [0])[:-1] != stats[name]]
-    paths = [folder / name for name in todo]
-    fresh = on_all_cores(readable_digest, paths, f"looking for identical {folder.name}")
-    known.update({name: [*(stats[name] or []), digest] for name, digest in zip(todo, fresh)})
-    if todo and len(names) >= STAMP_MIN_FILES:
-        _write_stamp(folder, {name: known[name] for name in names}, DIGESTS)
-    return [known[name][-1] for name in names]
 
 
 def check_image_header(path: Path) -> tuple[int, int]:
@@ -114,30 +109,40 @@ def verify_image(path: Path) -> str | None:
     return None
 
 
-def find_unreadable(folder: Path, names: Sequence[str], label: str = "") -> dict[str, str]:
+def find_unreadable(folder: Path, names: Sequence[str]) -> dict[str, str]:
     """Decode every listed image of ``folder``; map each one that fails to its error line. Large
-    folders skip files verified before by the same Pillow and unchanged since (``stamp_path``)."""
-    stats = {name: stat_key(folder / name) for name in names}
-    remember = len(names) >= STAMP_MIN_FILES
-    verified = _read_stamp(folder) if remember else {}
-    todo = [name for name in names if stats[name] is None or verified.get(name) != stats[name]]
-    failures: dict[str, str] = {}
+    folders skip files verified before by the same Pillow and unchanged since (``_remembered``)."""
     with bomb_warnings_ignored():
-        paths = [folder / name for name in todo]
-        reasons = on_all_cores(verify_image, paths, f"decoding {label or folder.name}")
-    for name, reason in zip(todo, reasons):
-        key = stats[name]
-        if reason is not None:
-            failures[name] = reason
-            verified.pop(name, None)
-        elif key is not None:  # a file that could not be stat'ed is verified again next run
-            verified[name] = key
-    if remember and todo:
-        _write_stamp(folder, {name: verified[name] for name in names if name in verified})
-    return failures
+        _, fresh = _remembered(folder, names, VERIFIED, verify_image, lambda r: None if r else [])
+    return {name: reason for name, reason in fresh.items() if reason is not None}
 
 
-def stamp_path(folder: Path, kind: tuple[str, str] = VERIFIED) -> Path:
+def _remembered(
+    folder: Path,
+    names: Sequence[str],
+    kind: tuple[str, str, str],
+    job: Callable[[Path], T],
+    kept: Callable[[T], list | None],
+) -> tuple[dict[str, list], dict[str, T]]:
+    """The stamp ``kind``'s ``[size, mtime_ns, *kept(result)]`` of the listed files, and ``job``
+    of each file that changed since (or is new; ``kept`` None: not remembered). Large folders
+    write the stamp back (``stamp_path``), so a second ``fit`` or ``cv`` reads no file again."""
+    known = _read_stamp(folder, kind)
+    stats = {name: stat_key(folder / name) for name in names}
+    todo = [name for name in names if not stats[name] or known.get(name, [])[:2] != stats[name]]
+    results = on_all_cores(job, [folder / name for name in todo], f"{kind[2]} {folder.name}")
+    for name, result in zip(todo, results):
+        extra, key = kept(result), stats[name]
+        if extra is None or key is None:  # a file that could not be stat'ed is read again
+            known.pop(name, None)
+        else:
+            known[name] = [*key, *extra]
+    if todo and len(names) >= STAMP_MIN_FILES:
+        _write_stamp(folder, {name: known[name] for name in names if name in known}, kind)
+    return known, dict(zip(todo, results))
+
+
+def stamp_path(folder: Path, kind: tuple[str, str, str] = VERIFIED) -> Path:
     """The stamp of ``folder`` (``VERIFIED`` files or ``DIGESTS``), under ``$XDG_CACHE_HOME``
     or ``~/.cache`` (the data folder may be read-only)."""
     cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -145,9 +150,8 @@ def stamp_path(folder: Path, kind: tuple[str, str] = VERIFIED) -> Path:
     return cache_home / __name__.split(".")[0] / kind[0] / f"{key}.json"
 
 
-def _read_stamp(folder: Path, kind: tuple[str, str] = VERIFIED) -> dict[str, list]:
-    """Each file's ``[size, mtime_ns, ...]`` as last recorded, or nothing if the stamp is absent,
-    unusable or written by another decoder or digest."""
+def _read_stamp(folder: Path, kind: tuple[str, str, str]) -> dict[str, list]:
+    """Each file's entry as last recorded; nothing if absent, unusable or of another decoder."""
     try:
         stamp = json.loads(stamp_path(folder, kind).read_text())
         if stamp["folder"] != str(folder.resolve()) or stamp["decoder"] != kind[1]:
@@ -157,7 +161,7 @@ def _read_stamp(folder: Path, kind: tuple[str, str] = VERIFIED) -> dict[str, lis
         return {}
 
 
-def _write_stamp(folder: Path, files: dict[str, list], kind: tuple[str, str] = VERIFIED) -> None:
+def _write_stamp(folder: Path, files: dict[str, list], kind: tuple[str, str, str]) -> None:
     """Replace the stamp atomically; a cache folder that cannot be written just means no stamp."""
     stamp = {"folder": str(folder.resolve()), "decoder": kind[1], "files": files}
     with suppress(OSError, DiskFullError):

@@ -16,18 +16,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
 from ..cli.argtypes import command_parser, positive_int
-from .cache import (
-    Manifest,
-    Outcome,
-    Task,
-    convert_one,
-    create_or_read_manifest,
-    is_up_to_date,
-    write_manifest,
-)
+from .cache import Manifest, Outcome, Task, convert_one, create_or_read_manifest, write_manifest
+from .cache import is_up_to_date
+from .image_checks import progress_bar
 from ..utils.atomic import PARTIAL_SUFFIX
 from ..utils.errors import DataError, DiskFullError
 from ..utils.hardware import available_cores
@@ -58,7 +50,8 @@ def prepare_cache(
     data_dir, cache_dir = Path(data_dir), Path(cache_dir)
     if size < 16:
         raise DataError(f"--size {size} is too small (16 pixels at least)")
-    if not any((data_dir / folder).is_dir() for folder in IMAGE_FOLDERS):
+    folders = [folder for folder in IMAGE_FOLDERS if (data_dir / folder).is_dir()]
+    if not folders:
         raise DataError(f"{data_dir}: no {' or '.join(IMAGE_FOLDERS)} folder to cache")
     if cache_dir.resolve() == data_dir.resolve():
         raise DataError("the cache folder must differ from the data folder")
@@ -66,37 +59,44 @@ def prepare_cache(
     for parent in (cache_dir, *(cache_dir / name for name in IMAGE_FOLDERS)):
         for partial in parent.glob(f"*{PARTIAL_SUFFIX}"):  # left by an interrupted run
             partial.unlink(missing_ok=True)
-    sources = list_sources(data_dir)
-    report = CacheReport(removed=_delete_vanished(cache_dir, data_dir, manifest, sources))
-    tasks, report.skipped = stale_or_missing(data_dir, cache_dir, manifest, sources)
-    for folder in sources:
+    sources = [  # the images (other files are not cached) of the folders data_dir has
+        f"{folder}/{name}"
+        for folder in folders
+        for name in sorted(entry.name for entry in os.scandir(data_dir / folder) if entry.is_file())
+        if has_image_suffix(name)
+    ]
+    report = CacheReport(removed=_delete_vanished(cache_dir, data_dir, manifest, sources, folders))
+    tasks = [
+        Task(rel, str(data_dir / rel), str(cache_dir / rel), size, manifest.files.get(rel))
+        for rel in sources
+    ]
+    tasks = [task for task in tasks if not is_up_to_date(task)]
+    report.skipped = len(sources) - len(tasks)
+    for folder in folders:
         (cache_dir / folder).mkdir(exist_ok=True)
     workers = workers or available_cores()
-    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     saved = time.monotonic()
     try:
-        with Progress(*columns, disable=not progress) as bar:
+        with progress_bar(disable=not progress) as bar:
             job = bar.add_task(f"caching at {size}px", total=len(tasks))
 
             def handle(outcome: Outcome) -> None:
                 nonlocal saved
-                _apply_outcome(outcome, cache_dir, manifest, report)
+                if outcome.record is None:  # a failed image's stale copy goes
+                    report.failed.append(str(outcome.error))
+                    manifest.files.pop(outcome.rel, None)
+                    (cache_dir / outcome.rel).unlink(missing_ok=True)
+                else:
+                    manifest.files[outcome.rel] = outcome.record
+                    report.written += outcome.converted  # else confirmed by content
+                    report.skipped += not outcome.converted
                 bar.advance(job)
                 if time.monotonic() - saved >= SAVE_INTERVAL:
                     write_manifest(cache_dir, manifest)
                     saved = time.monotonic()
 
-            def fail(task: Task, exc: BaseException) -> None:
-                if isinstance(exc, DiskFullError):  # every image after it would fail too
-                    raise exc
-                if isinstance(exc, BrokenProcessPool):
-                    error = f"{task.source}: the worker process converting it died (out of memory?)"
-                else:
-                    error = f"{task.source}: {type(exc).__name__}: {exc}"
-                handle(Outcome(task.rel, None, error, False))
-
             if workers > 1 and len(tasks) > 1:
-                run_in_worker_processes(tasks, workers, handle, fail)
+                run_in_worker_processes(tasks, workers, handle)
             else:
                 for task in tasks:
                     handle(convert_one(task))
@@ -106,17 +106,17 @@ def prepare_cache(
 
 
 def _delete_vanished(
-    cache_dir: Path, data_dir: Path, manifest: Manifest, sources: dict[str, list[str]]
+    cache_dir: Path, data_dir: Path, manifest: Manifest, sources: list[str], folders: list[str]
 ) -> int:
     """Delete cached images whose source is gone; take ``data_dir`` as the new source. A folder
     missing from ``data_dir`` is kept (deleted to save space?) unless the data folder moved."""
     moved = manifest.source != str(data_dir.resolve())
     manifest.source = str(data_dir.resolve())
-    present = {f"{folder}/{name}" for folder, names in sources.items() for name in names}
+    present = set(sources)
     vanished = [
         rel
         for rel in manifest.files
-        if rel not in present and (moved or rel.split("/", 1)[0] in sources)
+        if rel not in present and (moved or rel.split("/", 1)[0] in folders)
     ]
     for rel in vanished:
         (cache_dir / rel).unlink(missing_ok=True)
@@ -124,77 +124,25 @@ def _delete_vanished(
     return len(vanished)
 
 
-def _apply_outcome(
-    outcome: Outcome, cache_dir: Path, manifest: Manifest, report: CacheReport
-) -> None:
-    """Enter an outcome in the manifest and the report; a failed image's stale copy goes."""
-    if outcome.record is None:
-        report.failed.append(str(outcome.error))
-        manifest.files.pop(outcome.rel, None)
-        (cache_dir / outcome.rel).unlink(missing_ok=True)
-    else:
-        manifest.files[outcome.rel] = outcome.record
-        report.written += outcome.converted  # else confirmed by content
-        report.skipped += not outcome.converted
-
-
-def list_sources(data_dir: Path) -> dict[str, list[str]]:
-    """Image names per cached folder that exists in ``data_dir`` (other files are not cached)."""
-    return {
-        folder: sorted(
-            entry.name
-            for entry in os.scandir(data_dir / folder)
-            if entry.is_file() and has_image_suffix(entry.name)
-        )
-        for folder in IMAGE_FOLDERS
-        if (data_dir / folder).is_dir()
-    }
-
-
-def stale_or_missing(
-    data_dir: Path, cache_dir: Path, manifest: Manifest, sources: dict[str, list[str]]
-) -> tuple[list[Task], int]:
-    """The images to (re)convert, and how many are up to date already."""
-    tasks, done = [], 0
-    for folder, names in sources.items():
-        for name in names:
-            rel = f"{folder}/{name}"
-            source, target = data_dir / folder / name, cache_dir / folder / name
-            record = manifest.files.get(rel)
-            if is_up_to_date(source, target, record):
-                done += 1
-            else:
-                tasks.append(Task(rel, str(source), str(target), manifest.size, record))
-    return tasks, done
-
-
 def run_in_worker_processes(
-    tasks: Iterable[Task],
-    workers: int,
-    handle: Callable[[Outcome], None],
-    fail: Callable[[Task, BaseException], None],
+    tasks: Iterable[Task], workers: int, handle: Callable[[Outcome], None]
 ) -> None:
-    """Run ``convert_one`` on each task in ``workers`` processes and pass each result to
-    ``handle``; ``fail(task, exc)`` gets a task that raised ``exc``, or whose worker process died
-    twice (``BrokenProcessPool``)."""
+    """Run ``convert_one`` on each task in ``workers`` processes and pass each outcome to
+    ``handle``; a task that raised, or whose worker process died twice, fails with its reason."""
     queue, limit = deque(tasks), TASKS_PER_WORKER * workers
     while queue:
-        suspects = deque(_run_until_a_worker_dies(handle, fail, queue, workers, limit))
+        suspects = deque(_run_until_a_worker_dies(handle, queue, workers, limit))
         while suspects:  # one at a time, each in a process of its own
-            for task in _run_until_a_worker_dies(handle, fail, suspects, 1, 1):
-                fail(task, BrokenProcessPool())
+            for task in _run_until_a_worker_dies(handle, suspects, 1, 1):
+                error = f"{task.source}: the worker process converting it died (out of memory?)"
+                handle(Outcome(task.rel, None, error, False))
 
 
 def _run_until_a_worker_dies(
-    handle: Callable[[Outcome], None],
-    fail: Callable[[Task, BaseException], None],
-    queue: deque[Task],
-    workers: int,
-    limit: int,
+    handle: Callable[[Outcome], None], queue: deque[Task], workers: int, limit: int
 ) -> list[Task]:
-    """Run tasks from ``queue``, at most ``limit`` at a time, in a new pool; return the tasks
-    that were in flight if a worker died (empty when the queue was finished). Workers ignore
-    Ctrl-C: the main process drops what has not started and hands over what finishes."""
+    """Run tasks from ``queue``, at most ``limit`` at a time, in a new pool; return those in
+    flight if a worker died (empty once the queue is done)."""
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
         in_flight: dict[Future, Task] = {}
         try:
@@ -212,8 +160,11 @@ def _run_until_a_worker_dies(
                     task, exc = in_flight.pop(future), future.exception()
                     if isinstance(exc, BrokenProcessPool):
                         lost.append(task)
+                    elif isinstance(exc, DiskFullError):  # every image after it would fail too
+                        raise exc
                     elif exc is not None:
-                        fail(task, exc)
+                        error = f"{task.source}: {type(exc).__name__}: {exc}"
+                        handle(Outcome(task.rel, None, error, False))
                     else:
                         handle(future.result())
                 if lost:
