@@ -1,6 +1,5 @@
-"""Image checks made before training or a report: a cheap header check, a full decode of a
-folder's listed images that remembers the files it verified, and the search for identical files.
-"""
+"""Image checks before training or a report: a cheap header check, a full decode of the listed
+images that remembers the files it verified, and the search for identical files."""
 
 from __future__ import annotations
 
@@ -16,14 +15,8 @@ from typing import TYPE_CHECKING, TypeVar
 import PIL
 from PIL import Image
 
-from ..images import (
-    MAX_PIXELS,
-    bomb_warnings_ignored,
-    check_pixel_count,
-    decode,
-    errors_named,
-    file_digest,
-)
+from ..images import MAX_PIXELS, bomb_warnings_ignored, check_pixel_count, decode, errors_named
+from ..images import file_digest
 from ..utils.atomic import write_json
 from ..utils.errors import DataError, DiskFullError
 from .cache import read_manifest, stat_key
@@ -125,9 +118,15 @@ def _remembered(
     kept: Callable[[T], list | None],
 ) -> tuple[dict[str, list], dict[str, T]]:
     """The stamp ``kind``'s ``[size, mtime_ns, *kept(result)]`` of the listed files, and ``job``
-    of each file that changed since (or is new; ``kept`` None: not remembered). Large folders
-    write the stamp back (``stamp_path``), so a second ``fit`` or ``cv`` reads no file again."""
-    known = _read_stamp(folder, kind)
+    of each file changed since (``kept`` None: not remembered). The stamp of a large folder is
+    written back (``stamp_path``): a second ``fit`` or ``cv`` reads no unchanged file again."""
+    path, folder_key = stamp_path(folder, kind), str(folder.resolve())
+    try:
+        stamp = json.loads(path.read_text())
+        trusted = stamp["folder"] == folder_key and stamp["decoder"] == kind[1]
+        known = {str(name): list(key) for name, key in stamp["files"].items()} if trusted else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # absent or unusable
+        known = {}
     stats = {name: stat_key(folder / name) for name in names}
     todo = [name for name in names if not stats[name] or known.get(name, [])[:2] != stats[name]]
     results = on_all_cores(job, [folder / name for name in todo], f"{kind[2]} {folder.name}")
@@ -138,7 +137,10 @@ def _remembered(
         else:
             known[name] = [*key, *extra]
     if todo and len(names) >= STAMP_MIN_FILES:
-        _write_stamp(folder, {name: known[name] for name in names if name in known}, kind)
+        files = {name: known[name] for name in names if name in known}
+        stamp = {"folder": folder_key, "decoder": kind[1], "files": files}
+        with suppress(OSError, DiskFullError):  # a cache folder that cannot be written: no stamp
+            write_json(path, stamp, indent=None)
     return known, dict(zip(todo, results))
 
 
@@ -148,21 +150,3 @@ def stamp_path(folder: Path, kind: tuple[str, str, str] = VERIFIED) -> Path:
     cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     key = hashlib.blake2b(str(folder.resolve()).encode(), digest_size=10).hexdigest()
     return cache_home / __name__.split(".")[0] / kind[0] / f"{key}.json"
-
-
-def _read_stamp(folder: Path, kind: tuple[str, str, str]) -> dict[str, list]:
-    """Each file's entry as last recorded; nothing if absent, unusable or of another decoder."""
-    try:
-        stamp = json.loads(stamp_path(folder, kind).read_text())
-        if stamp["folder"] != str(folder.resolve()) or stamp["decoder"] != kind[1]:
-            return {}
-        return {str(name): list(key) for name, key in stamp["files"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
-
-
-def _write_stamp(folder: Path, files: dict[str, list], kind: tuple[str, str, str]) -> None:
-    """Replace the stamp atomically; a cache folder that cannot be written just means no stamp."""
-    stamp = {"folder": str(folder.resolve()), "decoder": kind[1], "files": files}
-    with suppress(OSError, DiskFullError):
-        write_json(stamp_path(folder, kind), stamp, indent=None)

@@ -16,6 +16,7 @@ from ..cli.argtypes import command_parser, non_negative_int, positive_int
 from ..utils.errors import DataError, full_disk_named
 from ..images import MAX_PIXELS
 from ..kaggle.target import staged_folder
+from .cache import refuse_unless_new
 from ..layout import SAMPLE_SUBMISSION, TEST_IMAGES, TRAIN_CSV, TRAIN_IMAGES
 
 # The twelve label combinations of Plant Pathology 2021, with rough relative frequencies.
@@ -167,19 +168,6 @@ def generate(
     return out
 
 
-def check_image_size(size: tuple[int, int]) -> None:
-    """``DataError`` naming the option if ``size`` is more than a JPEG or the reader takes."""
-    for option, side in zip(("--width", "--height"), size):
-        if side > MAX_SIDE:
-            raise DataError(f"{option} {side}: a JPEG side holds at most {MAX_SIDE:,} pixels")
-    width, height = size
-    if width * height > MAX_PIXELS:
-        raise DataError(
-            f"--width {width} --height {height}: {width * height:,} pixels an image is more than"
-            f" the {MAX_PIXELS:,} this project reads (MAX_PIXELS in images.py)"
-        )
-
-
 def run_command(argv: Sequence[str]) -> int:
     """``sample-data DIR [--n-train N] [--n-test N] ...``: write the set into a new folder that
     appears complete or not at all; returns the exit code."""
@@ -196,12 +184,18 @@ def run_command(argv: Sequence[str]) -> int:
     ):
         parser.add_argument(flag, type=kind, default=default, help=f"{what} (default {default})")
     args = parser.parse_args(argv)
-    out = args.out_dir
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"{out}: already exists and is not an empty folder")
-    check_image_size((args.width, args.height))
+    out, width, height = args.out_dir, args.width, args.height
+    refuse_unless_new(out)
+    for option, side in (("--width", width), ("--height", height)):
+        if side > MAX_SIDE:
+            raise DataError(f"{option} {side}: a JPEG side holds at most {MAX_SIDE:,} pixels")
+    if width * height > MAX_PIXELS:
+        raise DataError(
+            f"--width {width} --height {height}: {width * height:,} pixels an image is more than"
+            f" the {MAX_PIXELS:,} this project reads (MAX_PIXELS in images.py)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     with staged_folder(out) as staging, full_disk_named(out):
-        generate(staging, args.n_train, args.n_test, (args.width, args.height), args.seed)
+        generate(staging, args.n_train, args.n_test, (width, height), args.seed)
     print(f"wrote {args.n_train} training and {args.n_test} test images to {out}")
     return 0
