@@ -1,6 +1,5 @@
-"""The image cache that ``prepare`` fills: its manifest ``cache.json`` (per image, its source's
-fingerprint and digest and the copy's size), one image's copy, and ``check_cache`` before training.
-"""
+"""The image cache ``prepare`` fills: its manifest ``cache.json`` (per image, its source's
+fingerprint and digest, the copy's size), one image's copy, ``check_cache`` before training."""
 
 from __future__ import annotations
 
