@@ -12,7 +12,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import __version__
 from ..cli.argtypes import command_parser, positive_seconds, unit_interval
@@ -88,7 +88,7 @@ def inference_settings(
         "source_checkpoints": [str(c.path.resolve()) for c in checkpoints],
         "package": PACKAGE,
         "version": __version__,
-        "config": {"model": dict(ensemble.members[0].hparams), "data": data},
+        "config": {"model": dict(cast(PlantClassifier, ensemble.members[0]).hparams), "data": data},
     }
 
 

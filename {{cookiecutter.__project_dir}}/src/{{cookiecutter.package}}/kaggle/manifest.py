@@ -64,7 +64,8 @@ def _threshold(data: dict[str, Any], n_classes: int) -> float | list[float]:
     """One threshold in [0, 1], or one per class."""
     value = data.get("threshold")
     many = isinstance(value, list)
-    numbers = [field({"threshold": v}, "threshold", float) for v in (value if many else [value])]
+    values: list[Any] = value if isinstance(value, list) else [value]
+    numbers = [field({"threshold": v}, "threshold", float) for v in values]
     if (many and len(numbers) != n_classes) or not all(0 <= t <= 1 for t in numbers):
         raise DataError(
             f"'threshold' must be a number in [0, 1] or {n_classes} of them, got {value!r}"
