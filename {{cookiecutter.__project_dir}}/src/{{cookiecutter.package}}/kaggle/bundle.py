@@ -35,7 +35,6 @@ DESCRIPTION = (
     " internet-off submission notebook; --push uploads them with the Kaggle CLI."
 )
 PACKAGE = __name__.split(".")[0]
-# What a stripped checkpoint keeps: what ``inference.load_classifier`` reads, and the version.
 KEPT = (
     "state_dict",
     "hyper_parameters",
@@ -130,8 +129,8 @@ def build_wheel(root: Path, dest: Path) -> Path:
 
 
 def write_weights(folder: Path, checkpoints: list[Checkpoint], settings: dict[str, Any]) -> None:
-    """The checkpoints stripped to ``KEPT`` (each loaded back as a check) and ``manifest.json``;
-    prints each size before and after."""
+    """The checkpoints stripped to what ``load_classifier`` reads (``KEPT``, each loaded back as a
+    check) and ``manifest.json``; prints each size before and after."""
     from ..predict.inference import load_classifier
 
     names = (
