@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from {{ cookiecutter.package }}.kaggle.manifest import read_manifest
 from {{ cookiecutter.package }}.kaggle.offline_predict import predict_with_manifest
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.utils.errors import UserError
+from {{ cookiecutter.package }}.predict import inference
 from {{ cookiecutter.package }}.predict.inference import load_classifier
 from {{ cookiecutter.package }}.kaggle.push import BASE_SLUG as BASE, COMPETITION, push_bundle
 
@@ -167,6 +169,53 @@ def test_the_threshold_follows_predicts_precedence(tmp_path, capsys):
         == 2
     )
     assert "--model.threshold" in only_error_line(capsys) and not (tmp_path / "d").exists()
+
+
+def saved_threshold(ckpt: Path, threshold: float | None) -> Path:
+    """``ckpt`` with its model's saved threshold set to ``threshold`` (``None``: absent)."""
+    content = torch.load(ckpt, weights_only=True)
+    content["hyper_parameters"].pop("threshold")
+    if threshold is not None:
+        content["hyper_parameters"]["threshold"] = threshold
+    torch.save(content, ckpt)
+    return ckpt
+
+
+@pytest.mark.parametrize(
+    "saved, expected",
+    [
+        (0.3, (0.3, "the checkpoint's model.threshold")),
+        (None, (0.5, "the config's model.threshold")),
+    ],
+)
+def test_the_threshold_comes_from_the_checkpoint_else_the_default(tmp_path, saved, expected):
+    """As ``predict`` without a config: the checkpoint's threshold, else the model's default."""
+    ckpt = saved_threshold(fake_checkpoint(tmp_path / "m.ckpt"), saved)
+    code, printed = package(str(ckpt), str(tmp_path / "out"), "--user", "u")
+    manifest = read_json(tmp_path / "out" / "weights" / "manifest.json")
+    assert code == 0 and (manifest["threshold"], manifest["threshold_from"]) == expected
+    assert f"decision threshold {expected[0]}: {expected[1]}" in printed
+
+
+def test_package_builds_each_model_once(tmp_path, monkeypatch):
+    """One build per source checkpoint (the ensemble's), one per stripped copy (its check)."""
+    built: Counter = Counter()
+    real = inference.load_classifier
+
+    def counting(checkpoint):
+        built[Path(getattr(checkpoint, "path", checkpoint)).resolve()] += 1
+        return real(checkpoint)
+
+    monkeypatch.setattr(inference, "load_classifier", counting)
+    cv = fake_cv_folder(tmp_path / "cv", [CLASSES, CLASSES])
+    assert package(str(cv), str(tmp_path / "out"), "--user", "u")[0] == 0
+    sources = [(cv / f"fold{k}" / "best.ckpt").resolve() for k in range(2)]
+    assert {path: built[path] for path in sources} == {path: 1 for path in sources}
+    assert sorted(path.name for path in built if path not in sources) == [
+        "fold0.ckpt",
+        "fold1.ckpt",
+    ]
+    assert sum(built.values()) == 4
 
 
 def test_force_replaces_an_earlier_bundle(bundle, tmp_path):

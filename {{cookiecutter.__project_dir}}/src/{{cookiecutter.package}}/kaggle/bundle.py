@@ -5,17 +5,18 @@ beside ``OUT_DIR`` and moved into place whole; ``--push`` uploads them."""
 from __future__ import annotations
 
 import argparse
+import inspect
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import __version__
 from ..cli.argtypes import command_parser, positive_seconds, unit_interval
-from .manifest import Manifest, write_manifest
+from .manifest import FORMAT, MANIFEST
 from .target import check_target, staged_folder
 from ..utils.errors import DataError
 from ..workflows.cv_files import fold_checkpoints, is_cv_folder
@@ -24,6 +25,7 @@ from .push import kaggle_executable, manual_commands, push_bundle
 from .notebook import write_notebook
 from ..predict.tta import TTA_NAMES
 from ..utils.atomic import write_json
+from ..utils.torchfiles import save_torch_file
 
 if TYPE_CHECKING:
     from ..predict.inference import Checkpoint
@@ -33,6 +35,12 @@ DESCRIPTION = (
     " internet-off submission notebook; --push uploads them with the Kaggle CLI."
 )
 PACKAGE = __name__.split(".")[0]
+KEPT = (
+    "state_dict",
+    "hyper_parameters",
+    "datamodule_hyper_parameters",
+    "pytorch-lightning_version",
+)
 
 
 def source_checkpoints(source: Path) -> list[Path]:
@@ -49,22 +57,23 @@ def source_checkpoints(source: Path) -> list[Path]:
 def inference_settings(
     source: Path, checkpoints: list[Checkpoint], tta: str, threshold: float | None = None
 ) -> dict[str, Any]:
-    """The ``Manifest`` fields but the checkpoints (``predict``'s settings), and ``provenance``."""
-    from ..predict.inference import EnsembleClassifier, load_classifier
+    """The manifest's fields but the checkpoints: ``predict``'s settings, then their provenance.
+    Each checkpoint's model is built once, by the ensemble that checks they agree."""
+    from ..models import PlantClassifier
+    from ..predict.inference import EnsembleClassifier
     from ..predict.threshold_report import decide_threshold
 
     ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta)
-    first, data = load_classifier(checkpoints[0])
+    first = checkpoints[0]
+    data = dict(first.content.get("datamodule_hyper_parameters") or {})
     if not isinstance(data.get("image_size"), int):
-        raise DataError(
-            f"{checkpoints[0].path}: checkpoint has no image size (data hyper-parameters)"
-        )
+        raise DataError(f"{first.path}: checkpoint has no image size (data hyper-parameters)")
     choice = decide_threshold(
         ensemble.classes,
-        first.hparams["threshold"],
+        inspect.signature(PlantClassifier).parameters["threshold"].default,  # package: no config
         flag=threshold,
         cv_folder=source if source.is_dir() else None,
-        checkpoint=first.hparams["threshold"],
+        checkpoint=first.hyper_parameters.get("threshold"),
     )
     print(choice.log_line())
     return {
@@ -73,14 +82,12 @@ def inference_settings(
         "batch_size": int(data.get("batch_size") or 32),
         "threshold": choice.value,
         "tta": tta,
-        "provenance": {
-            "threshold_from": choice.origin,
-            "source": str(source.resolve()),
-            "source_checkpoints": [str(c.path.resolve()) for c in checkpoints],
-            "package": PACKAGE,
-            "version": __version__,
-            "config": {"model": dict(first.hparams), "data": data},
-        },
+        "threshold_from": choice.origin,
+        "source": str(source.resolve()),
+        "source_checkpoints": [str(c.path.resolve()) for c in checkpoints],
+        "package": PACKAGE,
+        "version": __version__,
+        "config": {"model": dict(cast(PlantClassifier, ensemble.members[0]).hparams), "data": data},
     }
 
 
@@ -106,13 +113,10 @@ def build_wheel(root: Path, dest: Path) -> Path:
             if (root / name).is_file():
                 shutil.copy2(root / name, copy / name)
         script = "import sys, setuptools.build_meta as b; print(b.build_wheel(sys.argv[1]))"
+        command = [sys.executable, "-c", script, str(dest.resolve())]
         try:
             done = subprocess.run(
-                [sys.executable, "-c", script, str(dest.resolve())],
-                cwd=copy,
-                capture_output=True,
-                text=True,
-                timeout=WHEEL_TIMEOUT,
+                command, cwd=copy, capture_output=True, text=True, timeout=WHEEL_TIMEOUT
             )
         except subprocess.TimeoutExpired:
             raise DataError(
@@ -125,53 +129,49 @@ def build_wheel(root: Path, dest: Path) -> Path:
 
 
 def write_weights(folder: Path, checkpoints: list[Checkpoint], settings: dict[str, Any]) -> None:
-    """The stripped checkpoints and ``manifest.json``; prints each size before and after."""
-    from .checkpoint_strip import strip_checkpoint
+    """The checkpoints stripped to what ``load_classifier`` reads (``KEPT``, each loaded back as a
+    check) and ``manifest.json``; prints each size before and after."""
+    from ..predict.inference import load_classifier
 
     names = (
         [f"fold{k}.ckpt" for k in range(len(checkpoints))] if checkpoints[1:] else ["model.ckpt"]
     )
     for source, name in zip(checkpoints, names):
-        before, after = strip_checkpoint(source, folder / name)
+        kept = {key: source.content[key] for key in KEPT if key in source.content}
+        save_torch_file(kept, folder / name)
+        load_classifier(folder / name)
+        before, after = source.path.stat().st_size, (folder / name).stat().st_size
         print(f"{source.path}: {before / 1e6:.1f} MB -> weights/{name}: {after / 1e6:.1f} MB")
-    fields = {key: value for key, value in settings.items() if key != "provenance"}
-    manifest = Manifest(checkpoints=[folder / name for name in names], **fields)
-    write_manifest(folder, manifest, settings["provenance"])
-
-
-def build_bundle(
-    staging: Path, root: Path, ids: Ids, checkpoints: list[Checkpoint], settings: dict[str, Any]
-) -> None:
-    """Write ``code/``, ``weights/`` and ``kernel/`` into ``staging``."""
-    code, weights, kernel = (staging / name for name in ("code", "weights", "kernel"))
-    for folder in (code, weights, kernel):
-        folder.mkdir()
-    wheel = build_wheel(root, code)
-    print(f"code/{wheel.name}: {wheel.stat().st_size / 1e3:.0f} kB")
-    write_json(code / "dataset-metadata.json", dataset_metadata(ids.code, "the package wheel"))
-    write_weights(weights, checkpoints, settings)
-    write_json(weights / "dataset-metadata.json", dataset_metadata(ids.weights, "model weights"))
-    write_notebook(kernel, ids, wheel.name, PACKAGE)
+    write_json(folder / MANIFEST, {"format": FORMAT, "checkpoints": names, **settings})
 
 
 def package(args: argparse.Namespace) -> Ids:
     """Check everything, build the bundle next to ``args.out``, then move it into place."""
+    from ..predict.inference import read_checkpoint
+
     ids = check_ids(args.user, args.competition)
-    source = args.source  # --tta is checked by its choices
     root = project_root()
     protected = {
         "the working directory": Path.cwd(),
         "the project": root,
         "your home folder": Path.home(),
-        "the checkpoint or cv folder being packaged": source,
+        "the checkpoint or cv folder being packaged": args.source,
     }
     target = check_target(args.out, protected, args.force)
-    from ..predict.inference import read_checkpoint
-
-    checkpoints = [read_checkpoint(path) for path in source_checkpoints(source)]
-    settings = inference_settings(source, checkpoints, args.tta, args.threshold)
+    checkpoints = [read_checkpoint(path) for path in source_checkpoints(args.source)]
+    settings = inference_settings(args.source, checkpoints, args.tta, args.threshold)
     with staged_folder(target) as staging:
-        build_bundle(staging, root, ids, checkpoints, settings)
+        code, weights, kernel = (staging / name for name in ("code", "weights", "kernel"))
+        for folder in (code, weights, kernel):
+            folder.mkdir()
+        wheel = build_wheel(root, code)
+        print(f"code/{wheel.name}: {wheel.stat().st_size / 1e3:.0f} kB")
+        write_json(code / "dataset-metadata.json", dataset_metadata(ids.code, "the package wheel"))
+        write_weights(weights, checkpoints, settings)
+        write_json(
+            weights / "dataset-metadata.json", dataset_metadata(ids.weights, "model weights")
+        )
+        write_notebook(kernel, ids, wheel.name, PACKAGE)
     return ids
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..predict.tta import TTA_NAMES
-from ..utils.atomic import write_json
 from ..utils.errors import DataError
 from ..utils.jsonfile import field, read_json
 
@@ -25,12 +24,6 @@ class Manifest:
     batch_size: int
     threshold: float | list[float]
     tta: str
-
-
-def write_manifest(folder: Path, manifest: Manifest, provenance: dict[str, Any]) -> Path:
-    """Write ``folder/manifest.json`` (checkpoints by file name) with the ``provenance`` fields."""
-    data = {**asdict(manifest), "checkpoints": [path.name for path in manifest.checkpoints]}
-    return write_json(folder / MANIFEST, {"format": FORMAT, **data, **provenance})
 
 
 def read_manifest(path: str | Path) -> Manifest:
