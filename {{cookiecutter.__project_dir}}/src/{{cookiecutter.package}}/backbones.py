@@ -1,14 +1,10 @@
-"""Backbones: a torchvision model by name, or any ``nn.Module``, turned into a feature extractor.
+"""Backbones: a torchvision model by name, or any ``nn.Module``, turned into a feature extractor
+(its last ``nn.Linear`` replaced by ``nn.Identity``; the LightningModule puts its head on top).
 
 Your own module: put its class in this package (``src/<package>/my_backbones.py``) and name it in
-a config, ``backbone: {class_path: <package>.my_backbones.MyNet, init_args: {...}}``. The
-checkpoint then holds that class path, and ``package`` ships the module in the project's wheel.
-The classifier is found generically (the last ``nn.Linear``: ``fc``, ``classifier[-1]``,
-``heads.head``) and replaced by ``nn.Identity``; the LightningModule puts its own head on top.
-
-Pretrained weights are opt-in, never fetched silently, and every weights file (a local one or
-torchvision's in the torch hub cache) is read with ``torch.load(weights_only=True)``: a file
-planted in the cache cannot run code (hub's ``load_state_dict_from_url`` would unpickle it).
+a config, ``backbone: {class_path: <package>.my_backbones.MyNet, init_args: {...}}``; ``package``
+ships it in the project's wheel. Pretrained weights are opt-in, and every weights file (local or
+in the torch hub cache) is read with ``weights_only=True``: a file planted there cannot run code.
 """
 
 from __future__ import annotations
@@ -30,14 +26,9 @@ from .utils.errors import BackboneError
 from .utils.torchfiles import load_torch_file, refusal_reason
 
 
-def classification_models() -> list[str]:
-    """Names accepted as ``backbone``: torchvision's image-classification models."""
-    return sorted(torchvision.models.list_models(module=torchvision.models))
-
-
 def check_backbone_name(name: str) -> None:
     """Raise ``BackboneError`` with close matches when ``name`` is not a torchvision classifier."""
-    names = classification_models()
+    names = torchvision.models.list_models(module=torchvision.models)
     if name in names:
         return
     lowered = {n.lower(): n for n in names}
@@ -47,11 +38,6 @@ def check_backbone_name(name: str) -> None:
         f"backbone {name!r} is not a torchvision classification model{hint}"
         " (see torchvision.models.list_models(module=torchvision.models))"
     )
-
-
-def _hub_cache_file(url: str) -> Path:
-    """Where torch hub keeps the file of ``url``: ``$TORCH_HOME/hub/checkpoints/<file name>``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
 
 
 def _download(name: str, url: str, cached: Path) -> None:
@@ -74,7 +60,7 @@ def _download(name: str, url: str, cached: Path) -> None:
 def _default_weights(name: str) -> dict[str, torch.Tensor]:
     """State dict of ``name``'s default torchvision weights: the hub cache file, else a download."""
     url = torchvision.models.get_model_weights(name).DEFAULT.url
-    cached = _hub_cache_file(url)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
     if not cached.is_file():
         _download(name, url, cached)
     return _read_state_dict(
@@ -94,27 +80,19 @@ def _read_state_dict(path: str | Path, remedy: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _set_submodule(root: nn.Module, dotted: str, new: nn.Module) -> None:
-    parent_name, _, child = dotted.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, new)
-
-
-def strip_classifier(module: nn.Module, probe_size: int = 224) -> int:
-    """Replace the last ``nn.Linear`` of ``module`` by ``nn.Identity``; return the feature width.
-
-    A module without any ``nn.Linear`` is taken to output features already; its width is found
-    by one forward pass of a ``probe_size`` image.
-    """
+def strip_classifier(module: nn.Module) -> int:
+    """Replace the last ``nn.Linear`` of ``module`` by ``nn.Identity``; return the feature width
+    (without one, the module is taken to output features: one forward pass of a 224 image)."""
     linears = [(n, m) for n, m in module.named_modules() if isinstance(m, nn.Linear)]
     if linears:
         name, linear = linears[-1]
-        _set_submodule(module, name, nn.Identity())
+        parent, _, child = name.rpartition(".")
+        setattr(module.get_submodule(parent), child, nn.Identity())
         return linear.in_features
     was_training = module.training
     module.eval()
     with torch.no_grad():
-        out = module(torch.zeros(1, 3, probe_size, probe_size))
+        out = module(torch.zeros(1, 3, 224, 224))
     module.train(was_training)
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

@@ -72,10 +72,8 @@ def _to_8bit_gray(image: Image.Image) -> Image.Image:
 
 @contextmanager
 def bomb_warnings_ignored() -> Iterator[None]:
-    """Silence Pillow's decompression-bomb warning (``MAX_PIXELS`` refuses those files anyway).
-
-    ``warnings.catch_warnings`` changes process-wide state: enter it in one thread only.
-    """
+    """Silence Pillow's decompression-bomb warning (``MAX_PIXELS`` refuses those files anyway);
+    process-wide state: enter it in one thread only."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         yield
@@ -94,8 +92,10 @@ def decode(path: Path, min_size: int | None, failure: str) -> Image.Image:
     the error."""
     with errors_named(path, failure), Image.open(path) as opened:
         check_pixel_count(path, opened.size)
-        if min_size is not None and opened.format == "JPEG":
-            opened.draft("RGB", _draft_request(opened.size, min_size))
+        if min_size is not None and opened.format == "JPEG":  # draft: the largest DCT reduction
+            width, height = opened.size  # whose shorter side is still at least min_size
+            scale = min(1.0, min_size / min(width, height))
+            opened.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
         image = to_rgb(ImageOps.exif_transpose(opened))  # a new image, never `opened`
         image.load()
         return image
@@ -123,13 +123,3 @@ def check_pixel_count(path: Path, size: tuple[int, int]) -> None:
             f"{path}: {width}x{height} pixels is more than the {MAX_PIXELS:,} this project decodes"
             " (a decompression bomb? the limit is MAX_PIXELS in images.py)"
         )
-
-
-def _draft_request(size: tuple[int, int], min_size: int) -> tuple[int, int]:
-    """The size to ask ``Image.draft`` for: the image scaled to ``min_size`` on its shorter side
-    (``draft`` picks the largest DCT reduction still at least that size)."""
-    width, height = size
-    scale = min_size / min(width, height)
-    if scale >= 1:
-        return size
-    return (max(1, int(width * scale)), max(1, int(height * scale)))

@@ -146,35 +146,19 @@ class PlantClassifier(pl.LightningModule):
         logits = self(batch["image"])
         loss = self.loss(logits, batch["target"])
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(logits), sync_dist=True)
-        self._outputs.append(
-            (
-                torch.sigmoid(logits.float()).detach(),
-                batch["target"].detach(),
-                batch["index"].detach(),
-            )
-        )
+        probs = torch.sigmoid(logits.float()).detach()
+        self._outputs.append((probs, batch["target"].detach(), batch["index"].detach()))
 
     def _gathered_outputs(self) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and targets of every evaluated image, each image exactly once.
-
-        Under DDP each process holds its share, and the distributed sampler pads the shares to
-        equal length with repeated images: gather all, then keep one row per dataset index.
-        """
-        probs = torch.cat([p for p, _, _ in self._outputs])
-        targets = torch.cat([t for _, t, _ in self._outputs])
-        indices = torch.cat([i for _, _, i in self._outputs])
+        """Probabilities and targets of every evaluated image, each image exactly once (under DDP
+        the distributed sampler pads the processes' shares with repeats: one row per index)."""
+        probs, targets, indices = (torch.cat(column) for column in zip(*self._outputs))
         self._outputs.clear()
         if self.trainer.world_size > 1:
-            probs, targets, indices = (self._gather(t) for t in (probs, targets, indices))
+            gathered = self.all_gather((probs, targets, indices))
+            probs, targets, indices = (tensor.flatten(0, 1) for tensor in gathered)
         _, first = np.unique(indices.cpu().numpy(), return_index=True)
         return probs.cpu().numpy()[first], targets.cpu().numpy()[first].astype(np.int64)
-
-    def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Every process's ``tensor``, concatenated along the first dimension."""
-        gathered = self.all_gather(tensor)
-        if not isinstance(gathered, torch.Tensor):
-            raise TypeError(f"all_gather returned {type(gathered).__name__}, not a tensor")
-        return gathered.flatten(0, 1)
 
     def _eval_epoch_end(self, stage: str) -> None:
         if not self._outputs:
@@ -211,7 +195,4 @@ class PlantClassifier(pl.LightningModule):
         if self.hparams["scheduler"] == "none" or not epochs or epochs < 1:
             return optimizer
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
-        }
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}  # stepped once per epoch

@@ -26,8 +26,7 @@ __all__ = ["ThresholdReport", "choose_thresholds", "tune_global", "tune_per_clas
 
 DEFAULT_GRID = np.round(np.arange(2, 99) / 100, 2)  # 0.02, 0.03, ..., 0.98
 
-MAX_PASSES = 3
-"""Coordinate-ascent passes over the classes (it stops early once a pass changes nothing)."""
+MAX_PASSES = 3  # coordinate-ascent passes over the classes (fewer once one changes nothing)
 
 
 def tune_global(
@@ -163,19 +162,13 @@ def _pick(candidates: np.ndarray, gains: np.ndarray, prefer: float) -> float:
 def _check_oof(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """OOF probabilities (float64) and 0/1 targets (int64), both images x classes, validated."""
     p = np.asarray(probs, dtype=np.float64)
-    t = np.asarray(targets)
-    if p.ndim != 2 or t.ndim != 2:
-        raise ValueError(
-            f"probs and targets must be 2-D (images x classes), got shapes {p.shape}, {t.shape}"
-        )
+    t = metrics.as_multi_hot(targets, "targets")
     if p.shape != t.shape:
         raise ValueError(f"probs {p.shape} and targets {t.shape} differ in shape")
-    if p.shape[0] == 0 or p.shape[1] == 0:
+    if p.size == 0:
         raise ValueError(f"no OOF rows or no classes to tune thresholds on (shape {p.shape})")
     if not np.all(np.isfinite(p)):
         raise ValueError("probs hold NaN or infinite values")
-    if not np.all((t == 0) | (t == 1)):
-        raise ValueError("targets must hold only 0 and 1 (a multi-hot label matrix)")
     return p, t.astype(np.int64)
 
 
