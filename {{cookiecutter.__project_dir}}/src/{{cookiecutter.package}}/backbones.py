@@ -40,14 +40,18 @@ def check_backbone_name(name: str) -> None:
     )
 
 
-def _download(name: str, url: str, cached: Path) -> None:
-    """Download ``url`` to ``cached`` (hash checked, atomic) or raise saying how to supply it."""
+def _default_weights(name: str) -> dict[str, torch.Tensor]:
+    """State dict of ``name``'s default torchvision weights: the torch hub cache file, else
+    downloaded there (hash checked, atomic) or a ``BackboneError`` saying how to supply it."""
+    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
     hash_prefix = re.search(r"-([a-f0-9]+)\.", cached.name)
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(
-            url, str(cached), hash_prefix.group(1) if hash_prefix else None, progress=True
-        )
+        if not cached.is_file():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(
+                url, str(cached), hash_prefix.group(1) if hash_prefix else None, progress=True
+            )
     except (OSError, RuntimeError, http.client.HTTPException) as exc:
         # URLError and timeouts are OSErrors; a hash mismatch is a RuntimeError
         raise BackboneError(
@@ -55,14 +59,6 @@ def _download(name: str, url: str, cached: Path) -> None:
             f" elsewhere and pass it: --model.pretrained /path/to/{cached.name}, or put it as"
             f" {cached.name} in {cached.parent} (the torch hub cache; TORCH_HOME moves it)"
         ) from None
-
-
-def _default_weights(name: str) -> dict[str, torch.Tensor]:
-    """State dict of ``name``'s default torchvision weights: the hub cache file, else a download."""
-    url = torchvision.models.get_model_weights(name).DEFAULT.url
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
-    if not cached.is_file():
-        _download(name, url, cached)
     return _read_state_dict(
         cached,
         f"delete it to download {name}'s weights again, or pass a file you trust:"

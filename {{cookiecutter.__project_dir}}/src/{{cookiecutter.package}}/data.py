@@ -14,14 +14,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .prep.cache import check_cache
-from .utils.constraints import (
-    ImageSide,
-    NonNegativeInt,
-    PositiveInt,
-    Seed,
-    ValFraction,
-    check_declared_ranges,
-)
+from .utils.constraints import ImageSide, NonNegativeInt, PositiveInt, Seed, ValFraction
+from .utils.constraints import check_declared_ranges
 from .utils.errors import DataError
 from .utils.hardware import default_num_workers
 from .prep.folder_checks import check_cached, check_listed_images, list_images
@@ -118,10 +112,6 @@ class PlantDataModule(pl.LightningDataModule):
     def train_csv(self) -> Path:
         return self.data_dir / TRAIN_CSV
 
-    @property
-    def test_images(self) -> Path:
-        return self.data_dir / TEST_IMAGES
-
     def images_dir(self, folder: str) -> Path:
         """Where the images of ``folder`` are read from: the cache when there is one."""
         return (self.cache_dir or self.data_dir) / folder
@@ -157,7 +147,7 @@ class PlantDataModule(pl.LightningDataModule):
         if self.cache_dir is not None:
             check_cache(self.cache_dir, self.data_dir, self.image_size)
         if stage == "predict":
-            names = list_images(self.test_images)
+            names = list_images(self.data_dir / TEST_IMAGES)
             if self.cache_dir is not None:
                 check_cached(names, self.images_dir(TEST_IMAGES))
         else:
@@ -184,7 +174,7 @@ class PlantDataModule(pl.LightningDataModule):
         if stage == "predict":
             self.predict_set = ImageDataset(
                 self.images_dir(TEST_IMAGES),
-                list_images(self.test_images),
+                list_images(self.data_dir / TEST_IMAGES),
                 build_transforms(self.image_size, train=False),
                 decode_size=self.image_size,
             )

@@ -1,10 +1,7 @@
-"""The LightningModule: backbone features -> dropout -> linear head -> logits, one per label.
-
-Training uses ``BCEWithLogitsLoss`` on the raw logits (a sigmoid before it, or a softmax, would
-break multi-label learning). Validation reports the competition metric, per-image F1 averaged over
-images, plus each class's F1. The label vocabulary is a hyper-parameter, so a checkpoint alone
-is enough to predict and decode.
-"""
+"""The LightningModule: backbone features -> dropout -> linear head -> logits, one per label,
+trained with ``BCEWithLogitsLoss`` on the raw logits (multi-label: no sigmoid or softmax before
+it); validation logs the competition metric and each class's F1. The label vocabulary is a
+hyper-parameter, so a checkpoint alone is enough to predict and decode."""
 
 from __future__ import annotations
 
@@ -17,13 +14,8 @@ import torch
 from torch import nn
 
 from .backbones import create_backbone
-from .utils.constraints import (
-    ClosedUnitInterval,
-    DropoutRate,
-    NonNegativeFinite,
-    PositiveFinite,
-    check_declared_ranges,
-)
+from .utils.constraints import ClosedUnitInterval, DropoutRate, NonNegativeFinite, PositiveFinite
+from .utils.constraints import check_declared_ranges
 from .utils.errors import DataError
 from . import metrics
 from .metrics import decode, per_class_f1

@@ -14,13 +14,8 @@ import numpy as np
 
 from . import metrics
 from .metrics import Thresholds, decode
-from .predict.threshold_report import (
-    MARGIN,
-    MIN_POSITIVES,
-    SHRINKAGE,
-    ThresholdReport,
-    single_threshold,
-)
+from .predict.threshold_report import MARGIN, MIN_POSITIVES, SHRINKAGE
+from .predict.threshold_report import ThresholdReport, single_threshold
 
 __all__ = ["ThresholdReport", "choose_thresholds", "tune_global", "tune_per_class"]
 
@@ -49,31 +44,38 @@ def tune_per_class(
     grid: Sequence[float] | np.ndarray | None = None,
     min_positives: int = MIN_POSITIVES,
     shrinkage: float = SHRINKAGE,
-    max_passes: int = MAX_PASSES,
 ) -> tuple[np.ndarray, float]:
     """Per-class thresholds best for the metric of the whole decode, and their score.
 
     From ``start`` (``tune_global``'s when ``None``), each class in turn sweeps ``grid``, others
-    fixed, and moves on a strict gain only (ties: closest to its value), for up to ``max_passes``
+    fixed, and moves on a strict gain only (ties: closest to its value), for up to ``MAX_PASSES``
     passes. A class with under ``min_positives`` positives keeps ``start``; the others are shrunk
     toward it by ``n / (n + shrinkage)`` and rounded to 4 decimals.
     """
     probs, truth = _check_oof(probs, targets)
     candidates = _check_grid(grid)
-    if min_positives < 0 or shrinkage < 0 or max_passes < 1:
+    if min_positives < 0 or shrinkage < 0:
         raise ValueError(
-            f"need min_positives >= 0, shrinkage >= 0 and max_passes >= 1, got {min_positives}, "
-            f"{shrinkage} and {max_passes}"
+            f"need min_positives >= 0 and shrinkage >= 0, got {min_positives} and {shrinkage}"
         )
-    if start is None:
-        start, _ = tune_global(probs, truth, candidates)
-    start = single_threshold(start)
+    start = single_threshold(tune_global(probs, truth, candidates)[0] if start is None else start)
     positives = truth.sum(axis=0)
     tunable = [c for c in range(probs.shape[1]) if positives[c] >= min_positives]
-    raw = _coordinate_ascent(probs, truth, start, candidates, tunable, max_passes)
+    tuned = np.full(probs.shape[1], start)
+    for _ in range(MAX_PASSES):  # coordinate ascent, one tunable class at a time
+        changed = False
+        for c in tunable:
+            options = np.append(candidates, tuned[c])
+            moved = [np.where(np.arange(len(tuned)) == c, t, tuned) for t in options]
+            gains = _gains(probs, truth, moved)
+            if gains.max() > gains[-1]:
+                tuned[c] = _pick(candidates, gains[:-1], tuned[c])
+                changed = True
+        if not changed:
+            break
     weights = positives / (positives + shrinkage) if shrinkage > 0 else np.ones(len(positives))
     final = np.full(probs.shape[1], start)
-    final[tunable] = np.round(start + weights[tunable] * (raw[tunable] - start), 4)
+    final[tunable] = np.round(start + weights[tunable] * (tuned[tunable] - start), 4)
     return final, metrics.score(truth, decode(probs, final))
 
 
@@ -82,7 +84,6 @@ def choose_thresholds(
     targets: np.ndarray,
     default_threshold: float,
     classes: Sequence[str],
-    grid: Sequence[float] | np.ndarray | None = None,
     min_positives: int = MIN_POSITIVES,
     shrinkage: float = SHRINKAGE,
     margin: float = MARGIN,
@@ -99,10 +100,9 @@ def choose_thresholds(
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
     default = single_threshold(default_threshold)
-    candidates = _check_grid(grid)
-    global_t, global_score = tune_global(probs, truth, np.append(candidates, default), default)
+    global_t, global_score = tune_global(probs, truth, np.append(DEFAULT_GRID, default), default)
     per_class, per_class_score = tune_per_class(
-        probs, truth, global_t, candidates, min_positives=min_positives, shrinkage=shrinkage
+        probs, truth, global_t, DEFAULT_GRID, min_positives=min_positives, shrinkage=shrinkage
     )
     gain = (per_class_score - global_score) * (1 if metrics.HIGHER_IS_BETTER else -1)
     return ThresholdReport(
@@ -127,30 +127,6 @@ def _gains(probs: np.ndarray, truth: np.ndarray, options: Iterable[Thresholds]) 
     """``metrics.score`` of ``decode(probs, t)`` for each ``t``, negated if lower is better."""
     sign = 1.0 if metrics.HIGHER_IS_BETTER else -1.0
     return np.array([sign * metrics.score(truth, decode(probs, t)) for t in options])
-
-
-def _coordinate_ascent(
-    probs: np.ndarray,
-    truth: np.ndarray,
-    start: float,
-    candidates: np.ndarray,
-    tunable: list[int],
-    max_passes: int,
-) -> np.ndarray:
-    """Per-class thresholds from ``start``, improving one tunable class at a time."""
-    thresholds = np.full(probs.shape[1], start)
-    for _ in range(max_passes):
-        changed = False
-        for c in tunable:
-            options = np.append(candidates, thresholds[c])
-            moved = [np.where(np.arange(len(thresholds)) == c, t, thresholds) for t in options]
-            gains = _gains(probs, truth, moved)
-            if gains.max() > gains[-1]:
-                thresholds[c] = _pick(candidates, gains[:-1], thresholds[c])
-                changed = True
-        if not changed:
-            break
-    return thresholds
 
 
 def _pick(candidates: np.ndarray, gains: np.ndarray, prefer: float) -> float:
