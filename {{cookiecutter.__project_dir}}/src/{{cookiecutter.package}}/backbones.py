@@ -4,8 +4,7 @@
 Your own module: put its class in this package (``src/<package>/my_backbones.py``) and name it in
 a config, ``backbone: {class_path: <package>.my_backbones.MyNet, init_args: {...}}``; ``package``
 ships it in the project's wheel. Pretrained weights are opt-in, and every weights file (local or
-in the torch hub cache) is read with ``weights_only=True``: a file planted there cannot run code.
-"""
+in the torch hub cache) is read with ``weights_only=True``: a file planted there cannot run code."""
 
 from __future__ import annotations
 
@@ -108,8 +107,7 @@ def create_backbone(
         backbone: a torchvision classification model name (``"resnet18"``, ``"convnext_tiny"``...),
             an ``nn.Module`` (used as given) or a ``{class_path, init_args}`` config of one.
         pretrained: ``False`` for random init, ``True`` for torchvision's default weights (torch hub
-            cache, else download), or a path to a local state-dict file.
-    """
+            cache, else download), or a path to a local state-dict file."""
     if isinstance(backbone, Mapping):
         backbone = build_from_class_path(backbone)
     if isinstance(backbone, nn.Module):

@@ -76,8 +76,7 @@ class PlantDataModule(pl.LightningDataModule):
         cache_dir: a cache made by ``prepare`` (pre-resized images); ``train.csv`` and the list of
             test images still come from ``data_dir``, so labels and order are unchanged.
         split_file: an ``image,fold`` CSV (``cv`` writes one) that assigns the folds instead of
-            ``val_fraction`` and ``seed``; ``fold`` is then the validation fold.
-    """
+            ``val_fraction`` and ``seed``; ``fold`` is then the validation fold."""
 
     @check_declared_ranges
     def __init__(

@@ -2,8 +2,7 @@
 in one fold (PP2021 holds exact duplicates: a pair split across folds leaks a validation label
 into training). Groups of identical files (``prep.image_checks.duplicate_groups``), not rows,
 are assigned by iterative stratification (a group counts with the union of its rows' labels);
-``fit`` validates on one fold of them, ``cv`` trains them all.
-"""
+``fit`` validates on one fold of them, ``cv`` trains them all."""
 
 from __future__ import annotations
 
@@ -88,8 +87,7 @@ def validation_split(
     """Train / validation indices of ``fit``: fold ``fold`` of ``assign_folds`` held out.
 
     ``round(1 / val_fraction)`` folds (0.2 -> 5), so with the same seed fold ``k`` of ``fit`` is
-    fold ``k`` of ``cv --folds 5``, and sweeping ``fold`` gives disjoint validation sets.
-    """
+    fold ``k`` of ``cv --folds 5``, and sweeping ``fold`` gives disjoint validation sets."""
     if not 0.0 < val_fraction <= 0.5:
         raise DataError(f"val_fraction={val_fraction} must be in (0, 0.5]")
     n_folds = round(1.0 / val_fraction)

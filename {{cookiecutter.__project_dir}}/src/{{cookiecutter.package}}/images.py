@@ -4,8 +4,7 @@ samples divided by 257, float ones read as 0.0..1.0, transparency laid on white)
 fail with one line naming them. ``file_digest`` is the one digest of a file's bytes.
 
 ``MAX_PIXELS``, refused from the header before decoding, is six times a PP2021 photo; its RGB
-decode (192 MB per loader worker) still fits in memory. Raise it if your images are larger.
-"""
+decode (192 MB per loader worker) still fits in memory. Raise it if your images are larger."""
 
 from __future__ import annotations
 

@@ -3,8 +3,7 @@
 Edit these three to compete on another metric: ``val/<NAME>``, the checkpoint monitor, threshold
 tuning, ``cv.json``, ``tune``, ``report`` and the notebooks read them when they run. Plant
 Pathology 2021 scores per-image F1 averaged over images (``f1_score(average="samples")``), not
-element-wise accuracy (predicting nothing scores ~0.83 on six labels) nor weighted F1.
-"""
+element-wise accuracy (predicting nothing scores ~0.83 on six labels) nor weighted F1."""
 
 from __future__ import annotations
 

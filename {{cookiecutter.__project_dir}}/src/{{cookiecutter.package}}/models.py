@@ -34,8 +34,7 @@ class PlantClassifier(pl.LightningModule):
         scheduler: ``"cosine"`` anneals the learning rate over ``max_epochs``; ``"none"`` keeps it.
         dropout: dropout before the head.
         pos_weight: per-class positive weights for ``BCEWithLogitsLoss`` (rare classes up).
-        channels_last: NHWC memory layout, faster convolutions on recent CPUs and GPUs.
-    """
+        channels_last: NHWC memory layout, faster convolutions on recent CPUs and GPUs."""
 
     # Arguments checked and made plain first: a checkpoint must load with weights_only=True.
     @check_declared_ranges

@@ -3,8 +3,7 @@
 Each candidate is judged by ``metrics.score`` of the whole ``metrics.decode`` (arg-max fallback
 included, so a class's threshold is judged by every image's score), in the metric's direction:
 ``tune_global`` (one threshold), ``tune_per_class`` (coordinate ascent, one per class) and
-``choose_thresholds`` (both, in the ``ThresholdReport`` that ``cv`` saves for ``predict``).
-"""
+``choose_thresholds`` (both, in the ``ThresholdReport`` that ``cv`` saves for ``predict``)."""
 
 from __future__ import annotations
 
@@ -50,8 +49,7 @@ def tune_per_class(
     From ``start`` (``tune_global``'s when ``None``), each class in turn sweeps ``grid``, others
     fixed, and moves on a strict gain only (ties: closest to its value), for up to ``MAX_PASSES``
     passes. A class with under ``min_positives`` positives keeps ``start``; the others are shrunk
-    toward it by ``n / (n + shrinkage)`` and rounded to 4 decimals.
-    """
+    toward it by ``n / (n + shrinkage)`` and rounded to 4 decimals."""
     probs, truth = _check_oof(probs, targets)
     candidates = _check_grid(grid)
     if min_positives < 0 or shrinkage < 0:
@@ -91,8 +89,7 @@ def choose_thresholds(
     """Tune global and per-class thresholds on pooled OOF and decide which ``predict`` uses.
 
     ``use`` is ``"per_class"`` only if it beats global by more than ``margin`` (it has more
-    freedom to fit the OOF's noise). The default is a global candidate: tuning never loses to it.
-    """
+    freedom to fit the OOF's noise). The default is a global candidate: tuning never loses to it."""
     probs, truth = _check_oof(probs, targets)
     classes = [str(c) for c in classes]
     if len(classes) != probs.shape[1]:
