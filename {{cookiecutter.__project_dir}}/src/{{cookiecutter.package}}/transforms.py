@@ -30,6 +30,4 @@ def build_transforms(image_size: int, train: bool) -> Callable[[Any], torch.Tens
 
 def normalize_batch(images: torch.Tensor) -> torch.Tensor:
     """uint8 NCHW images -> float32, scaled to [0, 1] and normalised with ImageNet statistics."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    return (images.float() / 255.0 - mean) / std
+    return v2.functional.normalize(images.float() / 255.0, IMAGENET_MEAN, IMAGENET_STD)
