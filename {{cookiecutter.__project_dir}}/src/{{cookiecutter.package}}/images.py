@@ -91,8 +91,8 @@ def decode(path: Path, min_size: int | None, failure: str) -> Image.Image:
     the error."""
     with errors_named(path, failure), Image.open(path) as opened:
         check_pixel_count(path, opened.size)
-        if min_size is not None and opened.format == "JPEG":  # draft: the largest DCT reduction
-            width, height = opened.size  # whose shorter side is still at least min_size
+        if min_size is not None and opened.format == "JPEG":
+            width, height = opened.size  # draft: the largest DCT reduction still >= min_size
             scale = min(1.0, min_size / min(width, height))
             opened.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
         image = to_rgb(ImageOps.exif_transpose(opened))  # a new image, never `opened`
