@@ -10,7 +10,6 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -32,14 +31,6 @@ class FoldPlan:
         return write_csv(path, ["image", "fold"], zip(self.images, (int(f) for f in self.folds)))
 
 
-def multilabel_kfold(n_folds: int, seed: int) -> Any:
-    """A shuffled, seeded ``MultilabelStratifiedKFold`` (imported here: the offline inference
-    path, a Kaggle notebook without ``iterstrat``, imports this package)."""
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
-    return MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-
-
 def assign_folds(
     images: Sequence[str],
     targets: np.ndarray,
@@ -48,6 +39,9 @@ def assign_folds(
     groups: Sequence[Sequence[str]] = (),
 ) -> FoldPlan:
     """Seeded multi-label stratified folds in which each group of ``groups`` shares one fold."""
+    # Imported here: the offline inference path (a Kaggle notebook without iterstrat) imports folds.
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
     if n_folds < 2:
         raise DataError(f"--folds {n_folds}: cross-validation needs 2 folds or more")
     group_of = {name: index for index, group in enumerate(groups) for name in group}
@@ -59,7 +53,7 @@ def assign_folds(
     rows_of_key = np.array([position[key] for key in keys])
     group_targets = np.zeros((len(unique_keys), targets.shape[1]), dtype=targets.dtype)
     np.maximum.at(group_targets, rows_of_key, targets)
-    splitter = multilabel_kfold(n_folds, seed)
+    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fold_of_key = np.empty(len(unique_keys), dtype=np.int64)
     for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(unique_keys)), group_targets)):
         fold_of_key[held_out] = fold
