@@ -1,10 +1,7 @@
 """Image files: any file Pillow reads becomes an upright 8-bit RGB image, decoded no larger than
-needed (JPEG DCT scaling), EXIF orientation applied, every mode mapped onto 0..255 (16-bit
-samples divided by 257, float ones read as 0.0..1.0, transparency laid on white); hostile files
-fail with one line naming them. ``file_digest`` is the one digest of a file's bytes.
-
-``MAX_PIXELS``, refused from the header before decoding, is six times a PP2021 photo; its RGB
-decode (192 MB per loader worker) still fits in memory. Raise it if your images are larger."""
+needed (JPEG DCT scaling), every mode mapped onto 0..255 (16-bit samples divided by 257, float
+ones read as 0.0..1.0, transparency laid on white); hostile files fail with one line naming them.
+``file_digest`` is the one digest of a file's bytes."""
 
 from __future__ import annotations
 
@@ -20,7 +17,7 @@ from PIL import Image, ImageOps
 
 from .utils.errors import DataError
 
-MAX_PIXELS = 64_000_000
+MAX_PIXELS = 64_000_000  # six PP2021 photos, refused before decoding; raise it for larger images
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 # What Pillow raises for files it cannot parse or decode (its decoders are not uniform).
 DECODE_ERRORS = (

@@ -1,9 +1,7 @@
-"""Decision thresholds tuned on out-of-fold (OOF) probabilities for the competition metric.
-
-Each candidate is judged by ``metrics.score`` of the whole ``metrics.decode`` (arg-max fallback
-included, so a class's threshold is judged by every image's score), in the metric's direction:
-``tune_global`` (one threshold), ``tune_per_class`` (coordinate ascent, one per class) and
-``choose_thresholds`` (both, in the ``ThresholdReport`` that ``cv`` saves for ``predict``)."""
+"""Decision thresholds tuned on out-of-fold (OOF) probabilities: each candidate is judged by
+``metrics.score`` of the whole ``metrics.decode`` (arg-max fallback included), in the metric's
+direction. ``tune_global`` finds one threshold, ``tune_per_class`` one per class (coordinate
+ascent), ``choose_thresholds`` both, in the ``ThresholdReport`` ``cv`` saves for ``predict``."""
 
 from __future__ import annotations
 
