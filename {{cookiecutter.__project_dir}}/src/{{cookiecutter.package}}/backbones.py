@@ -1,15 +1,10 @@
-"""Backbones: a torchvision model by name, or any ``nn.Module``, turned into a feature extractor.
+"""Backbones: a torchvision model by name, or any ``nn.Module``, turned into a feature extractor
+(its last ``nn.Linear`` replaced by ``nn.Identity``; the LightningModule puts its head on top).
 
 Your own module: put its class in this package (``src/<package>/my_backbones.py``) and name it in
-a config, ``backbone: {class_path: <package>.my_backbones.MyNet, init_args: {...}}``. The
-checkpoint then holds that class path, and ``package`` ships the module in the project's wheel.
-The classifier is found generically (the last ``nn.Linear``: ``fc``, ``classifier[-1]``,
-``heads.head``) and replaced by ``nn.Identity``; the LightningModule puts its own head on top.
-
-Pretrained weights are opt-in, never fetched silently, and every weights file (a local one or
-torchvision's in the torch hub cache) is read with ``torch.load(weights_only=True)``: a file
-planted in the cache cannot run code (hub's ``load_state_dict_from_url`` would unpickle it).
-"""
+a config, ``backbone: {class_path: <package>.my_backbones.MyNet, init_args: {...}}``; ``package``
+ships it in the project's wheel. Pretrained weights are opt-in, and every weights file (local or
+in the torch hub cache) is read with ``weights_only=True``: a file planted there cannot run code."""
 
 from __future__ import annotations
 
@@ -30,14 +25,9 @@ from .utils.errors import BackboneError
 from .utils.torchfiles import load_torch_file, refusal_reason
 
 
-def classification_models() -> list[str]:
-    """Names accepted as ``backbone``: torchvision's image-classification models."""
-    return sorted(torchvision.models.list_models(module=torchvision.models))
-
-
 def check_backbone_name(name: str) -> None:
     """Raise ``BackboneError`` with close matches when ``name`` is not a torchvision classifier."""
-    names = classification_models()
+    names = torchvision.models.list_models(module=torchvision.models)
     if name in names:
         return
     lowered = {n.lower(): n for n in names}
@@ -49,19 +39,18 @@ def check_backbone_name(name: str) -> None:
     )
 
 
-def _hub_cache_file(url: str) -> Path:
-    """Where torch hub keeps the file of ``url``: ``$TORCH_HOME/hub/checkpoints/<file name>``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
-
-
-def _download(name: str, url: str, cached: Path) -> None:
-    """Download ``url`` to ``cached`` (hash checked, atomic) or raise saying how to supply it."""
+def _default_weights(name: str) -> dict[str, torch.Tensor]:
+    """State dict of ``name``'s default torchvision weights: the torch hub cache file, else
+    downloaded there (hash checked, atomic) or a ``BackboneError`` saying how to supply it."""
+    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
     hash_prefix = re.search(r"-([a-f0-9]+)\.", cached.name)
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(
-            url, str(cached), hash_prefix.group(1) if hash_prefix else None, progress=True
-        )
+        if not cached.is_file():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(
+                url, str(cached), hash_prefix.group(1) if hash_prefix else None, progress=True
+            )
     except (OSError, RuntimeError, http.client.HTTPException) as exc:
         # URLError and timeouts are OSErrors; a hash mismatch is a RuntimeError
         raise BackboneError(
@@ -69,14 +58,6 @@ def _download(name: str, url: str, cached: Path) -> None:
             f" elsewhere and pass it: --model.pretrained /path/to/{cached.name}, or put it as"
             f" {cached.name} in {cached.parent} (the torch hub cache; TORCH_HOME moves it)"
         ) from None
-
-
-def _default_weights(name: str) -> dict[str, torch.Tensor]:
-    """State dict of ``name``'s default torchvision weights: the hub cache file, else a download."""
-    url = torchvision.models.get_model_weights(name).DEFAULT.url
-    cached = _hub_cache_file(url)
-    if not cached.is_file():
-        _download(name, url, cached)
     return _read_state_dict(
         cached,
         f"delete it to download {name}'s weights again, or pass a file you trust:"
@@ -94,27 +75,19 @@ def _read_state_dict(path: str | Path, remedy: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _set_submodule(root: nn.Module, dotted: str, new: nn.Module) -> None:
-    parent_name, _, child = dotted.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, new)
-
-
-def strip_classifier(module: nn.Module, probe_size: int = 224) -> int:
-    """Replace the last ``nn.Linear`` of ``module`` by ``nn.Identity``; return the feature width.
-
-    A module without any ``nn.Linear`` is taken to output features already; its width is found
-    by one forward pass of a ``probe_size`` image.
-    """
+def strip_classifier(module: nn.Module) -> int:
+    """Replace the last ``nn.Linear`` of ``module`` by ``nn.Identity``; return the feature width
+    (without one, the module is taken to output features: one forward pass of a 224 image)."""
     linears = [(n, m) for n, m in module.named_modules() if isinstance(m, nn.Linear)]
     if linears:
         name, linear = linears[-1]
-        _set_submodule(module, name, nn.Identity())
+        parent, _, child = name.rpartition(".")
+        setattr(module.get_submodule(parent), child, nn.Identity())
         return linear.in_features
     was_training = module.training
     module.eval()
     with torch.no_grad():
-        out = module(torch.zeros(1, 3, probe_size, probe_size))
+        out = module(torch.zeros(1, 3, 224, 224))
     module.train(was_training)
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -134,8 +107,7 @@ def create_backbone(
         backbone: a torchvision classification model name (``"resnet18"``, ``"convnext_tiny"``...),
             an ``nn.Module`` (used as given) or a ``{class_path, init_args}`` config of one.
         pretrained: ``False`` for random init, ``True`` for torchvision's default weights (torch hub
-            cache, else download), or a path to a local state-dict file.
-    """
+            cache, else download), or a path to a local state-dict file."""
     if isinstance(backbone, Mapping):
         backbone = build_from_class_path(backbone)
     if isinstance(backbone, nn.Module):

@@ -1,12 +1,9 @@
-"""Images for the model: the dataset, and the DataModule over a Kaggle-layout folder.
-
-Rows and labels come from ``labels``, folds from ``folds``, augmentations from ``transforms``;
-this module checks that every image a stage will read is there and decodes, then serves uint8
-batches that are normalised on the training device.
-"""
+"""Images for the model: the dataset, and the DataModule over a Kaggle-layout folder, which checks
+every image a stage will read, then serves uint8 batches normalised on the training device."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,14 +14,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .prep.cache import check_cache
-from .utils.constraints import (
-    ImageSide,
-    NonNegativeInt,
-    PositiveInt,
-    Seed,
-    ValFraction,
-    check_declared_ranges,
-)
+from .utils.constraints import ImageSide, NonNegativeInt, PositiveInt, Seed, ValFraction
+from .utils.constraints import check_declared_ranges
 from .utils.errors import DataError
 from .utils.hardware import default_num_workers
 from .prep.folder_checks import check_cached, check_listed_images, list_images
@@ -85,8 +76,7 @@ class PlantDataModule(pl.LightningDataModule):
         cache_dir: a cache made by ``prepare`` (pre-resized images); ``train.csv`` and the list of
             test images still come from ``data_dir``, so labels and order are unchanged.
         split_file: an ``image,fold`` CSV (``cv`` writes one) that assigns the folds instead of
-            ``val_fraction`` and ``seed``; ``fold`` is then the validation fold.
-    """
+            ``val_fraction`` and ``seed``; ``fold`` is then the validation fold."""
 
     @check_declared_ranges
     def __init__(
@@ -112,9 +102,7 @@ class PlantDataModule(pl.LightningDataModule):
         self.seed = seed
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.split_file = None if split_file is None else Path(split_file)
-        self._samples: list[Sample] | None = None
         self._checked: set[str] = set()
-        self._split_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.train_set: ImageDataset | None = None
         self.val_set: ImageDataset | None = None
         self.predict_set: ImageDataset | None = None
@@ -122,10 +110,6 @@ class PlantDataModule(pl.LightningDataModule):
     @property
     def train_csv(self) -> Path:
         return self.data_dir / TRAIN_CSV
-
-    @property
-    def test_images(self) -> Path:
-        return self.data_dir / TEST_IMAGES
 
     def images_dir(self, folder: str) -> Path:
         """Where the images of ``folder`` are read from: the cache when there is one."""
@@ -138,13 +122,11 @@ class PlantDataModule(pl.LightningDataModule):
                 f" and {TEST_IMAGES}/ in it)"
             )
 
-    @property
+    @functools.cached_property
     def samples(self) -> list[Sample]:
         """The validated rows of ``train.csv`` (read once)."""
-        if self._samples is None:
-            self._check_data_dir()
-            self._samples = read_train_csv(self.train_csv)
-        return self._samples
+        self._check_data_dir()
+        return read_train_csv(self.train_csv)
 
     @property
     def classes(self) -> list[str]:
@@ -164,40 +146,39 @@ class PlantDataModule(pl.LightningDataModule):
         if self.cache_dir is not None:
             check_cache(self.cache_dir, self.data_dir, self.image_size)
         if stage == "predict":
-            names = list_images(self.test_images)
+            names = list_images(self.data_dir / TEST_IMAGES)
             if self.cache_dir is not None:
                 check_cached(names, self.images_dir(TEST_IMAGES))
         else:
             check_listed_images(self.train_csv, self.images_dir(TRAIN_IMAGES), self.samples)
-            self._split()
+            self._split  # computed here: a bad split fails before any output
         self._checked.add(stage)
 
+    @functools.cached_property
     def _split(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Multi-hot targets and the (cached) train / validation indices."""
-        if self._split_cache is None:
-            targets = encode_labels(self.samples, self.classes)
-            names = [sample.image for sample in self.samples]
-            if self.split_file is not None:
-                train_idx, val_idx = split_from_file(self.split_file, names, self.fold)
-            else:
-                groups = duplicate_groups(self.data_dir / TRAIN_IMAGES, names, self.cache_dir)
-                train_idx, val_idx = validation_split(
-                    names, targets, self.val_fraction, self.fold, self.seed, groups
-                )
-            self._split_cache = (targets, train_idx, val_idx)
-        return self._split_cache
+        """Multi-hot targets and the train / validation indices (computed once)."""
+        targets = encode_labels(self.samples, self.classes)
+        names = [sample.image for sample in self.samples]
+        if self.split_file is not None:
+            train_idx, val_idx = split_from_file(self.split_file, names, self.fold)
+        else:
+            groups = duplicate_groups(self.data_dir / TRAIN_IMAGES, names, self.cache_dir)
+            train_idx, val_idx = validation_split(
+                names, targets, self.val_fraction, self.fold, self.seed, groups
+            )
+        return targets, train_idx, val_idx
 
     def setup(self, stage: str) -> None:
         self.check(stage)
         if stage == "predict":
             self.predict_set = ImageDataset(
                 self.images_dir(TEST_IMAGES),
-                list_images(self.test_images),
+                list_images(self.data_dir / TEST_IMAGES),
                 build_transforms(self.image_size, train=False),
                 decode_size=self.image_size,
             )
             return
-        targets, train_idx, val_idx = self._split()
+        targets, train_idx, val_idx = self._split
         self.train_set = self._labelled_set(train_idx, targets, train=True)
         self.val_set = self._labelled_set(val_idx, targets, train=False)
 

@@ -2,8 +2,7 @@
 in one fold (PP2021 holds exact duplicates: a pair split across folds leaks a validation label
 into training). Groups of identical files (``prep.image_checks.duplicate_groups``), not rows,
 are assigned by iterative stratification (a group counts with the union of its rows' labels);
-``fit`` validates on one fold of them, ``cv`` trains them all.
-"""
+``fit`` validates on one fold of them, ``cv`` trains them all."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -33,14 +31,6 @@ class FoldPlan:
         return write_csv(path, ["image", "fold"], zip(self.images, (int(f) for f in self.folds)))
 
 
-def multilabel_kfold(n_folds: int, seed: int) -> Any:
-    """A shuffled, seeded ``MultilabelStratifiedKFold`` (imported here: the offline inference
-    path, a Kaggle notebook without ``iterstrat``, imports this package)."""
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-
-    return MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-
-
 def assign_folds(
     images: Sequence[str],
     targets: np.ndarray,
@@ -49,6 +39,9 @@ def assign_folds(
     groups: Sequence[Sequence[str]] = (),
 ) -> FoldPlan:
     """Seeded multi-label stratified folds in which each group of ``groups`` shares one fold."""
+    # Imported here: the offline inference path (a Kaggle notebook without iterstrat) imports folds.
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
     if n_folds < 2:
         raise DataError(f"--folds {n_folds}: cross-validation needs 2 folds or more")
     group_of = {name: index for index, group in enumerate(groups) for name in group}
@@ -60,7 +53,7 @@ def assign_folds(
     rows_of_key = np.array([position[key] for key in keys])
     group_targets = np.zeros((len(unique_keys), targets.shape[1]), dtype=targets.dtype)
     np.maximum.at(group_targets, rows_of_key, targets)
-    splitter = multilabel_kfold(n_folds, seed)
+    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fold_of_key = np.empty(len(unique_keys), dtype=np.int64)
     for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(unique_keys)), group_targets)):
         fold_of_key[held_out] = fold
@@ -88,8 +81,7 @@ def validation_split(
     """Train / validation indices of ``fit``: fold ``fold`` of ``assign_folds`` held out.
 
     ``round(1 / val_fraction)`` folds (0.2 -> 5), so with the same seed fold ``k`` of ``fit`` is
-    fold ``k`` of ``cv --folds 5``, and sweeping ``fold`` gives disjoint validation sets.
-    """
+    fold ``k`` of ``cv --folds 5``, and sweeping ``fold`` gives disjoint validation sets."""
     if not 0.0 < val_fraction <= 0.5:
         raise DataError(f"val_fraction={val_fraction} must be in (0, 0.5]")
     n_folds = round(1.0 / val_fraction)

@@ -1,11 +1,7 @@
 """Image files: any file Pillow reads becomes an upright 8-bit RGB image, decoded no larger than
-needed (JPEG DCT scaling), EXIF orientation applied, every mode mapped onto 0..255 (16-bit
-samples divided by 257, float ones read as 0.0..1.0, transparency laid on white); hostile files
-fail with one line naming them. ``file_digest`` is the one digest of a file's bytes.
-
-``MAX_PIXELS``, refused from the header before decoding, is six times a PP2021 photo; its RGB
-decode (192 MB per loader worker) still fits in memory. Raise it if your images are larger.
-"""
+needed (JPEG DCT scaling), every mode mapped onto 0..255 (16-bit samples divided by 257, float
+ones read as 0.0..1.0, transparency laid on white); hostile files fail with one line naming them.
+``file_digest`` is the one digest of a file's bytes."""
 
 from __future__ import annotations
 
@@ -21,7 +17,7 @@ from PIL import Image, ImageOps
 
 from .utils.errors import DataError
 
-MAX_PIXELS = 64_000_000
+MAX_PIXELS = 64_000_000  # six PP2021 photos, refused before decoding; raise it for larger images
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 # What Pillow raises for files it cannot parse or decode (its decoders are not uniform).
 DECODE_ERRORS = (
@@ -72,10 +68,8 @@ def _to_8bit_gray(image: Image.Image) -> Image.Image:
 
 @contextmanager
 def bomb_warnings_ignored() -> Iterator[None]:
-    """Silence Pillow's decompression-bomb warning (``MAX_PIXELS`` refuses those files anyway).
-
-    ``warnings.catch_warnings`` changes process-wide state: enter it in one thread only.
-    """
+    """Silence Pillow's decompression-bomb warning (``MAX_PIXELS`` refuses those files anyway);
+    process-wide state: enter it in one thread only."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         yield
@@ -95,7 +89,9 @@ def decode(path: Path, min_size: int | None, failure: str) -> Image.Image:
     with errors_named(path, failure), Image.open(path) as opened:
         check_pixel_count(path, opened.size)
         if min_size is not None and opened.format == "JPEG":
-            opened.draft("RGB", _draft_request(opened.size, min_size))
+            width, height = opened.size  # draft: the largest DCT reduction still >= min_size
+            scale = min(1.0, min_size / min(width, height))
+            opened.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
         image = to_rgb(ImageOps.exif_transpose(opened))  # a new image, never `opened`
         image.load()
         return image
@@ -123,13 +119,3 @@ def check_pixel_count(path: Path, size: tuple[int, int]) -> None:
             f"{path}: {width}x{height} pixels is more than the {MAX_PIXELS:,} this project decodes"
             " (a decompression bomb? the limit is MAX_PIXELS in images.py)"
         )
-
-
-def _draft_request(size: tuple[int, int], min_size: int) -> tuple[int, int]:
-    """The size to ask ``Image.draft`` for: the image scaled to ``min_size`` on its shorter side
-    (``draft`` picks the largest DCT reduction still at least that size)."""
-    width, height = size
-    scale = min_size / min(width, height)
-    if scale >= 1:
-        return size
-    return (max(1, int(width * scale)), max(1, int(height * scale)))

@@ -1,10 +1,6 @@
-"""The labels of the Kaggle layout: ``train.csv``, the label vocabulary and the encoding.
-
-``train.csv`` has the columns ``image,labels``; ``labels`` is a space-separated list of names.
-``read_train_csv`` refuses, with one line naming the row, anything that would silently train on
-wrong labels. The vocabulary is read from the CSV (sorted), never hard-coded, so the same code
-serves Plant Pathology 2020, 2021 or any other multi-label image set.
-"""
+"""The labels: ``train.csv`` (columns ``image,labels``, ``labels`` a space-separated list of names),
+refused with one line naming the row where it would silently train on wrong labels; the label
+vocabulary, read from it (sorted), never hard-coded; and the multi-hot encoding."""
 
 from __future__ import annotations
 
@@ -70,7 +66,12 @@ def read_train_csv(path: str | Path) -> list[Sample]:
     if not samples:
         raise DataError(f"{path}: no data rows under the header")
     _refuse_spelling_variants(path, samples)
-    _refuse_a_single_class(path, samples)
+    classes = label_vocabulary(samples)
+    if len(classes) < 2:  # every target and every F1 would be 1: nothing to learn or tune
+        raise DataError(
+            f"{path}: every row has the one label {classes[0]!r}; a multi-label model needs at"
+            " least two label names (add the rows of the other classes)"
+        )
     return samples
 
 
@@ -83,8 +84,7 @@ def label_key(label: str) -> str:
 
 
 def _refuse_spelling_variants(path: Path, samples: Sequence[Sample]) -> None:
-    """``DataError`` naming both rows if two label names differ only in ``label_key``'s ways
-    (they would silently become two classes; which spelling is right is the user's call)."""
+    """``DataError`` naming both rows of two label names that differ only in ``label_key``."""
     first_row: dict[str, tuple[str, int]] = {}
     for row_number, sample in enumerate(samples, start=2):
         for label in sample.labels:
@@ -104,17 +104,6 @@ def _refuse_spelling_variants(path: Path, samples: Sequence[Sample]) -> None:
                 f"{where}: label {ascii(label)} differs from {ascii(spelling)} (row {row}) only"
                 " by Unicode normalisation, invisible characters or case; use one spelling"
             )
-
-
-def _refuse_a_single_class(path: Path, samples: Sequence[Sample]) -> None:
-    """``DataError`` if every row carries the same one label: every target would be 1 and every
-    F1 1, with nothing to learn or to tune."""
-    classes = label_vocabulary(samples)
-    if len(classes) < 2:
-        raise DataError(
-            f"{path}: every row has the one label {classes[0]!r}; a multi-label model needs at"
-            " least two label names (add the rows of the other classes)"
-        )
 
 
 def label_vocabulary(samples: Sequence[Sample]) -> list[str]:

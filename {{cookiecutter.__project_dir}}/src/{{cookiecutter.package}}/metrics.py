@@ -3,8 +3,7 @@
 Edit these three to compete on another metric: ``val/<NAME>``, the checkpoint monitor, threshold
 tuning, ``cv.json``, ``tune``, ``report`` and the notebooks read them when they run. Plant
 Pathology 2021 scores per-image F1 averaged over images (``f1_score(average="samples")``), not
-element-wise accuracy (predicting nothing scores ~0.83 on six labels) nor weighted F1.
-"""
+element-wise accuracy (predicting nothing scores ~0.83 on six labels) nor weighted F1."""
 
 from __future__ import annotations
 
@@ -68,8 +67,8 @@ def check_thresholds(threshold: Thresholds, n_classes: int) -> float | np.ndarra
 
 def per_image_f1(targets: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """F1 of each image's label set, ``2·TP / (|true| + |predicted|)`` (0 where both are empty)."""
-    truth = _binary(targets, "targets")
-    guess = _binary(predicted, "predicted")
+    truth = as_multi_hot(targets, "targets")
+    guess = as_multi_hot(predicted, "predicted")
     if truth.shape != guess.shape:
         raise ValueError(f"targets {truth.shape} and predicted {guess.shape} differ in shape")
     true_positives = (truth & guess).sum(axis=1)
@@ -79,8 +78,8 @@ def per_image_f1(targets: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return scores
 
 
-def _binary(matrix: np.ndarray, name: str) -> np.ndarray:
-    """``matrix`` as a 2-D boolean array, refusing values other than 0 and 1."""
+def as_multi_hot(matrix: np.ndarray, name: str) -> np.ndarray:
+    """``matrix`` (images x classes) as a boolean array; ``ValueError`` naming it unless 2-D 0/1."""
     values = np.asarray(matrix)
     if values.ndim != 2:
         raise ValueError(f"{name} must be 2-D (images x classes), got shape {values.shape}")

@@ -1,10 +1,7 @@
-"""The LightningModule: backbone features -> dropout -> linear head -> logits, one per label.
-
-Training uses ``BCEWithLogitsLoss`` on the raw logits (a sigmoid before it, or a softmax, would
-break multi-label learning). Validation reports the competition metric, per-image F1 averaged over
-images, plus each class's F1. The label vocabulary is a hyper-parameter, so a checkpoint alone
-is enough to predict and decode.
-"""
+"""The LightningModule: backbone features -> dropout -> linear head -> logits, one per label,
+trained with ``BCEWithLogitsLoss`` on the raw logits (multi-label: no sigmoid or softmax before
+it); validation logs the competition metric and each class's F1. The label vocabulary is a
+hyper-parameter, so a checkpoint alone is enough to predict and decode."""
 
 from __future__ import annotations
 
@@ -17,13 +14,8 @@ import torch
 from torch import nn
 
 from .backbones import create_backbone
-from .utils.constraints import (
-    ClosedUnitInterval,
-    DropoutRate,
-    NonNegativeFinite,
-    PositiveFinite,
-    check_declared_ranges,
-)
+from .utils.constraints import ClosedUnitInterval, DropoutRate, NonNegativeFinite, PositiveFinite
+from .utils.constraints import check_declared_ranges
 from .utils.errors import DataError
 from . import metrics
 from .metrics import decode, per_class_f1
@@ -42,8 +34,7 @@ class PlantClassifier(pl.LightningModule):
         scheduler: ``"cosine"`` anneals the learning rate over ``max_epochs``; ``"none"`` keeps it.
         dropout: dropout before the head.
         pos_weight: per-class positive weights for ``BCEWithLogitsLoss`` (rare classes up).
-        channels_last: NHWC memory layout, faster convolutions on recent CPUs and GPUs.
-    """
+        channels_last: NHWC memory layout, faster convolutions on recent CPUs and GPUs."""
 
     # Arguments checked and made plain first: a checkpoint must load with weights_only=True.
     @check_declared_ranges
@@ -146,35 +137,19 @@ class PlantClassifier(pl.LightningModule):
         logits = self(batch["image"])
         loss = self.loss(logits, batch["target"])
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(logits), sync_dist=True)
-        self._outputs.append(
-            (
-                torch.sigmoid(logits.float()).detach(),
-                batch["target"].detach(),
-                batch["index"].detach(),
-            )
-        )
+        probs = torch.sigmoid(logits.float()).detach()
+        self._outputs.append((probs, batch["target"].detach(), batch["index"].detach()))
 
     def _gathered_outputs(self) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and targets of every evaluated image, each image exactly once.
-
-        Under DDP each process holds its share, and the distributed sampler pads the shares to
-        equal length with repeated images: gather all, then keep one row per dataset index.
-        """
-        probs = torch.cat([p for p, _, _ in self._outputs])
-        targets = torch.cat([t for _, t, _ in self._outputs])
-        indices = torch.cat([i for _, _, i in self._outputs])
+        """Probabilities and targets of every evaluated image, each image exactly once (under DDP
+        the distributed sampler pads the processes' shares with repeats: one row per index)."""
+        probs, targets, indices = (torch.cat(column) for column in zip(*self._outputs))
         self._outputs.clear()
         if self.trainer.world_size > 1:
-            probs, targets, indices = (self._gather(t) for t in (probs, targets, indices))
+            gathered = self.all_gather((probs, targets, indices))
+            probs, targets, indices = (tensor.flatten(0, 1) for tensor in gathered)
         _, first = np.unique(indices.cpu().numpy(), return_index=True)
         return probs.cpu().numpy()[first], targets.cpu().numpy()[first].astype(np.int64)
-
-    def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Every process's ``tensor``, concatenated along the first dimension."""
-        gathered = self.all_gather(tensor)
-        if not isinstance(gathered, torch.Tensor):
-            raise TypeError(f"all_gather returned {type(gathered).__name__}, not a tensor")
-        return gathered.flatten(0, 1)
 
     def _eval_epoch_end(self, stage: str) -> None:
         if not self._outputs:
@@ -211,7 +186,4 @@ class PlantClassifier(pl.LightningModule):
         if self.hparams["scheduler"] == "none" or not epochs or epochs < 1:
             return optimizer
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
-        }
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}  # stepped once per epoch

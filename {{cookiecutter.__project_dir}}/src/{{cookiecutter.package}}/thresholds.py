@@ -1,10 +1,7 @@
-"""Decision thresholds tuned on out-of-fold (OOF) probabilities for the competition metric.
-
-Each candidate is judged by ``metrics.score`` of the whole ``metrics.decode`` (arg-max fallback
-included, so a class's threshold is judged by every image's score), in the metric's direction:
-``tune_global`` (one threshold), ``tune_per_class`` (coordinate ascent, one per class) and
-``choose_thresholds`` (both, in the ``ThresholdReport`` that ``cv`` saves for ``predict``).
-"""
+"""Decision thresholds tuned on out-of-fold (OOF) probabilities: each candidate is judged by
+``metrics.score`` of the whole ``metrics.decode`` (arg-max fallback included), in the metric's
+direction. ``tune_global`` finds one threshold, ``tune_per_class`` one per class (coordinate
+ascent), ``choose_thresholds`` both, in the ``ThresholdReport`` ``cv`` saves for ``predict``."""
 
 from __future__ import annotations
 
@@ -14,20 +11,14 @@ import numpy as np
 
 from . import metrics
 from .metrics import Thresholds, decode
-from .predict.threshold_report import (
-    MARGIN,
-    MIN_POSITIVES,
-    SHRINKAGE,
-    ThresholdReport,
-    single_threshold,
-)
+from .predict.threshold_report import MARGIN, MIN_POSITIVES, SHRINKAGE
+from .predict.threshold_report import ThresholdReport, single_threshold
 
 __all__ = ["ThresholdReport", "choose_thresholds", "tune_global", "tune_per_class"]
 
 DEFAULT_GRID = np.round(np.arange(2, 99) / 100, 2)  # 0.02, 0.03, ..., 0.98
 
-MAX_PASSES = 3
-"""Coordinate-ascent passes over the classes (it stops early once a pass changes nothing)."""
+MAX_PASSES = 3  # coordinate-ascent passes over the classes (fewer once one changes nothing)
 
 
 def tune_global(
@@ -50,31 +41,37 @@ def tune_per_class(
     grid: Sequence[float] | np.ndarray | None = None,
     min_positives: int = MIN_POSITIVES,
     shrinkage: float = SHRINKAGE,
-    max_passes: int = MAX_PASSES,
 ) -> tuple[np.ndarray, float]:
     """Per-class thresholds best for the metric of the whole decode, and their score.
 
     From ``start`` (``tune_global``'s when ``None``), each class in turn sweeps ``grid``, others
-    fixed, and moves on a strict gain only (ties: closest to its value), for up to ``max_passes``
+    fixed, and moves on a strict gain only (ties: closest to its value), for up to ``MAX_PASSES``
     passes. A class with under ``min_positives`` positives keeps ``start``; the others are shrunk
-    toward it by ``n / (n + shrinkage)`` and rounded to 4 decimals.
-    """
+    toward it by ``n / (n + shrinkage)`` and rounded to 4 decimals."""
     probs, truth = _check_oof(probs, targets)
     candidates = _check_grid(grid)
-    if min_positives < 0 or shrinkage < 0 or max_passes < 1:
+    if min_positives < 0 or shrinkage < 0:
         raise ValueError(
-            f"need min_positives >= 0, shrinkage >= 0 and max_passes >= 1, got {min_positives}, "
-            f"{shrinkage} and {max_passes}"
+            f"need min_positives >= 0 and shrinkage >= 0, got {min_positives} and {shrinkage}"
         )
-    if start is None:
-        start, _ = tune_global(probs, truth, candidates)
-    start = single_threshold(start)
+    start = single_threshold(tune_global(probs, truth, candidates)[0] if start is None else start)
     positives = truth.sum(axis=0)
     tunable = [c for c in range(probs.shape[1]) if positives[c] >= min_positives]
-    raw = _coordinate_ascent(probs, truth, start, candidates, tunable, max_passes)
+    tuned = np.full(probs.shape[1], start)
+    for _ in range(MAX_PASSES):  # coordinate ascent, one tunable class at a time
+        changed = False
+        for c in tunable:
+            options = np.append(candidates, tuned[c])
+            moved = [np.where(np.arange(len(tuned)) == c, t, tuned) for t in options]
+            gains = _gains(probs, truth, moved)
+            if gains.max() > gains[-1]:
+                tuned[c] = _pick(candidates, gains[:-1], tuned[c])
+                changed = True
+        if not changed:
+            break
     weights = positives / (positives + shrinkage) if shrinkage > 0 else np.ones(len(positives))
     final = np.full(probs.shape[1], start)
-    final[tunable] = np.round(start + weights[tunable] * (raw[tunable] - start), 4)
+    final[tunable] = np.round(start + weights[tunable] * (tuned[tunable] - start), 4)
     return final, metrics.score(truth, decode(probs, final))
 
 
@@ -83,7 +80,6 @@ def choose_thresholds(
     targets: np.ndarray,
     default_threshold: float,
     classes: Sequence[str],
-    grid: Sequence[float] | np.ndarray | None = None,
     min_positives: int = MIN_POSITIVES,
     shrinkage: float = SHRINKAGE,
     margin: float = MARGIN,
@@ -91,8 +87,7 @@ def choose_thresholds(
     """Tune global and per-class thresholds on pooled OOF and decide which ``predict`` uses.
 
     ``use`` is ``"per_class"`` only if it beats global by more than ``margin`` (it has more
-    freedom to fit the OOF's noise). The default is a global candidate: tuning never loses to it.
-    """
+    freedom to fit the OOF's noise). The default is a global candidate: tuning never loses to it."""
     probs, truth = _check_oof(probs, targets)
     classes = [str(c) for c in classes]
     if len(classes) != probs.shape[1]:
@@ -100,10 +95,9 @@ def choose_thresholds(
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
     default = single_threshold(default_threshold)
-    candidates = _check_grid(grid)
-    global_t, global_score = tune_global(probs, truth, np.append(candidates, default), default)
+    global_t, global_score = tune_global(probs, truth, np.append(DEFAULT_GRID, default), default)
     per_class, per_class_score = tune_per_class(
-        probs, truth, global_t, candidates, min_positives=min_positives, shrinkage=shrinkage
+        probs, truth, global_t, DEFAULT_GRID, min_positives=min_positives, shrinkage=shrinkage
     )
     gain = (per_class_score - global_score) * (1 if metrics.HIGHER_IS_BETTER else -1)
     return ThresholdReport(
@@ -130,30 +124,6 @@ def _gains(probs: np.ndarray, truth: np.ndarray, options: Iterable[Thresholds]) 
     return np.array([sign * metrics.score(truth, decode(probs, t)) for t in options])
 
 
-def _coordinate_ascent(
-    probs: np.ndarray,
-    truth: np.ndarray,
-    start: float,
-    candidates: np.ndarray,
-    tunable: list[int],
-    max_passes: int,
-) -> np.ndarray:
-    """Per-class thresholds from ``start``, improving one tunable class at a time."""
-    thresholds = np.full(probs.shape[1], start)
-    for _ in range(max_passes):
-        changed = False
-        for c in tunable:
-            options = np.append(candidates, thresholds[c])
-            moved = [np.where(np.arange(len(thresholds)) == c, t, thresholds) for t in options]
-            gains = _gains(probs, truth, moved)
-            if gains.max() > gains[-1]:
-                thresholds[c] = _pick(candidates, gains[:-1], thresholds[c])
-                changed = True
-        if not changed:
-            break
-    return thresholds
-
-
 def _pick(candidates: np.ndarray, gains: np.ndarray, prefer: float) -> float:
     """The candidate of highest gain; among ties, the closest to ``prefer``, then the lowest."""
     tied = candidates[gains == gains.max()]
@@ -163,19 +133,13 @@ def _pick(candidates: np.ndarray, gains: np.ndarray, prefer: float) -> float:
 def _check_oof(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """OOF probabilities (float64) and 0/1 targets (int64), both images x classes, validated."""
     p = np.asarray(probs, dtype=np.float64)
-    t = np.asarray(targets)
-    if p.ndim != 2 or t.ndim != 2:
-        raise ValueError(
-            f"probs and targets must be 2-D (images x classes), got shapes {p.shape}, {t.shape}"
-        )
+    t = metrics.as_multi_hot(targets, "targets")
     if p.shape != t.shape:
         raise ValueError(f"probs {p.shape} and targets {t.shape} differ in shape")
-    if p.shape[0] == 0 or p.shape[1] == 0:
+    if p.size == 0:
         raise ValueError(f"no OOF rows or no classes to tune thresholds on (shape {p.shape})")
     if not np.all(np.isfinite(p)):
         raise ValueError("probs hold NaN or infinite values")
-    if not np.all((t == 0) | (t == 1)):
-        raise ValueError("targets must hold only 0 and 1 (a multi-hot label matrix)")
     return p, t.astype(np.int64)
 
 

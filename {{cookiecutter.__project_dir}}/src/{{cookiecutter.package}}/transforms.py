@@ -14,11 +14,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def build_transforms(image_size: int, train: bool) -> Callable[[Any], torch.Tensor]:
-    """Augmentations for training, a plain resize otherwise; both give ``image_size`` squares.
-
-    The result is a uint8 CHW tensor: loader workers hand the main process a quarter of the bytes
-    of float32, and ``normalize_batch`` scales whole batches on the training device instead.
-    """
+    """Augmentations for training, a plain resize otherwise, to uint8 CHW ``image_size`` squares
+    (a quarter of float32's bytes between processes; ``normalize_batch`` scales on the device)."""
     if train:
         geometry = [
             v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
@@ -33,6 +30,4 @@ def build_transforms(image_size: int, train: bool) -> Callable[[Any], torch.Tens
 
 def normalize_batch(images: torch.Tensor) -> torch.Tensor:
     """uint8 NCHW images -> float32, scaled to [0, 1] and normalised with ImageNet statistics."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    return (images.float() / 255.0 - mean) / std
+    return v2.functional.normalize(images.float() / 255.0, IMAGENET_MEAN, IMAGENET_STD)

@@ -26,7 +26,7 @@ def current_umask() -> int:
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write, renamed over ``path`` (mode 0666 less the umask) when the
-    block succeeds; on any error it is removed (a full disk: a ``DiskFullError`` naming it).
+    block succeeds, else removed; a full disk is a ``DiskFullError`` naming ``path``.
     ``durable``: flush the file and the rename to disk (skip it for files that are rebuilt)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -46,14 +46,13 @@ def atomic_write(path: str | os.PathLike, durable: bool = True) -> Iterator[Path
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-    if not durable:
-        return
-    with contextlib.suppress(OSError):  # make the rename durable where folders can be opened
-        fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    if durable:  # the rename too, where folders can be opened
+        with contextlib.suppress(OSError):
+            folder = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -73,7 +72,5 @@ def write_csv(
 ) -> Path:
     """Write ``rows`` under ``header`` as CSV, whole or not at all; returns the path."""
     with atomic_write(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+        csv.writer(handle).writerows([header, *rows])
     return Path(path)

@@ -60,8 +60,8 @@ def check_range(name: str, value: Any, constraint: type) -> int | float:
 
 
 def check_declared_ranges(init: Callable[P, None]) -> Callable[P, None]:
-    """Decorate an ``__init__`` so that each argument annotated with a constraint (``X``,
-    ``X | None`` or ``list[X]``) is checked by ``check_range`` and made plain before it runs."""
+    """Decorate an ``__init__``: arguments annotated ``X``, ``X | None`` or ``list[X]`` (``X`` a
+    constraint) are checked by ``check_range`` and made plain before it runs."""
     signature = inspect.signature(init)
 
     @functools.wraps(init)
@@ -80,8 +80,7 @@ def check_declared_ranges(init: Callable[P, None]) -> Callable[P, None]:
 
 @functools.cache
 def _declared_constraints(function: Callable[..., Any]) -> dict[str, tuple[type, bool]]:
-    """Each argument annotated with a constraint (a proper subclass of ``int`` or ``float``): the
-    constraint, and whether it applies to the items of a list."""
+    """Each argument's constraint (a proper subclass of ``int`` or ``float``), and if per item."""
     found = {}
     for name, hint in typing.get_type_hints(function).items():
         union = typing.get_origin(hint) in (typing.Union, types.UnionType)

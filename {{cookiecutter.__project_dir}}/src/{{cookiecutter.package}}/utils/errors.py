@@ -6,7 +6,8 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
-from typing import TypeGuard
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the kernel's refusals of a write: disk, quota
 
 
 class UserError(Exception):
@@ -25,11 +26,6 @@ class DiskFullError(UserError):
     """A file could not be written because its disk (or the user's quota) is full."""
 
 
-def is_disk_full(exc: BaseException) -> TypeGuard[OSError]:
-    """Whether ``exc`` is the kernel's refusal of a write for lack of space."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)  # disk, quota
-
-
 def disk_full(path: str | os.PathLike | None, exc: OSError) -> DiskFullError:
     """The one-line error for ``exc``, a full disk met while writing ``path``."""
     where = f"{os.fspath(path)}: cannot write it" if path is not None else "cannot write a file"
@@ -45,7 +41,9 @@ def disk_full_error(exc: BaseException) -> DiskFullError | None:
         if isinstance(seen, DiskFullError):
             return seen
         seen = seen.__cause__ or seen.__context__
-    return disk_full(exc.filename, exc) if is_disk_full(exc) else None
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return disk_full(exc.filename, exc)
+    return None
 
 
 @contextlib.contextmanager
@@ -54,6 +52,6 @@ def full_disk_named(path: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if not is_disk_full(exc):
+        if exc.errno not in DISK_FULL:
             raise
         raise disk_full(path, exc) from None

@@ -44,12 +44,11 @@ class StopSignals:
         return self
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.received is not None:
-            return  # a repeat: let the clean-up of the first one finish
-        self.received = signum
-        self.pending = bool(_HELD_BACK)
-        if not self.pending:
-            raise Stopped(signum)
+        if self.received is None:  # a repeat lets the clean-up of the first one finish
+            self.received = signum
+            self.pending = bool(_HELD_BACK)
+            if not self.pending:
+                raise Stopped(signum)
 
     def __exit__(self, *exc_info: object) -> None:
         for signum, handler in self._previous.items():
