@@ -1,8 +1,5 @@
-"""The experiment loggers of ``configs/logger/``: the extra each needs, checked before a run.
-
-The CSV logger needs nothing beyond Lightning; TensorBoard, MLflow and Weights & Biases are extras
-of this project. A missing one is one line naming the extra (Lightning's is a long union error).
-"""
+"""The experiment loggers of ``configs/logger/``: the extra each needs (TensorBoard, MLflow,
+Weights & Biases; not CSV), checked before a run: one line naming it, not a long union error."""
 
 from __future__ import annotations
 
