@@ -3,8 +3,7 @@
 ``fit|validate|test|predict`` are a LightningCLI (``--print_config`` shows every flag). The module
 of another command (``MODULES``) is imported only when it runs, so the commands that do not train
 never load torch; its ``run_command(argv) -> int`` raises a ``UserError`` for bad input, which ends
-with one ``error:`` line on stderr and exit code 2, before anything is written.
-"""
+with one ``error:`` line on stderr and exit code 2, before anything is written."""
 
 from __future__ import annotations
 
@@ -56,15 +55,13 @@ def one_line(exc: BaseException) -> str:
     """The message of a user error, even when a DataLoader worker wrapped it in a traceback."""
     text = str(exc).strip()
     if "Original Traceback" in text:
-        text = text.splitlines()[-1]
-        text = text.split("Error: ", 1)[-1] if "Error: " in text else text
+        text = text.splitlines()[-1].split("Error: ", 1)[-1]
     return " ".join(text.split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code. Ctrl-C (SIGINT) and
-    SIGTERM end any command with one line and exit code 130 / 143, after the command's own
-    clean-up has run (partial files and folders are removed on the way out)."""
+    """Entry point of the console script; returns the exit code. Ctrl-C (SIGINT) and SIGTERM end
+    any command with one line and exit code 130 / 143, after its clean-up removed partial files."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(overview())

@@ -1,6 +1,5 @@
-"""The ``argparse`` pieces shared by the commands: the one ``error:`` line of a refused command
-line (``refuse``, LightningCLI's parser too), parsers, and number types that name the bad value.
-It imports nothing heavy, so a command's ``--help`` stays instant."""
+"""The ``argparse`` pieces the commands share: the one ``error:`` line of a refused command line
+(``refuse``), parsers, number types naming the bad value. Nothing heavy: ``--help`` is instant."""
 
 from __future__ import annotations
 

@@ -121,9 +121,8 @@ class PlantCLI(LightningCLI):
             self.apply_checkpoint(subcommand, self.checkpoint, cv_folder)
 
     def apply_checkpoint(self, subcommand: str, checkpoint: Checkpoint, cv: Path | None) -> None:
-        """Apply the checkpoint's model hyper-parameters once checked; decide the threshold
-        (``threshold_report.THRESHOLD_PRECEDENCE``). Outside fit, the checkpoint callback points
-        at the folder of the run that wrote the file, whose state it reloads."""
+        """Apply the checkpoint's checked model hyper-parameters, decide the threshold; outside fit,
+        point the checkpoint callback at the folder of the run that wrote it (to reload state)."""
         typed = self.config[subcommand].model.get("threshold")
         hparams = checkpoint.hyper_parameters
         checks.check_hyper_parameters(checkpoint.path, hparams)

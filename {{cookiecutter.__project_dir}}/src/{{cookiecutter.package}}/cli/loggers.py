@@ -41,8 +41,7 @@ def check_logger_packages(logger: Any) -> None:
     """``DataError`` naming the extra to install if a logger of ``--trainer.logger`` (one
     ``class_path`` entry or a list of them) lacks its package."""
     for entry in logger if isinstance(logger, (list, tuple)) else [logger]:
-        class_path = entry.get("class_path") if hasattr(entry, "get") else None
-        name = class_path.rsplit(".", 1)[-1] if isinstance(class_path, str) else ""
+        name = str(entry.get("class_path") if hasattr(entry, "get") else "").rsplit(".", 1)[-1]
         modules, extra = LOGGER_PACKAGES.get(name, ((), ""))
         if modules and not any(is_importable(module) for module in modules):
             raise DataError(

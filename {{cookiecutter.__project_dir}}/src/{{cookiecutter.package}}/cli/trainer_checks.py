@@ -1,6 +1,5 @@
-"""One ``error:`` line, not a traceback, for a bad flag: the parser's multi-line messages,
-settings this machine cannot run or Lightning would fail on mid-run, whatever Lightning refuses
-while building the Trainer, and a checkpoint's model settings (before any class is imported)."""
+"""One ``error:`` line, not a traceback: the parser's multi-line messages, settings this machine
+cannot run or Lightning would fail on mid-run or refuses, and a checkpoint's model settings."""
 
 from __future__ import annotations
 
@@ -121,10 +120,9 @@ CLASS_PATH_KEYS = ("class_path", "_class_path", *LIGHTNING_KEYS)
 
 
 def check_hyper_parameters(path: str | Path, hparams: Mapping[str, Any]) -> None:
-    """``DataError`` naming ``path`` and the field when a checkpoint's model hyper-parameters fail,
-    checked before they reach a parser or the model (resolving a class path imports its module: a
-    checkpoint must not choose which code runs). A backbone class path must name a class of this
-    package, any other be on ``ALLOWED_CLASS_PATHS``, every key be an argument of the model."""
+    """``DataError`` naming ``path`` and the field if a checkpoint's model hyper-parameters fail,
+    checked before any class path in them is imported (a checkpoint must not choose which code
+    runs): a backbone's names a class of this package, any other is on ``ALLOWED_CLASS_PATHS``."""
     for field, class_path in _class_paths(hparams):
         backbone = field.startswith("backbone.")
         if is_own_class_path(class_path) if backbone else class_path in ALLOWED_CLASS_PATHS:
