@@ -1,7 +1,5 @@
-"""The ``argparse`` pieces shared by the commands: the one ``error:`` line of a refused command
-line (``refuse``, LightningCLI's parser too), parsers, and number types that name the bad value.
-This module imports nothing heavy, so a command's ``--help`` stays instant.
-"""
+"""The ``argparse`` pieces the commands share: the one ``error:`` line of a refused command line
+(``refuse``), parsers, number types naming the bad value. Nothing heavy: ``--help`` is instant."""
 
 from __future__ import annotations
 
@@ -60,10 +58,8 @@ unit_interval = _bounded(float, lambda v: 0 <= v <= 1, "a number from 0 to 1", "
 
 
 def fit_job_parser(command: str, description: str) -> OneLineArgumentParser:
-    """The parser of a command that runs fits (``cv``, ``tune``): its own flags, the rest fit's.
-
-    No abbreviations: a flag that is not the command's own is a fit flag, never a prefix of one.
-    """
+    """The parser of a command that runs fits (``cv``, ``tune``): its own flags, the rest fit's;
+    no abbreviations: a flag that is not the command's own is a fit flag, never a prefix of one."""
     parser = command_parser(command, description)
     parser.allow_abbrev = False
     return parser

@@ -37,8 +37,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, path: str | Path, map_location: Any = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
         """Load tensors and plain data only, unless ``--weights_only false`` asks otherwise."""
-        safe = weights_only is not False
-        preloaded = self.preloaded
+        preloaded, safe = self.preloaded, weights_only is not False
         if safe and preloaded and Path(path).resolve() == preloaded.path.resolve():
             self.preloaded = None
             return preloaded.content
@@ -47,15 +46,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class EpochCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` whose ``last.ckpt`` is rewritten at the end of every epoch.
+    """``ModelCheckpoint`` whose ``last.ckpt`` is rewritten at the end of every epoch (Lightning
+    2.6's rewrites it only in epochs that saved a top-k file and has no setting for this: the
+    overrides use its private ``_save_last_checkpoint`` and ``_monitor_candidates``)."""
 
-    Lightning 2.6's rewrites it only in epochs that saved a top-k file and has no setting for
-    this: the overrides use its private ``_save_last_checkpoint`` and ``_monitor_candidates``.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.last_written_step = -1
+    last_written_step = -1
 
     def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)

@@ -31,8 +31,6 @@ from ..predict.submission import SubmissionWriter
 from ..predict.tta import TTA
 from ..predict.threshold_report import ThresholdChoice, decide_threshold
 
-THRESHOLD_FLAG = "--model.threshold"
-
 drop_adverts()
 # `cv` and `tune` run fits with their own arguments while sys.argv holds theirs: on purpose.
 warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
@@ -54,8 +52,7 @@ class OneLineErrorParser(LightningArgumentParser):
 
 
 class FitConfigSaver(SaveConfigCallback):
-    """Save the resolved config beside the logs of a training run (a logger with no local
-    folder, such as MLflow with a server store, has no log_dir: nothing is saved there)."""
+    """Save the resolved config beside a fit's logs (none if the logger has no local folder)."""
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit" and trainer.log_dir is not None:
@@ -87,11 +84,9 @@ class PlantCLI(LightningCLI):
         if subcommand in ("fit", None):
             search = "find the largest batch size that fits (Tuner.scale_batch_size) first"
             parser.add_argument("--auto_batch_size", type=bool, default=False, help=search)
+            trials = "doublings the batch-size finder may try"
             parser.add_argument(
-                "--auto_batch_size_max_trials",
-                type=PositiveInt,
-                default=6,
-                help="doublings the batch-size finder may try",
+                "--auto_batch_size_max_trials", type=PositiveInt, default=6, help=trials
             )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -102,7 +97,7 @@ class PlantCLI(LightningCLI):
         self.checkpoint: Checkpoint | None = None
         self.threshold: ThresholdChoice | None = None
         given = list(sys.argv[1:] if args is None else args)
-        self.threshold_flag = any(str(a).split("=")[0] == THRESHOLD_FLAG for a in given)
+        self.threshold_flag = any(str(a).split("=")[0] == "--model.threshold" for a in given)
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
@@ -126,9 +121,8 @@ class PlantCLI(LightningCLI):
             self.apply_checkpoint(subcommand, self.checkpoint, cv_folder)
 
     def apply_checkpoint(self, subcommand: str, checkpoint: Checkpoint, cv: Path | None) -> None:
-        """Apply the checkpoint's model hyper-parameters once checked; decide the threshold
-        (``threshold_report.THRESHOLD_PRECEDENCE``). Outside fit, the checkpoint callback points
-        at the folder of the run that wrote the file, whose state it reloads."""
+        """Apply the checkpoint's checked model hyper-parameters, decide the threshold; outside fit,
+        point the checkpoint callback at the folder of the run that wrote it (to reload state)."""
         typed = self.config[subcommand].model.get("threshold")
         hparams = checkpoint.hyper_parameters
         checks.check_hyper_parameters(checkpoint.path, hparams)
@@ -145,12 +139,9 @@ class PlantCLI(LightningCLI):
         config = self.config[subcommand]
         if subcommand != "fit" and checkpoint.record.get("dirpath"):
             config.checkpoint.dirpath = checkpoint.record["dirpath"]
+        flag = typed if self.threshold_flag else None
         self.threshold = decide_threshold(
-            hparams["classes"],
-            typed,
-            flag=typed if self.threshold_flag else None,
-            cv_folder=cv,
-            checkpoint=hparams.get("threshold"),
+            hparams["classes"], typed, flag=flag, cv_folder=cv, checkpoint=hparams.get("threshold")
         )
         if isinstance(self.threshold.value, float):
             config.model.threshold = self.threshold.value
@@ -162,8 +153,7 @@ class PlantCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
-        checks.check_trainer_settings(trainer)
-        checks.check_counts(trainer, config.get("checkpoint"))
+        checks.check_trainer_settings(trainer, config.get("checkpoint"))
         checks.check_backbone_setting(config.model)
         check_logger_packages(trainer.get("logger"))
         if trainer.get("precision") is None:
@@ -172,47 +162,36 @@ class PlantCLI(LightningCLI):
             trainer.callbacks = checks.drop_progress_bars(trainer.get("callbacks"))
         if self.subcommand == "predict":
             trainer.logger = False
-        if config.get("ckpt_path"):
-            # The weights come from the checkpoint: never fetch pretrained ones again.
+        if config.get("ckpt_path"):  # the weights come from it: never fetch pretrained ones again
             config.model.pretrained = False
-        if self.subcommand == "fit" and not trainer.get("fast_dev_run"):
-            dirpath = config.checkpoint.get("dirpath")
-            if dirpath and trainer.get("enable_checkpointing") is not False:
-                refuse_earlier_run(dirpath, config.get("ckpt_path"))
+        saves = trainer.get("enable_checkpointing") is not False and not trainer.get("fast_dev_run")
+        if self.subcommand == "fit" and saves and config.checkpoint.get("dirpath"):
+            refuse_earlier_run(config.checkpoint.dirpath, config.get("ckpt_path"))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The Trainer, with Lightning's refusals of its settings turned into one-line errors."""
         try:
             trainer = super().instantiate_trainer(**kwargs)
-        except Exception as exc:
-            refusal = checks.trainer_refusal(exc)
-            if refusal is None:
-                raise
-            raise refusal from None
+        except checks.TRAINER_REFUSALS as exc:
+            raise checks.trainer_refusal(exc) from None
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO(self.checkpoint)
         return trainer
 
-    def check_inputs(self, stage: str) -> None:
+    def check_inputs(self) -> None:
         """The same checks the trainer's setup makes, run before it writes logs or checkpoints."""
-        self.datamodule.check(stage)
+        self.datamodule.check(str(self.subcommand))
         self.model.check_vocabulary(self.datamodule)
 
+    before_validate = before_test = check_inputs
+
     def before_fit(self) -> None:
-        self.check_inputs("fit")
+        self.check_inputs()
         if self.config.fit.get("auto_batch_size"):
+            trials = self.config.fit.auto_batch_size_max_trials
             Tuner(self.trainer).scale_batch_size(
-                self.model,
-                datamodule=self.datamodule,
-                mode="power",
-                max_trials=self.config.fit.auto_batch_size_max_trials,
+                self.model, datamodule=self.datamodule, mode="power", max_trials=trials
             )
-
-    def before_validate(self) -> None:
-        self.check_inputs("validate")
-
-    def before_test(self) -> None:
-        self.check_inputs("test")
 
     def predict(self, model: PlantClassifier, datamodule: Any = None, **kwargs: Any) -> None:
         """Predict with the checkpoint, or the mean of a cv folder's folds, over the TTA views,
@@ -228,7 +207,7 @@ class PlantCLI(LightningCLI):
 
     def before_predict(self) -> None:
         checks.refuse_partial_prediction(self.trainer)
-        self.check_inputs("predict")
+        self.check_inputs()
 
 
 def run_cli(

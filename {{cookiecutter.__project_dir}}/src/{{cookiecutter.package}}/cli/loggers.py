@@ -1,8 +1,5 @@
-"""The experiment loggers of ``configs/logger/``: the extra each needs, checked before a run.
-
-The CSV logger needs nothing beyond Lightning; TensorBoard, MLflow and Weights & Biases are extras
-of this project. A missing one is one line naming the extra (Lightning's is a long union error).
-"""
+"""The experiment loggers of ``configs/logger/``: the extra each needs (TensorBoard, MLflow,
+Weights & Biases; not CSV), checked before a run: one line naming it, not a long union error."""
 
 from __future__ import annotations
 
@@ -44,8 +41,7 @@ def check_logger_packages(logger: Any) -> None:
     """``DataError`` naming the extra to install if a logger of ``--trainer.logger`` (one
     ``class_path`` entry or a list of them) lacks its package."""
     for entry in logger if isinstance(logger, (list, tuple)) else [logger]:
-        class_path = entry.get("class_path") if hasattr(entry, "get") else None
-        name = class_path.rsplit(".", 1)[-1] if isinstance(class_path, str) else ""
+        name = str(entry.get("class_path") if hasattr(entry, "get") else "").rsplit(".", 1)[-1]
         modules, extra = LOGGER_PACKAGES.get(name, ((), ""))
         if modules and not any(is_importable(module) for module in modules):
             raise DataError(

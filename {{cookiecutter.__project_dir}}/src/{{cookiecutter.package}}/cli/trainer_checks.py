@@ -1,7 +1,5 @@
-"""One ``error:`` line, not a traceback, for a bad flag: the parser's multi-line messages,
-settings this machine cannot run or Lightning would fail on mid-run (checked before Lightning
-sees them), whatever else Lightning refuses while building the Trainer, and the model settings a
-checkpoint holds (``check_hyper_parameters``, before any class path in them is imported)."""
+"""One ``error:`` line, not a traceback: the parser's multi-line messages, settings this machine
+cannot run or Lightning would fail on mid-run or refuses, and a checkpoint's model settings."""
 
 from __future__ import annotations
 
@@ -22,6 +20,7 @@ from ..utils.errors import BackboneError, DataError
 TRAINER_FLAGS = tuple(inspect.signature(Trainer).parameters)
 # Words in Lightning's messages that point at a flag the message does not name.
 FLAG_HINTS = {"strategy": "strategy", "xla": "accelerator", "accelerator": "accelerator"}
+TRAINER_REFUSALS = (MisconfigurationException, ValueError, TypeError, ImportError)
 RESTRICTION = re.compile(
     r"Not of type (?P<type>\w+): (?:(?P<value>.*?) )?does not conform to restriction (?P<rule>.+)"
 )
@@ -38,20 +37,17 @@ def one_line_parse_error(message: str) -> str:
     specific = [line for line in reasons if "NoneType" not in line]
     reason = (specific or reasons or lines[1:] or ["invalid value"])[0]
     given = next((line.split(":", 1)[1].strip() for line in lines if "Given value:" in line), "")
-    restricted = RESTRICTION.match(reason)
-    flag = f"--{key.group(1)}"
+    restricted, wrong = RESTRICTION.match(reason), WRONG_TYPE.match(reason)
     if restricted:
-        value = restricted.group("value") or given
-        rule = re.sub(r"v\s*([<>=!]+)\s*", r"\1 ", restricted.group("rule"))
-        return f"{flag} {value}: must be {rule} ({restricted.group('type')})"
-    wrong = WRONG_TYPE.match(reason)
-    if wrong:
-        return f"{flag}{' ' + given if given else ''}: not a {wrong['type']} ({wrong['why']})"
-    return f"{flag}{' ' + given if given else ''}: {reason}"
+        rule = re.sub(r"v\s*([<>=!]+)\s*", r"\1 ", restricted["rule"])
+        return f"--{key[1]} {restricted['value'] or given}: must be {rule} ({restricted['type']})"
+    shown = f"--{key[1]} {given}".rstrip()
+    return f"{shown}: not a {wrong['type']} ({wrong['why']})" if wrong else f"{shown}: {reason}"
 
 
-def check_trainer_settings(trainer: Any) -> None:
-    """Refuse an accelerator this machine does not have, naming the flag and what to use."""
+def check_trainer_settings(trainer: Any, checkpoint: Any = None) -> None:
+    """Refuse an accelerator or precision this machine cannot run, naming what to use instead,
+    and epoch, batch and checkpoint counts Lightning would accept but could not run with."""
     accelerator = str(trainer.get("accelerator", "auto")).lower()
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise DataError(
@@ -75,23 +71,6 @@ def check_trainer_settings(trainer: Any) -> None:
             f"--trainer.precision {precision}: float16 does not run on the CPU;"
             " use bf16-mixed or 32-true (or leave it unset to detect the best one)"
         )
-
-
-def refuse_partial_prediction(trainer: Trainer) -> None:
-    """``DataError`` if the Trainer would predict only part of the test set (a fraction, 0
-    batches, ``fast_dev_run``; the submission writer counts the images of a whole number)."""
-    limit = trainer.limit_predict_batches
-    if getattr(trainer, "fast_dev_run", False):
-        flag = "--trainer.fast_dev_run"
-    elif limit is not None and limit < 1:
-        flag = f"--trainer.limit_predict_batches {limit}"
-    else:
-        return
-    raise DataError(f"{flag}: a submission must cover every test image; predict without it")
-
-
-def check_counts(trainer: Any, checkpoint: Any) -> None:
-    """Refuse epoch, batch and checkpoint counts Lightning would accept but could not run with."""
     if trainer.get("max_epochs") == 0:
         raise DataError(
             "--trainer.max_epochs 0: fit would train nothing; give 1 or more (-1: no limit)"
@@ -104,23 +83,26 @@ def check_counts(trainer: Any, checkpoint: Any) -> None:
         raise DataError(f"--checkpoint.save_top_k {top_k}: must be -1 (keep all), 0 (none) or more")
 
 
+def refuse_partial_prediction(trainer: Trainer) -> None:
+    """``DataError`` if the Trainer would predict only part of the test set (a fraction, 0
+    batches, ``fast_dev_run``; the submission writer counts the images of a whole number)."""
+    limit, fast = trainer.limit_predict_batches, getattr(trainer, "fast_dev_run", False)
+    if fast or limit < 1:
+        flag = "fast_dev_run" if fast else f"limit_predict_batches {limit}"
+        raise DataError(
+            f"--trainer.{flag}: a submission must cover every test image; predict without it"
+        )
+
+
 def drop_progress_bars(callbacks: Any) -> Any:
     """The callback list without progress bars (for ``--trainer.enable_progress_bar false``)."""
     if not isinstance(callbacks, list):
         return callbacks
-    return [cb for cb in callbacks if not _class_path(cb).endswith("ProgressBar")]
+    return [cb for cb in callbacks if not str(cb.get("class_path", "")).endswith("ProgressBar")]
 
 
-def _class_path(callback: Any) -> str:
-    if hasattr(callback, "get"):
-        return str(callback.get("class_path", ""))
-    return type(callback).__name__
-
-
-def trainer_refusal(exc: BaseException) -> DataError | None:
-    """A one-line ``DataError`` for Lightning refusing the Trainer's settings, else ``None``."""
-    if not isinstance(exc, (MisconfigurationException, ValueError, TypeError, ImportError)):
-        return None
+def trainer_refusal(exc: BaseException) -> DataError:
+    """A one-line ``DataError`` for Lightning refusing the Trainer's settings."""
     message = " ".join(str(exc).split())
     names = [name for name in TRAINER_FLAGS if re.search(rf"\b{name}\b", message)]
     names += [flag for word, flag in FLAG_HINTS.items() if word in message.lower()]
@@ -138,14 +120,9 @@ CLASS_PATH_KEYS = ("class_path", "_class_path", *LIGHTNING_KEYS)
 
 
 def check_hyper_parameters(path: str | Path, hparams: Mapping[str, Any]) -> None:
-    """``DataError`` naming ``path`` and the field when a checkpoint's model hyper-parameters fail.
-
-    Run it before the hyper-parameters reach a parser or the model: a class path is resolved by
-    importing its module, and a checkpoint is data that must not choose which code runs. So a
-    backbone's class path must name a class of this package (``is_own_class_path``: code that
-    runs on every command already), any other one must be on ``ALLOWED_CLASS_PATHS``, and every
-    key must be an argument of ``PlantClassifier``.
-    """
+    """``DataError`` naming ``path`` and the field if a checkpoint's model hyper-parameters fail,
+    checked before any class path in them is imported (a checkpoint must not choose which code
+    runs): a backbone's names a class of this package, any other is on ``ALLOWED_CLASS_PATHS``."""
     for field, class_path in _class_paths(hparams):
         backbone = field.startswith("backbone.")
         if is_own_class_path(class_path) if backbone else class_path in ALLOWED_CLASS_PATHS:
@@ -175,8 +152,9 @@ def check_hyper_parameters(path: str | Path, hparams: Mapping[str, Any]) -> None
         except BackboneError as exc:
             raise DataError(f"{path}: hyper-parameter 'backbone': {exc}") from None
     elif not isinstance(backbone, str):
+        shown = type(backbone).__name__ + (f" {backbone!r}" if len(repr(backbone)) <= 60 else "")
         raise DataError(
-            f"{path}: hyper-parameter 'backbone' is {_described(backbone)}, not a torchvision"
+            f"{path}: hyper-parameter 'backbone' is {shown}, not a torchvision"
             " model name nor a class path; use a checkpoint this package trained"
         )
 
@@ -207,9 +185,3 @@ def _class_paths(value: Any, field: str = "") -> list[tuple[str, str]]:
         for index, item in enumerate(value):
             found += _class_paths(item, f"{field}[{index}]")
     return found
-
-
-def _described(value: Any) -> str:
-    """``value`` as an error message shows it: its type, and the value when it is short."""
-    shown = repr(value)
-    return type(value).__name__ if len(shown) > 60 else f"{type(value).__name__} {shown}"
