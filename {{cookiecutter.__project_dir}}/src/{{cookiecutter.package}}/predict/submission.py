@@ -1,7 +1,5 @@
-"""Write predictions as a Kaggle submission (``image,labels``) and per-class probabilities.
-
-A file appears only when every test image has been predicted, and whole (``utils.atomic``).
-"""
+"""Write predictions as a Kaggle submission (``image,labels``) and per-class probabilities: a
+file appears only when every test image has been predicted, and whole (``utils.atomic``)."""
 
 from __future__ import annotations
 
@@ -82,12 +80,12 @@ def gather_predictions(
         if predictions
         else np.zeros((0, 0), dtype=np.float32)
     )
-    if trainer.world_size > 1 and torch.distributed.is_available():
-        if torch.distributed.is_initialized():
-            shares: list[Any] = [None] * trainer.world_size
-            torch.distributed.all_gather_object(shares, (ids, probs))
-            ids = [name for share_ids, _ in shares for name in share_ids]
-            probs = np.concatenate([p for _, p in shares if len(p)]) if ids else probs
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if trainer.world_size > 1 and distributed:
+        shares: list[Any] = [None] * trainer.world_size
+        torch.distributed.all_gather_object(shares, (ids, probs))
+        ids = [name for share_ids, _ in shares for name in share_ids]
+        probs = np.concatenate([p for _, p in shares if len(p)]) if ids else probs
     return ids, probs
 
 
@@ -95,9 +93,7 @@ def one_row_per_image(
     ids: Sequence[str], probs: np.ndarray, expected: Sequence[str] | None
 ) -> tuple[list[str], np.ndarray]:
     """One row per image in ``expected`` order; ``DataError`` if any expected image is missing."""
-    first: dict[str, int] = {}
-    for row, name in enumerate(ids):
-        first.setdefault(name, row)
+    first = {name: row for row, name in reversed(list(enumerate(ids)))}  # a repeat's first row
     order = sorted(first) if expected is None else list(expected)
     missing = [name for name in order if name not in first]
     if missing:
