@@ -96,10 +96,9 @@ class EnsembleClassifier(pl.LightningModule):
                     f"ensemble member {index} was trained on the labels {member.classes},"
                     f" member 0 on {classes}: combine checkpoints of one label vocabulary"
                 )
-        check_tta(tta)
         self.members = nn.ModuleList(members)
         self.classes = classes
-        self.tta = tta
+        self.tta = check_tta(tta)
         self.images = 0  # predicted so far; marks: (time, images) at start, first batch, last
         self.marks: list[tuple[float, int]] = []
         chosen = members[0].hparams["threshold"] if threshold is None else threshold
@@ -169,7 +168,6 @@ def predict_images(
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
-        enable_model_summary=False,
         devices=1,
     )
     predicted = trainer.predict(module, dataloaders=loader, return_predictions=True)

@@ -93,9 +93,7 @@ class ThresholdReport:
                 f"thresholds were tuned for classes {self.classes}, the model predicts "
                 f"{list(classes)}"
             )
-        if self.use == "per_class":
-            return list(self.per_class_thresholds)
-        return self.global_threshold
+        return list(self.per_class_thresholds) if self.use == "per_class" else self.global_threshold
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``_layout``), per-class values keyed by class name."""
@@ -105,8 +103,7 @@ class ThresholdReport:
             parent, _, last = dotted.rpartition(".")
             place = data.setdefault(parent, {}) if parent else data
             place[last] = dict(zip(self.classes, value)) if by_class else value
-        # classes with too few positives to tune, which kept the global threshold
-        data["kept_global"] = [
+        data["kept_global"] = [  # classes with too few positives to tune their own threshold
             c for c, n in zip(self.classes, self.positives) if n < self.min_positives
         ]
         return data
