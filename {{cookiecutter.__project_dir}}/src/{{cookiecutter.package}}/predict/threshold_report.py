@@ -14,8 +14,7 @@ from typing import Any
 from .. import metrics
 from ..utils.atomic import write_json
 from ..utils.errors import DataError
-from ..utils.jsonfile import field as json_field
-from ..utils.jsonfile import read_json
+from ..utils.jsonfile import field as json_field, read_json
 from ..workflows.cv_files import THRESHOLDS
 
 # A class with fewer positive OOF images keeps the global threshold (its own would fit noise).
