@@ -1,7 +1,5 @@
-"""Inference with one checkpoint or a fold ensemble, with optional test-time augmentation (TTA).
-
-``read_checkpoint`` is the one reader of a checkpoint file: once per command, pass the result on.
-"""
+"""Inference with one checkpoint or a fold ensemble, with optional test-time augmentation (TTA);
+``read_checkpoint`` is the one reader of a checkpoint file: once per command, pass the result on."""
 
 from __future__ import annotations
 
@@ -26,7 +24,7 @@ from ..utils.torchfiles import load_torch_file
 from .tta import TTA_VIEWS, check_tta, tta_views
 
 CHECKPOINT_CALLBACKS = ("ModelCheckpoint", "EpochCheckpoint")
-NOT_OURS = "not a checkpoint of this package (no backbone or classes)"
+HIDDEN_TEST_IMAGES = 5000
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     content = load_torch_file(path, "checkpoint")
     hparams = content.get("hyper_parameters") if isinstance(content, dict) else None
     if not isinstance(hparams, dict) or not hparams.get("classes"):
-        raise DataError(f"{path}: {NOT_OURS}")
+        raise DataError(f"{path}: not a checkpoint of this package (no backbone or classes)")
     return Checkpoint(Path(path), content)
 
 
@@ -71,8 +69,6 @@ def load_classifier(checkpoint: str | Path | Checkpoint) -> tuple[PlantClassifie
     if not isinstance(checkpoint, Checkpoint):
         checkpoint = read_checkpoint(checkpoint)
     hparams = checkpoint.hyper_parameters
-    if "backbone" not in hparams:
-        raise DataError(f"{checkpoint.path}: {NOT_OURS}")
     check_hyper_parameters(checkpoint.path, hparams)
     arguments = {key: value for key, value in hparams.items() if key in MODEL_ARGUMENTS}
     model = PlantClassifier(**{**arguments, "pretrained": False})
@@ -100,10 +96,9 @@ class EnsembleClassifier(pl.LightningModule):
                     f"ensemble member {index} was trained on the labels {member.classes},"
                     f" member 0 on {classes}: combine checkpoints of one label vocabulary"
                 )
-        check_tta(tta)
         self.members = nn.ModuleList(members)
         self.classes = classes
-        self.tta = tta
+        self.tta = check_tta(tta)
         self.images = 0  # predicted so far; marks: (time, images) at start, first batch, last
         self.marks: list[tuple[float, int]] = []
         chosen = members[0].hparams["threshold"] if threshold is None else threshold
@@ -138,39 +133,16 @@ class EnsembleClassifier(pl.LightningModule):
         probs = [torch.sigmoid(member(view).float()) for view in views for member in self.members]
         return torch.stack(probs).mean(0)
 
-    def on_predict_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         if not self.marks:
             self.marks.append((time.monotonic(), 0))
-
-    def on_predict_batch_end(
-        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        self.images += len(batch["id"])
-        self.marks[2:] = [(time.monotonic(), self.images)]
-
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         images = batch["image"]
         if images.dtype == torch.uint8:  # a loader of our datasets, without the data module
             images = normalize_batch(images)
-        return {"id": list(batch["id"]), "probs": self(images)}
-
-
-def predict_probabilities(
-    module: pl.LightningModule, loader: DataLoader, trainer_kwargs: dict[str, Any]
-) -> tuple[list[str], np.ndarray]:
-    """Run ``module.predict_step`` over ``loader`` with a plain Trainer: ids and probabilities."""
-    trainer = pl.Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        devices=1,
-        **trainer_kwargs,
-    )
-    predicted = trainer.predict(module, dataloaders=loader, return_predictions=True)
-    outputs = cast(list[dict[str, Any]], predicted or [])
-    ids = [name for batch in outputs for name in batch["id"]]
-    probs = torch.cat([batch["probs"] for batch in outputs]).float().cpu().numpy()
-    return ids, probs
+        probs = self(images)
+        self.images += len(batch["id"])
+        self.marks[2:] = [(time.monotonic(), self.images)]
+        return {"id": list(batch["id"]), "probs": probs}
 
 
 def predict_images(
@@ -183,19 +155,25 @@ def predict_images(
     accelerator: str = "auto",
     precision: str | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """``predict_probabilities`` over the images ``names`` of ``folder``, as evaluation sees them
-    (``precision`` ``None``: the one ``predict`` picks for ``accelerator`` on this machine)."""
+    """Ids and probabilities of the images ``names`` of ``folder`` (as evaluation sees them) by a
+    plain Trainer (``precision`` ``None``: the one ``predict`` picks for ``accelerator`` here)."""
     dataset = ImageDataset(
         folder, list(names), build_transforms(image_size, train=False), decode_size=image_size
     )
     pin_memory = torch.cuda.is_available()
     loader = DataLoader(dataset, batch_size, num_workers=num_workers, pin_memory=pin_memory)
-    precision = precision or default_precision(accelerator)
-    trainer = {"accelerator": accelerator, "precision": precision, "enable_progress_bar": False}
-    return predict_probabilities(module, loader, trainer)
-
-
-HIDDEN_TEST_IMAGES = 5000
+    trainer = pl.Trainer(
+        accelerator=accelerator,
+        precision=precision or default_precision(accelerator),  # type: ignore[arg-type]
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        devices=1,
+    )
+    predicted = trainer.predict(module, dataloaders=loader, return_predictions=True)
+    outputs = cast(list[dict[str, Any]], predicted or [])
+    ids = [name for batch in outputs for name in batch["id"]]
+    return ids, torch.cat([batch["probs"] for batch in outputs]).float().cpu().numpy()
 
 
 def speed_line(ensemble: EnsembleClassifier) -> str:

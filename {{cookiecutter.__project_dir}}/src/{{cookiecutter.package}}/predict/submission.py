@@ -1,7 +1,5 @@
-"""Write predictions as a Kaggle submission (``image,labels``) and per-class probabilities.
-
-A file appears only when every test image has been predicted, and whole (``utils.atomic``).
-"""
+"""Write predictions as a Kaggle submission (``image,labels``) and per-class probabilities: a
+file appears only when every test image has been predicted, and whole (``utils.atomic``)."""
 
 from __future__ import annotations
 
@@ -60,7 +58,16 @@ class SubmissionWriter(BasePredictionWriter):
         predictions: Sequence[Any],
         batch_indices: Sequence[Any],
     ) -> None:
-        ids, probs = gather_predictions(trainer, predictions)
+        ids = [name for batch in predictions for name in batch["id"]]
+        probs = np.zeros((0, 0), dtype=np.float32)
+        if predictions:
+            probs = torch.cat([batch["probs"] for batch in predictions]).float().cpu().numpy()
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if trainer.world_size > 1 and distributed:  # gather the predictions of every process
+            shares: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(shares, (ids, probs))
+            ids = [name for share_ids, _ in shares for name in share_ids]
+            probs = np.concatenate([p for _, p in shares if len(p)]) if ids else probs
         if not trainer.is_global_zero:
             return
         expected = getattr(getattr(trainer, "datamodule", None), "predict_set", None)
@@ -72,32 +79,11 @@ class SubmissionWriter(BasePredictionWriter):
             write_probabilities(self.probabilities_path, ids, probs, classes)
 
 
-def gather_predictions(
-    trainer: pl.Trainer, predictions: Sequence[Any]
-) -> tuple[list[str], np.ndarray]:
-    """Image ids and probabilities of this process's batches, or of every process under DDP."""
-    ids = [name for batch in predictions for name in batch["id"]]
-    probs = (
-        torch.cat([batch["probs"] for batch in predictions]).float().cpu().numpy()
-        if predictions
-        else np.zeros((0, 0), dtype=np.float32)
-    )
-    if trainer.world_size > 1 and torch.distributed.is_available():
-        if torch.distributed.is_initialized():
-            shares: list[Any] = [None] * trainer.world_size
-            torch.distributed.all_gather_object(shares, (ids, probs))
-            ids = [name for share_ids, _ in shares for name in share_ids]
-            probs = np.concatenate([p for _, p in shares if len(p)]) if ids else probs
-    return ids, probs
-
-
 def one_row_per_image(
     ids: Sequence[str], probs: np.ndarray, expected: Sequence[str] | None
 ) -> tuple[list[str], np.ndarray]:
     """One row per image in ``expected`` order; ``DataError`` if any expected image is missing."""
-    first: dict[str, int] = {}
-    for row, name in enumerate(ids):
-        first.setdefault(name, row)
+    first = {name: row for row, name in reversed(list(enumerate(ids)))}  # a repeat's first row
     order = sorted(first) if expected is None else list(expected)
     missing = [name for name in order if name not in first]
     if missing:

@@ -14,29 +14,22 @@ from typing import Any
 from .. import metrics
 from ..utils.atomic import write_json
 from ..utils.errors import DataError
-from ..utils.jsonfile import field as json_field
-from ..utils.jsonfile import read_json
+from ..utils.jsonfile import field as json_field, read_json
 from ..workflows.cv_files import THRESHOLDS
 
+# A class with fewer positive OOF images keeps the global threshold (its own would fit noise).
 MIN_POSITIVES = 20
-"""A class with fewer positive OOF images keeps the global threshold: its own best one would be
-decided by a handful of images and fit their noise (PP2021's classes have hundreds)."""
-
+# A tuned class threshold moves from the global one toward its optimum by n / (n + SHRINKAGE).
 SHRINKAGE = 20.0
-"""A tuned class threshold moves toward its optimum by ``n / (n + SHRINKAGE)`` from the global
-one (``n``: its positives): half-way at ``MIN_POSITIVES``, 98 % at 1,000."""
-
+# Per-class thresholds are used only if they beat the global one by more (a smaller OOF gain
+# was noise on 18,632 synthetic PP2021-like images; a larger one carried to a fresh draw).
 MARGIN = 0.002
-"""Per-class thresholds are used only if they beat the global one by more (on 18,632 synthetic
-PP2021-like images, a smaller OOF gain was noise; a larger one carried to a fresh draw)."""
-
-THRESHOLD_PRECEDENCE = (
+THRESHOLD_PRECEDENCE = (  # which threshold a prediction decodes at: the first that exists
     "--model.threshold on the command line",
     f"the {THRESHOLDS} of the cv folder",
     "the checkpoint's model.threshold",
     "the config's model.threshold",
 )
-"""Which threshold a prediction decodes at: the first of these that exists."""
 
 
 @dataclass(frozen=True)
@@ -54,11 +47,8 @@ class ThresholdChoice:
 
 @dataclass
 class ThresholdReport:
-    """What tuning found on the pooled OOF, and which thresholds ``predict`` uses.
-
-    Each score is ``metrics.score`` (named ``metric``) of the pooled OOF decoded at the
-    thresholds next to it, so it can be recomputed from the OOF probabilities and the labels.
-    """
+    """What tuning found on the pooled OOF, and which thresholds ``predict`` uses; each score is
+    ``metrics.score`` (named ``metric``) of the pooled OOF at the thresholds next to it."""
 
     classes: list[str]
     default_threshold: float
@@ -76,9 +66,19 @@ class ThresholdReport:
     metric: str = field(default_factory=lambda: metrics.NAME)
 
     def __post_init__(self) -> None:
-        problem = self._problem()
-        if problem:
-            raise DataError(f"threshold report: {problem}")
+        n = len(self.classes)
+        thresholds = [self.default_threshold, self.global_threshold, *self.per_class_thresholds]
+        if n == 0 or len(set(self.classes)) != n:
+            problem = f"classes must be distinct and non-empty, got {self.classes}"
+        elif len(self.per_class_thresholds) != n or len(self.positives) != n:
+            problem = f"per-class values must number {n}, one per class"
+        elif self.use not in ("global", "per_class"):
+            problem = f"use must be one of ['global', 'per_class'], got {self.use!r}"
+        elif not all(0.0 <= t <= 1.0 for t in thresholds):
+            problem = f"thresholds must be within [0, 1], got {thresholds}"
+        else:
+            return
+        raise DataError(f"threshold report: {problem}")
 
     @property
     def chosen_score(self) -> float:
@@ -92,18 +92,17 @@ class ThresholdReport:
                 f"thresholds were tuned for classes {self.classes}, the model predicts "
                 f"{list(classes)}"
             )
-        if self.use == "per_class":
-            return list(self.per_class_thresholds)
-        return self.global_threshold
+        return list(self.per_class_thresholds) if self.use == "per_class" else self.global_threshold
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``_layout``), per-class values keyed by class name."""
         data: dict[str, Any] = {}
         for dotted, name, _, by_class in _layout(self.metric):
             value = getattr(self, name)
-            _put(data, dotted, dict(zip(self.classes, value)) if by_class else value)
-        # classes with too few positives to tune, which kept the global threshold
-        data["kept_global"] = [
+            parent, _, last = dotted.rpartition(".")
+            place = data.setdefault(parent, {}) if parent else data
+            place[last] = dict(zip(self.classes, value)) if by_class else value
+        data["kept_global"] = [  # classes with too few positives to tune their own threshold
             c for c, n in zip(self.classes, self.positives) if n < self.min_positives
         ]
         return data
@@ -124,25 +123,13 @@ class ThresholdReport:
             raise DataError(f"expected a JSON object, got {type(data).__name__}")
         data = {"metric": "f1", **data}  # files written before the metric was named
         classes = [str(c) for c in json_field(data, "classes", list)]
-        values: dict[str, Any] = {
-            name: _by_class(data, key, kind, classes) if by_class else json_field(data, key, kind)
-            for key, name, kind, by_class in _layout(json_field(data, "metric", str))
-        }
+        values: dict[str, Any] = {}
+        for key, name, kind, by_class in _layout(json_field(data, "metric", str)):
+            raw = json_field(data, key, dict if by_class else kind)
+            if by_class and sorted(raw) != sorted(classes):
+                raise DataError(f"{key!r} has keys {sorted(raw)}, expected the classes {classes}")
+            values[name] = [json_field(raw, c, kind) for c in classes] if by_class else raw
         return cls(**{**values, "classes": classes})
-
-    def _problem(self) -> str | None:
-        """What makes this report inconsistent, or ``None``."""
-        n = len(self.classes)
-        if n == 0 or len(set(self.classes)) != n:
-            return f"classes must be distinct and non-empty, got {self.classes}"
-        if len(self.per_class_thresholds) != n or len(self.positives) != n:
-            return f"per-class values must number {n}, one per class"
-        if self.use not in ("global", "per_class"):
-            return f"use must be one of ['global', 'per_class'], got {self.use!r}"
-        thresholds = [self.default_threshold, self.global_threshold, *self.per_class_thresholds]
-        if not all(0.0 <= t <= 1.0 for t in thresholds):
-            return f"thresholds must be within [0, 1], got {thresholds}"
-        return None
 
 
 def _layout(metric: str) -> list[tuple[str, str, type, bool]]:
@@ -173,11 +160,9 @@ def decide_threshold(
     cv_folder: str | os.PathLike | None = None,
     checkpoint: float | None = None,
 ) -> ThresholdChoice:
-    """The threshold a prediction with a model of ``classes`` decodes at (``THRESHOLD_PRECEDENCE``).
-
+    """The threshold a prediction with a model of ``classes`` decodes at (``THRESHOLD_PRECEDENCE``):
     ``flag`` is ``--model.threshold`` only when typed, ``cv_folder`` the folder predicted with
-    (its ``thresholds.json`` if present), ``checkpoint`` the first checkpoint's ``threshold``.
-    """
+    (its ``thresholds.json`` if present), ``checkpoint`` the first checkpoint's ``threshold``."""
     if flag is not None:
         return ThresholdChoice(single_threshold(flag), THRESHOLD_PRECEDENCE[0])
     if cv_folder is not None and (Path(cv_folder) / THRESHOLDS).is_file():
@@ -195,19 +180,3 @@ def single_threshold(threshold: float) -> float:
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         raise ValueError(f"threshold must be within [0, 1], got {threshold}")
     return value
-
-
-def _put(data: dict, dotted: str, value: Any) -> None:
-    """Set ``value`` at ``dotted`` (``"global.threshold"``) in nested dicts."""
-    *parents, last = dotted.split(".")
-    for key in parents:
-        data = data.setdefault(key, {})
-    data[last] = value
-
-
-def _by_class(data: dict, dotted: str, kind: type, classes: list[str]) -> list:
-    """The ``{class: value}`` mapping at ``dotted`` as a list in ``classes`` order."""
-    mapping = json_field(data, dotted, dict)
-    if sorted(mapping) != sorted(classes):
-        raise DataError(f"{dotted!r} has keys {sorted(mapping)}, expected the classes {classes}")
-    return [json_field(mapping, c, kind) for c in classes]

@@ -1,8 +1,6 @@
 """The test-time augmentation (TTA) views: one list for predict, cv, package and the notebook.
-
 Each name maps to the flips of an NCHW batch whose probabilities are averaged (the batch itself
-first). This module imports nothing heavy, so the bundle's manifest and the CLI can read it.
-"""
+first). This module imports nothing heavy, so the bundle's manifest and the CLI can read it."""
 
 from __future__ import annotations
 
@@ -15,9 +13,8 @@ if TYPE_CHECKING:
 
 TTA = Literal["none", "hflip", "flips"]  # the type of a --tta option
 TTA_NAMES: tuple[str, ...] = get_args(TTA)
-# Per name, in order: the NCHW dims each averaged view flips (() the batch itself, 3 horizontal).
-VIEWS: list[tuple[tuple[int, ...], ...]] = [((),), ((), (3,)), ((), (3,), (2,), (2, 3))]
-TTA_VIEWS = dict(zip(TTA_NAMES, VIEWS, strict=True))
+# Per name: the NCHW dims each averaged view flips (() the batch itself, 3 horizontal).
+TTA_VIEWS = dict(zip(TTA_NAMES, [((),), ((), (3,)), ((), (3,), (2,), (2, 3))], strict=True))
 
 
 def check_tta(tta: str) -> str:

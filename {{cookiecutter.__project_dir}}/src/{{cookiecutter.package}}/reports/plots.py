@@ -22,7 +22,6 @@ from .run_logs import MetricLog, Predictions
 
 DPI = 80
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.025), 3)
-LOSS_KEYS = ("train/loss_epoch", "val/loss")
 
 
 def label_counts(samples: Sequence[Sample]) -> Figure:
@@ -95,8 +94,7 @@ def image_sizes(data_dir: str | Path, samples: Sequence[Sample]) -> Figure:
     for (width, height), number in sizes.most_common(5):
         label = f"{width}x{height}: {number}"
         axes.annotate(label, (width, height), (4, 4), textcoords="offset points", fontsize=8)
-    axes.set_xlabel("width (px)")
-    axes.set_ylabel("height (px)")
+    axes.set(xlabel="width (px)", ylabel="height (px)")
     axes.set_title(f"Image sizes ({len(sizes)} distinct)")
     return figure
 
@@ -107,7 +105,7 @@ def training_curves(logs: Sequence[MetricLog]) -> Figure:
     several, metric = len(logs) > 1, metrics.logged_key()
     for log in logs:
         prefix = f"{log.name}: " if several else ""
-        for key, style in zip(LOSS_KEYS, ("-", "--")):
+        for key, style in (("train/loss_epoch", "-"), ("val/loss", "--")):
             epochs, values = log.series(key)
             if len(values):
                 loss_axes.plot(epochs, values, style, marker=".", label=f"{prefix}{key}")
@@ -170,10 +168,9 @@ def f1_threshold_figure(predictions: Predictions) -> Figure:
 
 def save_figure(figure: Figure, path: str | Path) -> Path:
     """Write ``figure`` as a PNG (atomically: never a half-written file); returns the path."""
-    target = Path(path)
-    with atomic_write(target) as tmp:
+    with atomic_write(path) as tmp:
         figure.savefig(tmp, format="png", dpi=DPI)
-    return target
+    return Path(path)
 
 
 def _figure(width: float, height: float, rows: int = 1, columns: int = 1, **options: Any) -> Any:

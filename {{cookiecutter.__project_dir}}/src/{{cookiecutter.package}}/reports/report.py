@@ -26,23 +26,6 @@ def summary_table(rows: Sequence[Sequence[object]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
 
 
-def data_figures(data_dir: str | Path) -> dict[str, Figure]:
-    """The figures of a Kaggle-layout data folder, by file stem (see ``DATA_FIGURES``)."""
-    from . import plots
-
-    folder = Path(data_dir)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: data folder not found (expected {TRAIN_CSV} in it)")
-    samples = read_train_csv(folder / TRAIN_CSV)
-    return {
-        "label_counts": plots.label_counts(samples),
-        "label_cooccurrence": plots.label_cooccurrence(samples),
-        "label_sets": plots.label_set_counts(samples),
-        "sample_images": plots.image_grid(folder, samples),
-        "image_sizes": plots.image_sizes(folder, samples),
-    }
-
-
 def run_figures(run_dir: str | Path, data_dir: str | Path) -> dict[str, Figure]:
     """The figures of a fit or cv run folder trained on ``data_dir`` (see ``RUN_FIGURES``)."""
     from . import plots
@@ -58,15 +41,26 @@ def run_figures(run_dir: str | Path, data_dir: str | Path) -> dict[str, Figure]:
 
 
 def write_report(data_dir: str | Path, run_dir: str | Path | None, out: str | Path) -> list[Path]:
-    """Draw every figure, then write each as ``out/<name>.png``; returns the files written."""
-    from .plots import save_figure
+    """Draw every figure (``DATA_FIGURES``, and ``RUN_FIGURES`` with a run), then write each as
+    ``out/<name>.png``; returns the files written."""
+    from . import plots
 
+    folder = Path(data_dir)
     if Path(out).exists() and not Path(out).is_dir():
         raise DataError(f"--out {out}: is a file, not a folder")
-    figures = data_figures(data_dir)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: data folder not found (expected {TRAIN_CSV} in it)")
+    samples = read_train_csv(folder / TRAIN_CSV)
+    figures = {
+        "label_counts": plots.label_counts(samples),
+        "label_cooccurrence": plots.label_cooccurrence(samples),
+        "label_sets": plots.label_set_counts(samples),
+        "sample_images": plots.image_grid(folder, samples),
+        "image_sizes": plots.image_sizes(folder, samples),
+    }
     if run_dir is not None:
         figures.update(run_figures(run_dir, data_dir))
-    return [save_figure(figure, Path(out) / f"{name}.png") for name, figure in figures.items()]
+    return [plots.save_figure(fig, Path(out) / f"{name}.png") for name, fig in figures.items()]
 
 
 def run_command(argv: Sequence[str]) -> int:

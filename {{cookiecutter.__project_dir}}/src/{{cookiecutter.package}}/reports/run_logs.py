@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import logging
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +23,13 @@ METRICS_CSV = "metrics.csv"
 class MetricLog:
     """The rows of one CSVLogger ``metrics.csv``: each metric's values by step and epoch."""
 
-    path: Path
     name: str  # where it sits in the run folder, e.g. ``fold0/logs/lightning_logs/version_0``
     rows: list[dict[str, float]]
 
-    def series(self, key: str, x: str = "epoch") -> tuple[np.ndarray, np.ndarray]:
-        """The values of ``key`` against ``x`` (``epoch`` or ``step``), rows that logged it."""
-        rows = [row for row in self.rows if key in row and x in row]
-        return np.array([row[x] for row in rows]), np.array([row[key] for row in rows])
+    def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """The values of ``key`` against the epoch, in the rows that logged both."""
+        rows = [row for row in self.rows if key in row and "epoch" in row]
+        return np.array([row["epoch"] for row in rows]), np.array([row[key] for row in rows])
 
     def last(self, key: str) -> float | None:
         """The value ``key`` was last logged with, or ``None``."""
@@ -44,24 +41,19 @@ def read_metric_log(path: Path, name: str) -> MetricLog:
     """Parse a CSVLogger ``metrics.csv`` (empty cells: not logged in that row)."""
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            rows = [_numbers(path, number, row) for number, row in enumerate(reader, 2)]
+            cells = list(csv.DictReader(handle))
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return MetricLog(path, name, rows)
-
-
-def _numbers(path: Path, row_number: int, row: dict[str, str | None]) -> dict[str, float]:
-    """The non-empty cells of a ``metrics.csv`` row as numbers; ``DataError`` naming a bad one."""
-    values: dict[str, float] = {}
-    for key, text in row.items():
-        if key is None or text is None or not text.strip():
-            continue
-        try:
-            values[key] = float(text)
-        except ValueError:
-            raise DataError(f"{path}: row {row_number}: {key}={text!r} is not a number") from None
-    return values
+    rows: list[dict[str, float]] = []
+    for line, row in enumerate(cells, 2):
+        rows.append({})
+        for key, text in row.items():
+            try:
+                if key is not None and text and text.strip():
+                    rows[-1][key] = float(text)
+            except ValueError:
+                raise DataError(f"{path}: row {line}: {key}={text!r} is not a number") from None
+    return MetricLog(name, rows)
 
 
 def metric_logs(run_dir: str | Path) -> list[MetricLog]:
@@ -127,17 +119,10 @@ def _cv_predictions(run: Path, data_dir: Path) -> Predictions:
 
 def _run_predictions(run: Path, data_dir: Path) -> Predictions:
     """The run's best checkpoint (else its last) applied to the validation fold it trained with."""
-    from torch.utils.data import DataLoader
-
     from ..cli.checkpoints import LAST
     from ..data import PlantDataModule
-    from ..utils.hardware import default_precision
-    from ..predict.inference import (
-        EnsembleClassifier,
-        load_classifier,
-        predict_probabilities,
-        read_checkpoint,
-    )
+    from ..predict.inference import EnsembleClassifier, load_classifier, predict_images
+    from ..predict.inference import read_checkpoint
 
     last = run / "checkpoints" / LAST
     if not last.is_file():
@@ -146,43 +131,35 @@ def _run_predictions(run: Path, data_dir: Path) -> Predictions:
     best = read.record.get("best_model_path")
     if best and Path(best).is_file() and Path(best).resolve() != last.resolve():
         read = read_checkpoint(best)
-    checkpoint = read.path
     model, saved = load_classifier(read)
     module = EnsembleClassifier([model])
     settings = {key: value for key, value in saved.items() if not key.startswith("_")}
     settings.update(data_dir=str(data_dir), num_workers=0, cache_dir=None)
-    datamodule = PlantDataModule(**settings)
-    datamodule.setup("validate")
-    dataset = datamodule.val_set
+    data = PlantDataModule(**settings)
+    data.setup("validate")
+    dataset = data.val_set
     assert dataset is not None and dataset.targets is not None
-    if list(datamodule.classes) != list(module.classes):
+    if list(data.classes) != list(module.classes):
         raise DataError(
-            f"{checkpoint}: trained on the labels {module.classes}, {data_dir / TRAIN_CSV} has"
-            f" {datamodule.classes}; pass the data folder the run trained on"
+            f"{read.path}: trained on the labels {module.classes}, {data_dir / TRAIN_CSV} has"
+            f" {data.classes}; pass the data folder the run trained on"
         )
-    loader = DataLoader(dataset, batch_size=datamodule.batch_size)
-    trainer = dict(accelerator="auto", precision=default_precision(), enable_progress_bar=False)
-    with _quiet_lightning():
-        _, probs = predict_probabilities(module, loader, trainer)
+    logger = logging.getLogger("pytorch_lightning")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # no start-up lines (nor deprecation noise) for this one
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+            _, probs = predict_images(
+                module, dataset.folder, dataset.names, data.image_size, data.batch_size, 0
+            )
+    finally:
+        logger.setLevel(level)
     return Predictions(
         classes=list(module.classes),
         targets=dataset.targets.numpy().astype(np.int64),
         probs=probs,
         threshold=float(module.hparams["threshold"]),
         tuned_threshold=None,
-        source=f"validation fold ({len(dataset)} images) of {checkpoint.name}",
+        source=f"validation fold ({len(dataset)} images) of {read.path.name}",
     )
-
-
-@contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's start-up lines and its deprecation noise around one prediction."""
-    logger = logging.getLogger("pytorch_lightning")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
-            yield
-    finally:
-        logger.setLevel(level)
