@@ -39,18 +39,17 @@ def storage_error(url: str, problem: str) -> DataError:
     as ``***``, in the URL and in ``problem`` (a driver's message), as written and decoded."""
     secrets: list[str] = []
 
-    def hide(match: re.Match[str], always: bool) -> str:
-        head, value, tail = match.groups()
-        if not value or not (always or any(w in unquote(head).lower() for w in SECRET_WORDS)):
+    def hide(match: re.Match[str]) -> str:
+        head, value, tail = match.groups()  # a user-info head ends with ":", a query field's "="
+        secret = head.endswith(":") or any(w in unquote(head).lower() for w in SECRET_WORDS)
+        if not value or not secret:
             return match.group(0)
-        secrets.append(value)
+        secrets.extend([value, unquote(value)])
         return f"{head}***{tail}"
 
-    shown = USER_INFO_PASSWORD.sub(lambda match: hide(match, True), url, count=1)
-    shown = QUERY_FIELD.sub(lambda match: hide(match, False), shown)
+    shown = QUERY_FIELD.sub(hide, USER_INFO_PASSWORD.sub(hide, url, count=1))
     for secret in sorted(secrets, key=len, reverse=True):
-        for form in (secret, unquote(secret)):
-            problem = problem.replace(form, "***")
+        problem = problem.replace(secret, "***")
     return DataError(f"--storage {shown}: {problem}")
 
 
@@ -121,17 +120,6 @@ def database_url(storage: str | None) -> Any:
     return url
 
 
-def heartbeat_options() -> dict[str, Any]:
-    """RDBStorage arguments: a heartbeat, and a retry of the trials whose heartbeat stopped."""
-    import optuna
-
-    beat = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": 2 * HEARTBEAT_SECONDS}
-    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-    if retry is not None:  # Optuna >= 4.9 renamed the callback and its argument
-        return {**beat, "heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}
-    return {**beat, "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(MAX_RETRY)}
-
-
 def database_storage(storage: str) -> Any:
     """An ``RDBStorage`` on the URL ``storage`` with heartbeats, its tables (and a SQLite file's
     folder) made if new. Workers that start together race to make them: the losers try again."""
@@ -148,11 +136,19 @@ def database_storage(storage: str) -> Any:
             problem = f"cannot make the folder {folder}: {exc.strerror}"
             raise storage_error(storage, problem) from None
     url = parsed.render_as_string(hide_password=False)
+    # A heartbeat, and a retry of the trials whose heartbeat stopped.
+    beat: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_SECONDS}
+    beat["grace_period"] = 2 * HEARTBEAT_SECONDS
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    if retry is not None:  # Optuna >= 4.9 renamed the callback and its argument
+        beat["heartbeat_stale_trial_callback"] = retry(max_retry=MAX_RETRY)
+    else:
+        beat["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(MAX_RETRY)
     for attempt in range(1, SCHEMA_ATTEMPTS + 1):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, **heartbeat_options())
+                return optuna.storages.RDBStorage(url, **beat)
         except ImportError as exc:
             driver = url.split("://")[0].partition("+")[2]
             hint = DRIVER_INSTALL.get(driver, f"install the driver {driver or 'of the URL'}")
