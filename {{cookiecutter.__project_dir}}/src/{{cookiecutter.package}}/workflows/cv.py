@@ -1,13 +1,12 @@
 """``cv``: k-fold cross-validation with out-of-fold (OOF) predictions and tuned thresholds.
 
-``run_cv`` trains one model per fold with the same ``fit`` flags and writes into ``out``:
-``folds.csv`` (``image,fold``; identical images share a fold), ``plan.json``, ``fit_config.yaml``
-(the resolved fit settings); ``fold{k}/`` (``checkpoints/``, ``logs/``, ``best.ckpt`` and the
-``oof.csv`` of its validation images); ``oof.csv`` (``image,fold,<class>...``: every row of
-``train.csv`` predicted by the model that did not train on it), ``thresholds.json``, ``cv.json``.
-A rerun with the same settings skips finished folds, resumes an interrupted one from its
-``last.ckpt`` and retrains one killed before it; other settings are refused (``--restart``
-removes what cv wrote first). ``predict --ckpt_path OUT`` then averages the folds' models.
+``run_cv`` trains one model per fold with the same ``fit`` flags into ``out``: ``folds.csv``
+(identical images share a fold), ``plan.json``, ``fit_config.yaml`` (the fit settings),
+``fold{k}/`` (its ``checkpoints/``, ``logs/``, ``best.ckpt`` and the ``oof.csv`` of its validation
+images), then ``oof.csv`` (every ``train.csv`` row, predicted by the model that did not train on
+it), ``thresholds.json`` and ``cv.json``. A rerun with the same settings skips finished folds and
+resumes an interrupted one (or retrains it if it has no ``last.ckpt``); other settings are
+refused. ``predict --ckpt_path OUT`` then averages the folds' models.
 """
 
 from __future__ import annotations
@@ -40,14 +39,13 @@ from ..utils.atomic import atomic_write, write_csv, write_json, write_text
 from ..utils.errors import DataError
 from ..utils.hardware import default_num_workers
 from .cv_files import BEST, FIT_CONFIG, FOLDS_CSV, OOF, PLAN, SUMMARY, THRESHOLDS
-from .cv_files import clear_cv_folder, clear_fold, fold_dir, fold_leftovers, is_cv_folder, read_plan
+from .cv_files import clear_cv_folder, clear_fold, fold_dir, is_cv_folder, read_plan
 from .fit_jobs import config_changes, config_only_cli, fit_config_yaml, run_folder_flags, yaml
 
-# Settings a rerun may change and still continue the same cv run (compared: everything else):
-# those cv sets for each fold; where the data is read from, not what it is (plan.json and
-# folds.csv pin the images and their labels, a prepare cache is checked against its data folder
-# and image size); how the run is watched; the loader processes, a property of the machine (they
-# read the same images in the same batches; random augmentations then come from other streams).
+# Settings a rerun may change and still continue the same cv run: those cv sets per fold; where
+# the data is read from (plan.json and folds.csv pin the images and labels, a prepare cache is
+# checked against its data folder and image size); how the run is watched; the loader processes
+# (a property of the machine). Everything else is compared.
 SETTINGS_IGNORED = (
     *("data.split_file", "data.fold", "checkpoint.dirpath", "trainer.default_root_dir"),
     *("ckpt_path", "data.data_dir", "data.cache_dir", "trainer.logger", "checkpoint.verbose"),
@@ -65,9 +63,7 @@ FIT_CONFIG_HEADER = (
 def prepare_folder(
     config: Any, settings: str, samples: list[Sample], n_folds: int, out: Path, log: Log
 ) -> tuple[FoldPlan, dict[str, Any]]:
-    """The folds and ``plan.json`` of the run; ``DataError`` if ``out`` holds another cv run.
-
-    The first run writes them and ``fit_config.yaml`` (the ``settings``); later runs must match."""
+    """The folds (written first, then checked with ``fit_config.yaml``), or ``DataError``."""
     recorded = out / FIT_CONFIG
     if recorded.is_file():
         try:
@@ -121,12 +117,15 @@ def prepare_folder(
     return plan, expected
 
 
-def train_fold(fit_args: list[str], config: Any, run: Path, fold: int, plan: FoldPlan) -> Any:
+def train_fold(
+    fit_args: list[str], config: Any, run: Path, fold: int, plan: FoldPlan
+) -> float | None:
     """Train one fold (from its ``last.ckpt`` if it has one), write its ``oof.csv``; its score."""
     flags = ["--data.split_file", str(run.parent / FOLDS_CSV), "--data.fold", str(fold)]
+    flags += run_folder_flags(config, run)
     if (run / "checkpoints" / LAST).is_file():
         flags += ["--ckpt_path", "last"]
-    run_cli(["fit", *fit_args, *flags, *run_folder_flags(config, run)])
+    run_cli(["fit", *fit_args, *flags])
     recorded = read_checkpoint(run / "checkpoints" / LAST).record.get("best_model_path")
     # The recorded path is where the folder was when that checkpoint was saved: a cv folder that
     # was moved or copied since still holds the file, under the same name.
@@ -142,16 +141,11 @@ def train_fold(fit_args: list[str], config: Any, run: Path, fold: int, plan: Fol
             shutil.copyfile(best, tmp)
     data, best_checkpoint = config.data, read_checkpoint(run / BEST)
     module = EnsembleClassifier.from_checkpoints([best_checkpoint])
-    ids, probs = predict_images(
-        module,
-        Path(data.cache_dir or data.data_dir) / TRAIN_IMAGES,
-        [name for name, f in zip(plan.images, plan.folds) if f == fold],
-        int(data.image_size),
-        int(data.batch_size),
-        default_num_workers(data.num_workers),
-        config.trainer.get("accelerator") or "auto",
-        config.trainer.get("precision"),
-    )
+    folder = Path(data.cache_dir or data.data_dir) / TRAIN_IMAGES
+    images = [name for name, f in zip(plan.images, plan.folds) if f == fold]
+    loader = int(data.image_size), int(data.batch_size), default_num_workers(data.num_workers)
+    device = config.trainer.get("accelerator") or "auto", config.trainer.get("precision")
+    ids, probs = predict_images(module, folder, images, *loader, *device)
     write_probabilities(run / OOF, ids, probs, module.classes, fold=fold)
     return best_checkpoint.best_model_score
 
@@ -185,9 +179,8 @@ def run_cv(
     log: Log = print,
     restart_run: bool = False,
 ) -> dict[str, Any]:
-    """Train ``n_folds`` folds with ``fit_args``, then pool the OOF predictions; see the module.
-
-    ``restart_run``: first remove what an earlier cv run wrote into ``out``."""
+    """Train ``n_folds`` folds with ``fit_args`` (``restart_run``: first remove an earlier cv run
+    from ``out``), then pool the OOF predictions; see the module."""
     out = Path(out)
     cli = config_only_cli(fit_args)
     config = cli.config.fit
@@ -211,11 +204,9 @@ def run_cv(
             log(f"cv: {name} is done, skipped")
             fold_scores.append(read_checkpoint(run / BEST).best_model_score)
             continue
-        if not (run / "checkpoints" / LAST).is_file() and fold_leftovers(run):
-            log(
-                f"cv: {name}: {run} holds an unfinished start with no {LAST}: training it from scratch"
-            )
-            clear_fold(run)
+        if not (run / "checkpoints" / LAST).is_file() and clear_fold(run):
+            unfinished = f"{run} holds an unfinished start with no {LAST}"
+            log(f"cv: {name}: {unfinished}: training it from scratch")
         log(f"cv: {name}: training ({run})")
         started = time.monotonic()
         fold_scores.append(train_fold(fit_args, config, run, fold, plan))
@@ -278,7 +269,6 @@ def run_command(argv: Sequence[str]) -> int:
 
 def at_least_two(text: str) -> int:
     """An ``argparse`` type: a number of folds (2 or more)."""
-    value = positive_int(text)
-    if value < 2:
+    if positive_int(text) < 2:
         raise argparse.ArgumentTypeError(f"{text}: cross-validation needs 2 folds or more")
-    return value
+    return int(text)

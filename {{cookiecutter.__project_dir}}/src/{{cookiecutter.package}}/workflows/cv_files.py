@@ -30,31 +30,26 @@ def fold_dir(out: Path, fold: int) -> Path:
     return out / f"fold{fold}"
 
 
-def written_by_cv(folder: Path, names: Sequence[str]) -> list[Path]:
-    """The entries of ``names`` in ``folder``, and the temporary files ``atomic_write`` left."""
-    partial = [path for name in names for path in sorted(folder.glob(f".{name}.*.partial"))]
-    return [folder / name for name in names if (folder / name).exists()] + partial
-
-
-def fold_leftovers(run: Path) -> list[Path]:
-    """What an earlier start of this fold wrote into its run folder (``FOLD_OUTPUTS``)."""
-    return written_by_cv(run, FOLD_OUTPUTS)
-
-
-def remove(paths: Sequence[Path]) -> None:
-    """Delete files and whole folders."""
-    for path in paths:
+def clear(folder: Path, names: Sequence[str]) -> bool:
+    """Delete the entries ``names`` of ``folder`` (files or whole folders) and the temporary files
+    ``atomic_write`` left of them; whether there were any."""
+    found = [folder / name for name in names if (folder / name).exists()]
+    found += [path for name in names for path in sorted(folder.glob(f".{name}.*.partial"))]
+    for path in found:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+    return bool(found)
 
 
-def clear_fold(run: Path) -> None:
-    """Remove the fold's own outputs; the folder too when nothing else is left in it."""
-    remove(fold_leftovers(run))
+def clear_fold(run: Path) -> bool:
+    """Remove the fold's own outputs (``FOLD_OUTPUTS``), and the folder when nothing else is left
+    in it; whether an earlier start of the fold had written any."""
+    found = clear(run, FOLD_OUTPUTS)
     if run.is_dir() and not any(run.iterdir()):
         run.rmdir()
+    return found
 
 
 def clear_cv_folder(out: Path) -> list[str]:
@@ -65,7 +60,7 @@ def clear_cv_folder(out: Path) -> list[str]:
     for run in out.iterdir():
         if run.is_dir() and re.fullmatch(r"fold\d+", run.name):
             clear_fold(run)
-    remove(written_by_cv(out, CV_FILES))
+    clear(out, CV_FILES)
     return sorted(p.name for p in out.iterdir())
 
 
