@@ -88,15 +88,10 @@ def prepare_folder(
     cache = Path(config.data.cache_dir) if config.data.cache_dir else None
     groups = duplicate_groups(Path(config.data.data_dir) / TRAIN_IMAGES, images, cache)
     targets = encode_labels(samples, classes)
-    plan = assign_folds(images, targets, n_folds, int(config.data.seed), groups)
-    expected = {
-        "folds": n_folds,
-        "seed": int(config.data.seed),
-        "images": len(images),
-        "classes": classes,
-        "duplicate_groups": len(groups),
-        "conflicting_groups": plan.conflicting_groups,
-    }
+    seed = int(config.data.seed)
+    plan = assign_folds(images, targets, n_folds, seed, groups)
+    expected: dict[str, Any] = dict(folds=n_folds, seed=seed, images=len(images), classes=classes)
+    expected.update(duplicate_groups=len(groups), conflicting_groups=plan.conflicting_groups)
     if (out / PLAN).is_file():
         found = read_plan(out)
         changed = [
@@ -256,12 +251,9 @@ def run_command(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--folds", type=at_least_two, default=5, help="K (default 5)")
     parser.add_argument("--out", type=Path, default=Path("runs/cv"), help="default runs/cv")
-    parser.add_argument(
-        "--restart",
-        action="store_true",
-        help="remove what an earlier cv run wrote into --out (its folds, oof.csv, thresholds,"
-        " cv.json, plan, folds and fit_config.yaml; nothing else) and train again",
-    )
+    restart = "remove what an earlier cv run wrote into --out (its folds, oof.csv, thresholds,"
+    restart += " cv.json, plan, folds and fit_config.yaml; nothing else) and train again"
+    parser.add_argument("--restart", action="store_true", help=restart)
     known, fit_args = parser.parse_known_args(argv)
     run_cv(fit_args, known.folds, known.out, restart_run=known.restart)
     return 0

@@ -143,10 +143,10 @@ def run_tune(
     names = sorted({name for trial in study.trials for name in trial.params})
     rows = [["trial", "state", "value", *names]]
     for trial in study.trials:  # floats to 6 significant digits (0.3, not 0.30000000000000004)
-        params = [trial.params.get(name, "") for name in names]
-        shown = [f"{value:.6g}" if isinstance(value, float) else str(value) for value in params]
-        value = "" if trial.value is None else f"{trial.value:.4f}"
-        rows.append([str(trial.number), trial.state.name, value, *shown])
+        values = [trial.params.get(name, "") for name in names]
+        shown = [f"{v:.6g}" if isinstance(v, float) else str(v) for v in values]
+        score = "" if trial.value is None else f"{trial.value:.4f}"
+        rows.append([str(trial.number), trial.state.name, score, *shown])
     write_csv(study_dir / "trials.csv", rows[0], rows[1:])
     try:
         best = study.best_trial
@@ -172,17 +172,12 @@ def run_command(argv: Sequence[str]) -> int:
     add = parser.add_argument
     add("--search", type=Path, required=True, metavar="FILE", help="the search-space YAML file")
     add("--study", required=True, metavar="NAME", dest="study_name", help="joined if it exists")
-    add(
-        "--storage", metavar="URL", help="e.g. postgresql://user@host/db; default OUT/STUDY.journal"
-    )
+    storage = "e.g. postgresql://user@host/db; default OUT/STUDY.journal"
+    add("--storage", metavar="URL", help=storage)
     add("--n-trials", type=positive_int, metavar="N", help="trials of this worker")
     add("--timeout", type=positive_int, metavar="S", help="start no trial after S s")
-    add(
-        "--pruner",
-        choices=("median", "none"),
-        default="median",
-        help="median (default): stop a trial below the median of earlier ones at an epoch",
-    )
+    median = "median (default): stop a trial below the median of earlier ones at an epoch"
+    add("--pruner", choices=("median", "none"), default="median", help=median)
     add("--out", type=Path, default=Path("runs/tune"), metavar="DIR", help="default runs/tune")
     known, fit_args = parser.parse_known_args(argv)
     if known.n_trials is None and known.timeout is None:
