@@ -168,11 +168,7 @@ def pooled_oof(out: Path, plan: FoldPlan, classes: list[str]) -> np.ndarray:
 
 
 def run_cv(
-    fit_args: list[str],
-    n_folds: int,
-    out: str | Path,
-    log: Log = print,
-    restart_run: bool = False,
+    fit_args: list[str], n_folds: int, out: str | Path, log: Log = print, restart_run: bool = False
 ) -> dict[str, Any]:
     """Train ``n_folds`` folds with ``fit_args`` (``restart_run``: first remove an earlier cv run
     from ``out``), then pool the OOF predictions; see the module."""
