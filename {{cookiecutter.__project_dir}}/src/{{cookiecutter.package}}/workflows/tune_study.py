@@ -120,6 +120,17 @@ def database_url(storage: str | None) -> Any:
     return url
 
 
+def heartbeat_options() -> dict[str, Any]:
+    """RDBStorage arguments: a heartbeat, and a retry of the trials whose heartbeat stopped."""
+    import optuna
+
+    beat = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": 2 * HEARTBEAT_SECONDS}
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    if retry is not None:  # Optuna >= 4.9 renamed the callback and its argument
+        return {**beat, "heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}
+    return {**beat, "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(MAX_RETRY)}
+
+
 def database_storage(storage: str) -> Any:
     """An ``RDBStorage`` on the URL ``storage`` with heartbeats, its tables (and a SQLite file's
     folder) made if new. Workers that start together race to make them: the losers try again."""
@@ -136,33 +147,25 @@ def database_storage(storage: str) -> Any:
             problem = f"cannot make the folder {folder}: {exc.strerror}"
             raise storage_error(storage, problem) from None
     url = parsed.render_as_string(hide_password=False)
-    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        # A heartbeat, and a retry of the trials whose heartbeat stopped.
-        beat: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_SECONDS}
-        beat["grace_period"] = 2 * HEARTBEAT_SECONDS
-        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-        if retry is not None:  # Optuna >= 4.9 renamed the callback and its argument
-            beat["heartbeat_stale_trial_callback"] = retry(max_retry=MAX_RETRY)
-        else:
-            beat["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(MAX_RETRY)
-        for attempt in range(1, SCHEMA_ATTEMPTS + 1):
-            try:
-                return optuna.storages.RDBStorage(url, **beat)
-            except ImportError as exc:
-                driver = url.split("://")[0].partition("+")[2]
-                hint = DRIVER_INSTALL.get(driver, f"install the driver {driver or 'of the URL'}")
-                raise storage_error(storage, f"a driver is missing ({hint}): {exc}") from None
-            except sqlalchemy.exc.DBAPIError as exc:
-                lost_race = isinstance(exc, sqlalchemy.exc.IntegrityError)
-                lost_race |= any(words in str(exc).lower() for words in LOST_RACE)
-                if attempt < SCHEMA_ATTEMPTS and lost_race:
-                    time.sleep(random.uniform(0.05, 0.2) * attempt)
-                elif isinstance(exc, sqlalchemy.exc.OperationalError):
-                    said = str(exc.orig or exc).strip().splitlines()[0]
-                    raise storage_error(storage, f"cannot open the database: {said}") from None
-                else:
-                    raise
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **heartbeat_options())
+        except ImportError as exc:
+            driver = url.split("://")[0].partition("+")[2]
+            hint = DRIVER_INSTALL.get(driver, f"install the driver {driver or 'of the URL'}")
+            raise storage_error(storage, f"a driver is missing ({hint}): {exc}") from None
+        except sqlalchemy.exc.DBAPIError as exc:
+            lost_race = isinstance(exc, sqlalchemy.exc.IntegrityError)
+            lost_race |= any(words in str(exc).lower() for words in LOST_RACE)
+            if attempt < SCHEMA_ATTEMPTS and lost_race:
+                time.sleep(random.uniform(0.05, 0.2) * attempt)
+            elif isinstance(exc, sqlalchemy.exc.OperationalError):
+                driver_said = str(exc.orig or exc).strip().splitlines()[0]
+                raise storage_error(storage, f"cannot open the database: {driver_said}") from None
+            else:
+                raise
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
