@@ -53,10 +53,8 @@ def clear_fold(run: Path) -> bool:
 
 
 def clear_cv_folder(out: Path) -> list[str]:
-    """Remove every file ``cv`` wrote into the ``cv`` folder ``out``; return what is left there.
-
-    Only for a ``cv`` folder (``is_cv_folder``): elsewhere, files of those common names are not
-    cv's to delete."""
+    """Remove what ``cv`` wrote into ``out``, a ``cv`` folder (``is_cv_folder``: elsewhere those
+    common names are not cv's to delete); return what is left there."""
     for run in out.iterdir():
         if run.is_dir() and re.fullmatch(r"fold\d+", run.name):
             clear_fold(run)

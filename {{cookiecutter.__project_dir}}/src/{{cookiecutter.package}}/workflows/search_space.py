@@ -85,9 +85,7 @@ def load_search_space(path: str | Path, fit_config: Any) -> list[Param]:
 
 
 def _param(name: str, spec: Any, fit_config: Any, path: Path) -> Param:
-    """One entry of the search file, checked: a known flag, a known type and its fields only; a
-    non-empty list of distinct plain ``choices``, or numbers with ``low < high``, ``log`` only
-    above 0 and a positive ``step`` (not with ``log``)."""
+    """One entry of the search file, checked."""
 
     def fail(problem: str) -> DataError:
         return DataError(f"{path}: {name}: {problem}")
