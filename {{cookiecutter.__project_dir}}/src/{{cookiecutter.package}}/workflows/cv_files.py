@@ -1,12 +1,8 @@
-"""The files of a ``cv`` folder: their names, where each fold's run lives, and clearing them.
-
-A ``cv`` folder holds ``CV_FILES`` and one ``fold{k}/`` run folder per fold holding
-``FOLD_OUTPUTS``: ``clear_fold`` and ``clear_cv_folder`` remove those and nothing else.
-"""
+"""The files of a ``cv`` folder: their names, where each fold's run lives, and clearing them:
+``CV_FILES`` and each ``fold{k}/``'s ``FOLD_OUTPUTS``, what cv wrote, and nothing else."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from collections.abc import Sequence
@@ -14,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils.errors import DataError
+from ..utils.jsonfile import field, read_json
 
 FOLDS_CSV = "folds.csv"
 PLAN = "plan.json"
@@ -26,7 +23,6 @@ CV_FILES = (FOLDS_CSV, PLAN, OOF, THRESHOLDS, SUMMARY, FIT_CONFIG)
 # What a fold's fit and cv write into fold{k}/: checkpoints, logs (a logger's save_dir, or
 # Lightning's default logger), the config Lightning saves there when no logger has a folder.
 FOLD_OUTPUTS = ("checkpoints", "logs", "lightning_logs", "config.yaml", BEST, OOF)
-FOLD_NAME = re.compile(r"fold\d+")
 
 
 def fold_dir(out: Path, fold: int) -> Path:
@@ -34,72 +30,58 @@ def fold_dir(out: Path, fold: int) -> Path:
     return out / f"fold{fold}"
 
 
-def written_by_cv(folder: Path, names: Sequence[str]) -> list[Path]:
-    """The entries of ``names`` in ``folder``, and the temporary files ``atomic_write`` left."""
+def clear(folder: Path, names: Sequence[str]) -> bool:
+    """Delete the entries ``names`` of ``folder`` (files or whole folders) and the temporary files
+    ``atomic_write`` left of them; whether there were any."""
     found = [folder / name for name in names if (folder / name).exists()]
-    for name in names:
-        found += sorted(folder.glob(f".{name}.*.partial"))
-    return found
-
-
-def remove(paths: Sequence[Path]) -> None:
-    """Delete files and whole folders."""
-    for path in paths:
+    found += [path for name in names for path in sorted(folder.glob(f".{name}.*.partial"))]
+    for path in found:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+    return bool(found)
 
 
-def fold_leftovers(run: Path) -> list[Path]:
-    """What an earlier start of this fold wrote into its run folder (``FOLD_OUTPUTS``)."""
-    return written_by_cv(run, FOLD_OUTPUTS) if run.is_dir() else []
-
-
-def clear_fold(run: Path) -> None:
-    """Remove the fold's own outputs; the folder too when nothing else is left in it."""
-    remove(fold_leftovers(run))
+def clear_fold(run: Path) -> bool:
+    """Remove the fold's own outputs (``FOLD_OUTPUTS``), and the folder when nothing else is left
+    in it; whether an earlier start of the fold had written any."""
+    found = clear(run, FOLD_OUTPUTS)
     if run.is_dir() and not any(run.iterdir()):
         run.rmdir()
+    return found
 
 
 def clear_cv_folder(out: Path) -> list[str]:
-    """Remove every file ``cv`` wrote into the ``cv`` folder ``out``; return what is left there.
-
-    Call it only on a ``cv`` folder (``is_cv_folder``): the names cv writes are common ones, and
-    in another folder they are not cv's to delete.
-    """
+    """Remove what ``cv`` wrote into ``out``, a ``cv`` folder (``is_cv_folder``: elsewhere those
+    common names are not cv's to delete); return what is left there."""
     for run in out.iterdir():
-        if run.is_dir() and FOLD_NAME.fullmatch(run.name):
+        if run.is_dir() and re.fullmatch(r"fold\d+", run.name):
             clear_fold(run)
-    remove(written_by_cv(out, CV_FILES))
+    clear(out, CV_FILES)
     return sorted(p.name for p in out.iterdir())
 
 
 def is_cv_folder(path: str | Path) -> bool:
     """Whether ``path`` is a folder written by ``cv`` (it holds ``folds.csv`` and fold models)."""
-    folder = Path(path)
-    return folder.is_dir() and (folder / FOLDS_CSV).is_file()
+    return Path(path).is_dir() and (Path(path) / FOLDS_CSV).is_file()
 
 
 def fold_checkpoints(out: str | Path) -> list[Path]:
     """``fold{k}/best.ckpt`` of a ``cv`` folder, in fold order; ``DataError`` if one is missing."""
     out = Path(out)
-    plan = read_plan(out)
-    missing = [k for k in range(plan["folds"]) if not (fold_dir(out, k) / BEST).is_file()]
+    folds = range(read_plan(out)["folds"])
+    missing = [str(k) for k in folds if not (fold_dir(out, k) / BEST).is_file()]
     if missing:
         raise DataError(
-            f"{out}: fold(s) {', '.join(map(str, missing))} have no {BEST} yet; finish the cv"
-            " run (run the same cv command again)"
+            f"{out}: fold(s) {', '.join(missing)} have no {BEST} yet; finish the cv run (run the"
+            " same cv command again)"
         )
-    return [fold_dir(out, k) / BEST for k in range(plan["folds"])]
+    return [fold_dir(out, k) / BEST for k in folds]
 
 
 def read_plan(out: Path) -> dict[str, Any]:
     """The ``plan.json`` of a ``cv`` folder; ``DataError`` if it is missing or damaged."""
-    try:
-        plan = json.loads((out / PLAN).read_text())
-        int(plan["folds"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{out / PLAN}: missing or damaged ({type(exc).__name__})") from None
-    return dict(plan)
+    return read_json(
+        out / PLAN, lambda plan: dict(plan, folds=field(plan, "folds", int)), "cv plan"
+    )

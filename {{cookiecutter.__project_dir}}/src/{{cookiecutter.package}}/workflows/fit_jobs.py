@@ -6,7 +6,7 @@ import importlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..data import PlantDataModule
 from ..cli.lightning import OneLineErrorParser, PlantCLI, parser_kwargs
@@ -20,10 +20,6 @@ SHOWN_CHARS = 40
 class ParsedOnly(Exception):
     """Stops a ``ConfigOnlyCLI`` once its flags are parsed and checked, before anything is built."""
 
-    def __init__(self, cli: ConfigOnlyCLI) -> None:
-        super().__init__("parsed")
-        self.cli = cli
-
 
 class ConfigOnlyCLI(PlantCLI):
     """Parses and checks a ``fit`` command line like ``fit`` does, but builds nothing."""
@@ -33,11 +29,8 @@ class ConfigOnlyCLI(PlantCLI):
 
 
 def config_only_cli(fit_args: list[str], exit_on_error: bool = True) -> ConfigOnlyCLI:
-    """The ``fit`` CLI of ``fit_args``, parsed and nothing built (its parser is reusable).
-
-    Option errors end like they do for ``fit``: one ``error:`` line and ``SystemExit(2)``
-    (with ``exit_on_error=False``, the parser's exception instead).
-    """
+    """The ``fit`` CLI of ``fit_args``, parsed and nothing built (its parser is reusable). Option
+    errors end like ``fit``'s (``SystemExit(2)``), or raise with ``exit_on_error=False``."""
     try:
         return ConfigOnlyCLI(
             PlantClassifier,
@@ -48,7 +41,7 @@ def config_only_cli(fit_args: list[str], exit_on_error: bool = True) -> ConfigOn
             parser_kwargs=parser_kwargs(exit_on_error=exit_on_error),
         )
     except ParsedOnly as parsed:
-        return parsed.cli
+        return cast(ConfigOnlyCLI, parsed.args[0])
 
 
 def parse_fit_config(args: list[str]) -> Any:

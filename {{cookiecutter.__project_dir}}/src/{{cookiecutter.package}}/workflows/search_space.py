@@ -11,7 +11,6 @@ Checked whole before any trial: a mistake (a key given twice too) is one ``DataE
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from .fit_jobs import yaml
 
 RANGE = {"type", "low", "high", "log", "step"}
 FIELDS = {"float": RANGE, "int": RANGE, "categorical": {"type", "choices"}}  # of each type
-Fail = Callable[[str], DataError]
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -87,10 +85,18 @@ def load_search_space(path: str | Path, fit_config: Any) -> list[Param]:
 
 
 def _param(name: str, spec: Any, fit_config: Any, path: Path) -> Param:
-    """One entry of the search file, validated."""
+    """One entry of the search file, checked."""
 
     def fail(problem: str) -> DataError:
         return DataError(f"{path}: {name}: {problem}")
+
+    def number(field: str) -> Any:
+        value = spec.get(field)
+        if isinstance(value, bool) or not isinstance(value, int if kind == "int" else (int, float)):
+            raise fail(f"`{field}` must be {'an integer' if kind == 'int' else 'a number'}")
+        if not math.isfinite(value):
+            raise fail(f"`{field}` must be a finite number (got {value})")
+        return value
 
     if name not in fit_config:  # a jsonargparse Namespace reads dotted keys
         raise fail("no such fit flag (`fit --print_config` lists them)")
@@ -103,33 +109,14 @@ def _param(name: str, spec: Any, fit_config: Any, path: Path) -> Param:
     if unknown:
         raise fail(f"unknown field(s) {unknown} for type {kind}; use {sorted(FIELDS[kind])}")
     if kind == "categorical":
-        return _categorical(name, spec, fail)
-    return _numeric(name, kind, spec, fail)
-
-
-def _categorical(name: str, spec: dict[str, Any], fail: Fail) -> Param:
-    """A ``categorical`` entry: a non-empty list of distinct plain values."""
-    choices = spec.get("choices")
-    if not isinstance(choices, list) or not choices:
-        raise fail("a categorical needs a non-empty list `choices`")
-    if any(not isinstance(c, (str, int, float, bool)) for c in choices):
-        raise fail("choices must be plain values (text, numbers, true/false)")
-    if len(set(map(repr, choices))) != len(choices):
-        raise fail("choices repeat a value")
-    return Param(name, "categorical", choices=tuple(choices))
-
-
-def _numeric(name: str, kind: str, spec: dict[str, Any], fail: Fail) -> Param:
-    """A ``float`` or ``int`` entry: ``low < high``, ``log`` only above 0, no ``step`` with log."""
-
-    def number(field: str) -> Any:
-        value = spec.get(field)
-        if isinstance(value, bool) or not isinstance(value, int if kind == "int" else (int, float)):
-            raise fail(f"`{field}` must be {'an integer' if kind == 'int' else 'a number'}")
-        if not math.isfinite(value):
-            raise fail(f"`{field}` must be a finite number (got {value})")
-        return value
-
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise fail("a categorical needs a non-empty list `choices`")
+        if any(not isinstance(c, (str, int, float, bool)) for c in choices):
+            raise fail("choices must be plain values (text, numbers, true/false)")
+        if len(set(map(repr, choices))) != len(choices):
+            raise fail("choices repeat a value")
+        return Param(name, kind, choices=tuple(choices))
     low, high = number("low"), number("high")
     if low >= high:
         raise fail(f"low ({low}) must be below high ({high})")

@@ -28,16 +28,12 @@ if TYPE_CHECKING:
     import optuna
 
 
-class TrialStopped(KeyboardInterrupt):
-    """The worker was stopped (Ctrl-C, SIGTERM) during a trial; ends ``tune`` with 130 / 143."""
-
-
 class PruningCallback(Callback):
     """Report the metric to the trial after each validation; stop a pruned run (Optuna's callback
     needs ``lightning``). ``stopped``: Ctrl-C or SIGTERM ended the run (Lightning: SystemExit)."""
 
-    def __init__(self, trial: optuna.Trial, monitor: str | None = None) -> None:
-        self.trial, self.monitor, self.stopped = trial, monitor or metrics.logged_key(), False
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial, self.monitor, self.stopped = trial, metrics.logged_key(), False
 
     def on_exception(self, trainer: Trainer, module: LightningModule, exc: BaseException) -> None:
         self.stopped = isinstance(exc, (KeyboardInterrupt, SystemExit))
@@ -82,63 +78,6 @@ def check_values(fit_args: list[str], search: str | Path, params: list[Param]) -
         raise DataError(f"{search}: fit refuses the combination {together}: {refusal(together)}")
 
 
-def run_trial(
-    trial: optuna.Trial, fit_args: list[str], params: list[Param], config: Any, out: Path
-) -> float:
-    """Train one trial into ``out/trial_{n}``; its best ``val/<metric>``."""
-    flags = trial_flags({param.name: param.suggest(trial) for param in params})
-    run = out / f"trial_{trial.number}"
-    if run.exists() and any(run.iterdir()):
-        raise DataError(
-            f"{run}: holds a trial of an earlier study named {out.name} (was its storage"
-            f" deleted?); delete {out} or choose another --study"
-        )
-    trial.set_user_attr("dir", str(run))
-    trial.set_user_attr("flags", flags)
-    watcher = PruningCallback(trial)
-    try:
-        with full_disk_named(run):
-            cli = run_cli(
-                ["fit", *fit_args, *flags, *run_folder_flags(config, run)], callbacks=[watcher]
-            )
-    except (SystemExit, KeyboardInterrupt) as exc:
-        if isinstance(exc, SystemExit) and not watcher.stopped:
-            raise
-        raise TrialStopped(
-            f"trial {trial.number} is marked FAIL and its parameters are queued for the next"
-            f" worker of study {out.name}"
-        ) from None
-    best = getattr(cli.trainer.checkpoint_callback, "best_model_score", None)
-    if best is None or math.isnan(float(best)):
-        raise DataError(
-            f"{run}: the run recorded no {metrics.logged_key()} (is validation switched off?)"
-        )
-    return float(best)
-
-
-def write_best_config(fit_args: list[str], params: dict[str, Any], target: Path) -> None:
-    """``target``: the complete ``fit`` config of ``fit_args`` with ``params`` applied."""
-    cli = config_only_cli([*fit_args, *trial_flags(params)])
-    write_text(target, fit_config_yaml(cli, skip_none=False))
-
-
-def write_trials_csv(study: optuna.Study, target: Path) -> list[list[str]]:
-    """``target``: one row per trial (number, state, value, each parameter); returns the rows."""
-    names = sorted({name for trial in study.trials for name in trial.params})
-    rows = [["trial", "state", "value", *names]]
-    for trial in study.trials:
-        value = "" if trial.value is None else f"{trial.value:.4f}"
-        params = [shown(trial.params.get(name, "")) for name in names]
-        rows.append([str(trial.number), trial.state.name, value, *params])
-    write_csv(target, rows[0], rows[1:])
-    return rows
-
-
-def shown(value: Any) -> str:
-    """A parameter value for ``trials.csv``: floats to 6 significant digits (0.3, not 0.30..04)."""
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
 def run_tune(
     fit_args: list[str],
     search: str | Path,
@@ -159,36 +98,63 @@ def run_tune(
     params = load_search_space(search, config)
     check_values(fit_args, search, params)
     study_dir = Path(out) / study_name
-    journal = Path(out) / f"{study_name}.journal"
-    study = open_study(study_name, make_storage(storage, journal), make_pruner(pruner))
+    store = make_storage(storage, Path(out) / f"{study_name}.journal")
+    study = open_study(study_name, store, make_pruner(pruner))
     with full_disk_named(study_dir):
         study_dir.mkdir(parents=True, exist_ok=True)
     log(f"tune: study {study_name} ({len(study.trials)} trials so far) into {study_dir}")
     errors: list[BaseException] = []
 
     def objective(trial: optuna.Trial) -> float:
-        """One trial; a user error or a stopped worker stops the study, to be raised after it (no
-        Optuna traceback), and a stopped trial is queued again, so no trial is lost."""
+        """Train one trial into ``trial_{n}``: its best score. A user error or a stopped worker
+        ends the study, raised after it (no Optuna traceback); a stopped trial is queued again."""
+        flags = trial_flags({param.name: param.suggest(trial) for param in params})
+        run, watcher = study_dir / f"trial_{trial.number}", PruningCallback(trial)
         try:
-            return run_trial(trial, fit_args, params, config, study_dir)
+            if run.exists() and any(run.iterdir()):
+                raise DataError(
+                    f"{run}: holds a trial of an earlier study named {study_name} (was its"
+                    f" storage deleted?); delete {study_dir} or choose another --study"
+                )
+            trial.set_user_attr("dir", str(run))
+            trial.set_user_attr("flags", flags)
+            args = ["fit", *fit_args, *flags, *run_folder_flags(config, run)]
+            with full_disk_named(run):
+                cli = run_cli(args, callbacks=[watcher])
+            best = getattr(cli.trainer.checkpoint_callback, "best_model_score", None)
+            if best is None or math.isnan(float(best)):
+                key = metrics.logged_key()
+                raise DataError(f"{run}: the run recorded no {key} (is validation switched off?)")
+            return float(best)
         except UserError as exc:
             errors.append(exc)
-        except TrialStopped as stop:
+        except (SystemExit, KeyboardInterrupt) as exc:  # exits with 130 / 143 after the study
+            if isinstance(exc, SystemExit) and not watcher.stopped:
+                raise
             trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-            errors.append(stop)
+            queued = f"its parameters are queued for the next worker of study {study_name}"
+            errors.append(KeyboardInterrupt(f"trial {trial.number} is marked FAIL and {queued}"))
         trial.study.stop()
         return math.nan
 
     study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=())
     if errors:
         raise errors[0]
-    rows = write_trials_csv(study, study_dir / "trials.csv")
+    names = sorted({name for trial in study.trials for name in trial.params})
+    rows = [["trial", "state", "value", *names]]
+    for trial in study.trials:  # floats to 6 significant digits (0.3, not 0.30000000000000004)
+        values = [trial.params.get(name, "") for name in names]
+        shown = [f"{v:.6g}" if isinstance(v, float) else str(v) for v in values]
+        score = "" if trial.value is None else f"{trial.value:.4f}"
+        rows.append([str(trial.number), trial.state.name, score, *shown])
+    write_csv(study_dir / "trials.csv", rows[0], rows[1:])
     try:
         best = study.best_trial
     except ValueError:
         log("tune: no trial has finished yet; best.yaml not written")
-    else:
-        write_best_config(fit_args, best.params, study_dir / "best.yaml")
+    else:  # the complete fit config of the best trial's flags
+        best_cli = config_only_cli([*fit_args, *trial_flags(best.params)])
+        write_text(study_dir / "best.yaml", fit_config_yaml(best_cli, skip_none=False))
         key = metrics.logged_key()
         log(f"tune: best trial {best.number}: {key} {best.value:.4f} -> {study_dir}/best.yaml")
     log(summary_table(rows))
@@ -206,20 +172,15 @@ def run_command(argv: Sequence[str]) -> int:
     add = parser.add_argument
     add("--search", type=Path, required=True, metavar="FILE", help="the search-space YAML file")
     add("--study", required=True, metavar="NAME", dest="study_name", help="joined if it exists")
-    add(
-        "--storage", metavar="URL", help="e.g. postgresql://user@host/db; default OUT/STUDY.journal"
-    )
+    storage = "e.g. postgresql://user@host/db; default OUT/STUDY.journal"
+    add("--storage", metavar="URL", help=storage)
     add("--n-trials", type=positive_int, metavar="N", help="trials of this worker")
     add("--timeout", type=positive_int, metavar="S", help="start no trial after S s")
-    add(
-        "--pruner",
-        choices=("median", "none"),
-        default="median",
-        help="median (default): stop a trial below the median of earlier ones at an epoch",
-    )
+    median = "median (default): stop a trial below the median of earlier ones at an epoch"
+    add("--pruner", choices=("median", "none"), default="median", help=median)
     add("--out", type=Path, default=Path("runs/tune"), metavar="DIR", help="default runs/tune")
     known, fit_args = parser.parse_known_args(argv)
     if known.n_trials is None and known.timeout is None:
         parser.error("give --n-trials N or --timeout S (or both)")
-    run_tune(fit_args, **vars(known))  # a TrialStopped exits with its message and 130 / 143
+    run_tune(fit_args, **vars(known))
     return 0

@@ -39,18 +39,17 @@ def storage_error(url: str, problem: str) -> DataError:
     as ``***``, in the URL and in ``problem`` (a driver's message), as written and decoded."""
     secrets: list[str] = []
 
-    def hide(match: re.Match[str], always: bool) -> str:
-        head, value, tail = match.groups()
-        if not value or not (always or any(w in unquote(head).lower() for w in SECRET_WORDS)):
+    def hide(match: re.Match[str]) -> str:
+        head, value, tail = match.groups()  # a user-info head ends with ":", a query field's "="
+        secret = head.endswith(":") or any(w in unquote(head).lower() for w in SECRET_WORDS)
+        if not value or not secret:
             return match.group(0)
-        secrets.append(value)
+        secrets.extend([value, unquote(value)])
         return f"{head}***{tail}"
 
-    shown = USER_INFO_PASSWORD.sub(lambda match: hide(match, True), url, count=1)
-    shown = QUERY_FIELD.sub(lambda match: hide(match, False), shown)
+    shown = QUERY_FIELD.sub(hide, USER_INFO_PASSWORD.sub(hide, url, count=1))
     for secret in sorted(secrets, key=len, reverse=True):
-        for form in (secret, unquote(secret)):
-            problem = problem.replace(form, "***")
+        problem = problem.replace(secret, "***")
     return DataError(f"--storage {shown}: {problem}")
 
 
