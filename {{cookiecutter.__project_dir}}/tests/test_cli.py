@@ -236,6 +236,19 @@ def test_a_checkpoint_with_unusable_hyper_parameters_is_one_line(
     assert_nothing_written(in_tmp)
 
 
+@pytest.mark.slow
+def test_a_checkpoint_without_weights_is_one_line(trained, sample_dir, in_tmp, capsys):
+    forged = in_tmp.parent / "no_weights.ckpt"
+    state = torch.load(trained, weights_only=True)
+    del state["state_dict"]
+    torch.save(state, forged)
+    assert main(["predict", *cli_args(sample_dir, "--ckpt_path", str(forged))]) == 2
+    assert only_error_line(capsys) == (
+        f"error: {forged}: not a checkpoint of this package (no weights: state_dict)"
+    )
+    assert_nothing_written(in_tmp)
+
+
 PLANTED = """
 from pathlib import Path
 Path(__file__).with_name("imported").write_text("the planted module ran")

@@ -263,6 +263,11 @@ def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path, capsys):
     assert_package_refused(
         capsys, out, str(no_vocab), str(out), "--user", "u", expected="no backbone or"
     )
+    no_weights = tmp_path / "noweights.ckpt"
+    torch.save({**torch.load(good, weights_only=True), "state_dict": None}, no_weights)
+    assert_package_refused(
+        capsys, out, str(no_weights), str(out), "--user", "u", expected="(no weights: state_dict)"
+    )
     mixed = fake_cv_folder(tmp_path / "cv", [CLASSES, ["healthy", "rust", "other"]])
     assert_package_refused(
         capsys, out, str(mixed), str(out), "--user", "u", expected="one label vocab"

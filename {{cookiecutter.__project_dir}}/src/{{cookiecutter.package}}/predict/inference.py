@@ -60,6 +60,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     hparams = content.get("hyper_parameters") if isinstance(content, dict) else None
     if not isinstance(hparams, dict) or not hparams.get("classes"):
         raise DataError(f"{path}: not a checkpoint of this package (no backbone or classes)")
+    if not isinstance(content.get("state_dict"), dict):
+        raise DataError(f"{path}: not a checkpoint of this package (no weights: state_dict)")
     return Checkpoint(Path(path), content)
 
 
