@@ -463,12 +463,6 @@ def test_cpu_precision_is_detected(monkeypatch, flags, accelerator, expected):
     assert hardware.default_precision(accelerator) == expected
 
 
-@pytest.mark.parametrize(("bf16", "expected"), [(True, "bf16-mixed"), (False, "16-mixed")])
-def test_gpu_precision_is_detected(monkeypatch, bf16, expected):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
-    assert hardware.default_precision("gpu") == expected
-
-
 def test_precision_default_applies_unless_set(sample_dir, monkeypatch):
     monkeypatch.setattr(cli_module, "default_precision", lambda accelerator: "bf16-mixed")
     monkeypatch.setattr(helpers, "PRECISION", [])  # detection itself is tested: force nothing

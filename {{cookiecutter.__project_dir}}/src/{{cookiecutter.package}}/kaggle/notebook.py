@@ -60,6 +60,13 @@ pip = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--for
 subprocess.run([*pip, "--quiet", str(wheel)], check=True, timeout=600)
 importlib.invalidate_caches()"""
 
+# The first cell that can import the package (the wheel is installed just before, touching no
+# GPU): the GPU is checked before anything reads the weights or the images.
+DEVICES = """from $package.utils.hardware import inference_devices
+
+ACCELERATOR, DEVICES = inference_devices()  # a GPU this torch cannot run: one loud line, the CPU
+print(f"predicting on {DEVICES} {ACCELERATOR} device(s)")"""
+
 PREDICT = """from $package.kaggle.offline_predict import predict_with_manifest
 
 manifest = find_input($manifest, WEIGHTS_DATASET)
@@ -71,12 +78,20 @@ submission = predict_with_manifest(
     test_images,
     KAGGLE_WORKING / "submission.csv",
     probabilities=KAGGLE_WORKING / "probabilities.csv",  # per class, for blending notebooks
+    accelerator=ACCELERATOR,
+    devices=DEVICES,
 )
 with submission.open(encoding="utf-8") as handle:
     rows = sum(1 for _ in handle) - 1
 print(f"{submission}: {rows} rows; predict {time.monotonic() - started:.1f} s,"
       f" whole notebook {time.monotonic() - STARTED:.1f} s")"""
-CELLS = (("markdown", INTRO), ("code", SETTINGS), ("code", INSTALL), ("code", PREDICT))
+CELLS = (
+    ("markdown", INTRO),
+    ("code", SETTINGS),
+    ("code", INSTALL),
+    ("code", DEVICES),
+    ("code", PREDICT),
+)
 
 
 def write_notebook(folder: Path, ids: Ids, wheel: str, package: str) -> None:

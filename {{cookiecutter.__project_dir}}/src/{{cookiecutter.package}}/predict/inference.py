@@ -156,33 +156,40 @@ def predict_images(
     num_workers: int,
     accelerator: str = "auto",
     precision: str | None = None,
+    devices: int | list[int] = 1,
 ) -> tuple[list[str], np.ndarray]:
     """Ids and probabilities of the images ``names`` of ``folder`` (as evaluation sees them) by a
-    plain Trainer (``precision`` ``None``: the one ``predict`` picks for ``accelerator`` here)."""
+    plain Trainer on one of ``devices`` (``precision`` ``None``: the one ``predict`` picks for
+    ``accelerator`` here)."""
     dataset = ImageDataset(
         folder, list(names), build_transforms(image_size, train=False), decode_size=image_size
     )
-    pin_memory = torch.cuda.is_available()
-    loader = DataLoader(dataset, batch_size, num_workers=num_workers, pin_memory=pin_memory)
     trainer = pl.Trainer(
         accelerator=accelerator,
         precision=precision or default_precision(accelerator),  # type: ignore[arg-type]
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
-        devices=1,
+        devices=devices,
     )
+    pin_memory = trainer.strategy.root_device.type == "cuda"  # not when a GPU is present but unused
+    loader = DataLoader(dataset, batch_size, num_workers=num_workers, pin_memory=pin_memory)
     predicted = trainer.predict(module, dataloaders=loader, return_predictions=True)
     outputs = cast(list[dict[str, Any]], predicted or [])
     ids = [name for batch in outputs for name in batch["id"]]
     return ids, torch.cat([batch["probs"] for batch in outputs]).float().cpu().numpy()
 
 
-def speed_line(ensemble: EnsembleClassifier) -> str:
-    """Images per second after the first (warm-up) batch if there are more, and what the
-    competition's hidden test set would take at that rate."""
-    (start, before), (end, after) = ensemble.marks[-2:]
-    rate = (after - before) / max(end - start, 1e-9)
+def images_per_second(marks: Sequence[tuple[float, int]]) -> float:
+    """The rate of an ``EnsembleClassifier``'s ``marks``: after the first batch if there are more."""
+    (start, before), (end, after) = marks[-2:]
+    return (after - before) / max(end - start, 1e-9)
+
+
+def speed_line(ensemble: EnsembleClassifier, rate: float | None = None) -> str:
+    """Images per second (``rate``, else ``ensemble``'s own) after the first (warm-up) batch, and
+    what the competition's hidden test set would take at that rate."""
+    rate = images_per_second(ensemble.marks) if rate is None else rate
     views = len(ensemble.members) * len(TTA_VIEWS[ensemble.tta])
     return (
         f"predicted {ensemble.images} images ({rate:.1f} img/s after the first batch,"

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}  # elsewhere bfloat16 is emulated, slower than fp32
+# CUDA compute capabilities: bf16 convolutions (cuDNN, Ampere) and fp16 tensor cores (Volta).
+# torch.cuda.is_bf16_supported() also counts emulated bf16 (true on a T4, 7.5): not used.
+BF16_CUDA, FP16_CUDA = (8, 0), (7, 0)
 
 
 def cpu_flags() -> set[str]:
@@ -18,12 +22,19 @@ def cpu_flags() -> set[str]:
 
 
 def default_precision(accelerator: object = "auto") -> str:
-    """The fastest safe precision for ``accelerator``: bf16 where native, else 16 (CUDA) or 32."""
+    """The fastest safe precision for ``accelerator``: bf16 where native (CUDA 8.0+, CPUs with
+    bf16 instructions), fp16 on CUDA 7.x (T4, V100), else 32 (older GPUs, other CPUs)."""
     import torch  # here, so that the commands that never train do not load it
 
     name = str(accelerator).lower()
     if name in ("cuda", "gpu") or (name == "auto" and torch.cuda.is_available()):
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        count = torch.cuda.device_count()
+        oldest = min(torch.cuda.get_device_capability(index) for index in range(max(count, 1)))
+        return (
+            "bf16-mixed"
+            if oldest >= BF16_CUDA
+            else "16-mixed" if oldest >= FP16_CUDA else "32-true"
+        )
     on_cpu = name == "cpu" or (name == "auto" and not torch.backends.mps.is_available())
     return "bf16-mixed" if on_cpu and BF16_CPU_FLAGS & cpu_flags() else "32-true"
 
@@ -39,3 +50,60 @@ def available_cores() -> int:
 def default_num_workers(requested: int | None = None) -> int:
     """Loader workers: ``requested``, or (``None``) one per core less the trainer's, at most 8."""
     return requested if requested is not None else max(0, min(8, available_cores() - 1))
+
+
+def runs_on(capability: tuple[int, int], arches: list[str]) -> bool:
+    """Whether a torch build with kernels for ``arches`` (``torch.cuda.get_arch_list()``) runs on
+    a GPU of compute ``capability``: a ``sm_XY`` binary runs on ``X.Y`` and later minors of
+    ``X``, ``compute_XY`` (PTX) on ``X.Y`` and later; an empty or unknown list is trusted."""
+    built = [re.fullmatch(r"(sm|compute)_(\d+)(\d)[a-z]?", arch) for arch in arches]
+    known = [
+        (kind, (int(major), int(minor)))
+        for kind, major, minor in (match.groups() for match in built if match)
+    ]
+    return not known or any(
+        (
+            capability[0] == built_for[0] and capability >= built_for
+            if kind == "sm"
+            else capability >= built_for
+        )
+        for kind, built_for in known
+    )
+
+
+def gpu_problem() -> str | None:
+    """Why the visible GPUs cannot run under this torch build, in one line naming the GPU and the
+    architectures the build has; ``None`` when they can or there is none."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    try:
+        arches = torch.cuda.get_arch_list()
+        for index in range(torch.cuda.device_count()):
+            capability = torch.cuda.get_device_capability(index)
+            if not runs_on(capability, arches):
+                name = torch.cuda.get_device_name(index)
+                return (
+                    f"GPU {index} ({name}, sm_{capability[0]}{capability[1]}) cannot run torch"
+                    f" {torch.__version__}, built for {' '.join(arches)}"
+                )
+    except RuntimeError as error:  # a broken driver or device: CUDA fails to initialise
+        return f"CUDA fails to start ({str(error).splitlines()[0]})"
+    return None
+
+
+def inference_devices(accelerator: str = "auto") -> tuple[str, int]:
+    """The accelerator and device count to predict on: every visible GPU if they can run this
+    torch build, else the CPU after one loud line saying why; an explicit ``accelerator`` as
+    given (one device)."""
+    import torch
+
+    if accelerator != "auto":
+        return accelerator, 1
+    problem = gpu_problem()
+    if problem:
+        print(f"WARNING: THE GPU IS NOT USED, predicting on the CPU (slow): {problem}", flush=True)
+        return "cpu", 1
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ("gpu", count) if count else ("cpu", 1)
