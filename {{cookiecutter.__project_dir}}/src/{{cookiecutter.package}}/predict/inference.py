@@ -181,7 +181,7 @@ def predict_images(
 
 
 def images_per_second(marks: Sequence[tuple[float, int]]) -> float:
-    """The rate of an ``EnsembleClassifier``'s ``marks``: after the first batch if there are more."""
+    """Images per second of an ``EnsembleClassifier``'s ``marks``, after the first batch."""
     (start, before), (end, after) = marks[-2:]
     return (after - before) / max(end - start, 1e-9)
 

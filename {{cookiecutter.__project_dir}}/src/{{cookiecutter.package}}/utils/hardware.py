@@ -30,11 +30,9 @@ def default_precision(accelerator: object = "auto") -> str:
     if name in ("cuda", "gpu") or (name == "auto" and torch.cuda.is_available()):
         count = torch.cuda.device_count()
         oldest = min(torch.cuda.get_device_capability(index) for index in range(max(count, 1)))
-        return (
-            "bf16-mixed"
-            if oldest >= BF16_CUDA
-            else "16-mixed" if oldest >= FP16_CUDA else "32-true"
-        )
+        if oldest >= BF16_CUDA:
+            return "bf16-mixed"
+        return "16-mixed" if oldest >= FP16_CUDA else "32-true"
     on_cpu = name == "cpu" or (name == "auto" and not torch.backends.mps.is_available())
     return "bf16-mixed" if on_cpu and BF16_CPU_FLAGS & cpu_flags() else "32-true"
 
@@ -57,17 +55,10 @@ def runs_on(capability: tuple[int, int], arches: list[str]) -> bool:
     a GPU of compute ``capability``: a ``sm_XY`` binary runs on ``X.Y`` and later minors of
     ``X``, ``compute_XY`` (PTX) on ``X.Y`` and later; an empty or unknown list is trusted."""
     built = [re.fullmatch(r"(sm|compute)_(\d+)(\d)[a-z]?", arch) for arch in arches]
-    known = [
-        (kind, (int(major), int(minor)))
-        for kind, major, minor in (match.groups() for match in built if match)
-    ]
+    known = [(match[1], (int(match[2]), int(match[3]))) for match in built if match]
     return not known or any(
-        (
-            capability[0] == built_for[0] and capability >= built_for
-            if kind == "sm"
-            else capability >= built_for
-        )
-        for kind, built_for in known
+        capability >= version and (kind == "compute" or capability[0] == version[0])
+        for kind, version in known
     )
 
 
@@ -89,7 +80,8 @@ def gpu_problem() -> str | None:
                     f" {torch.__version__}, built for {' '.join(arches)}"
                 )
     except RuntimeError as error:  # a broken driver or device: CUDA fails to initialise
-        return f"CUDA fails to start ({str(error).splitlines()[0]})"
+        first_line = str(error).partition("\n")[0]
+        return f"CUDA fails to start ({first_line})"
     return None
 
 
