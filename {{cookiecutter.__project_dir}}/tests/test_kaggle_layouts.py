@@ -66,7 +66,7 @@ def test_an_unusable_machine_shape_is_one_line_naming_the_valid_ones(tmp_path, c
 def finder(tmp_path, monkeypatch) -> tuple[Path, dict]:
     """The ``/kaggle/input`` stand-in and the namespace of the notebook's settings cell run there
     (the cell that finds the wheel before the package is installed)."""
-    write_notebook(tmp_path, IDS, WHEEL, "challenge_xyz")
+    write_notebook(tmp_path, IDS, WHEEL, "{{ cookiecutter.package }}")
     root = tmp_path / "input"
     root.mkdir()
     monkeypatch.setenv("KAGGLE_INPUT", str(root))

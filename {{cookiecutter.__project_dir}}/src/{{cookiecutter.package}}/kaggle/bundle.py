@@ -37,8 +37,7 @@ DESCRIPTION = (
     " internet-off submission notebook; --push uploads them with the Kaggle CLI."
 )
 PACKAGE = __name__.split(".")[0]
-KEPT = (
-    "state_dict",
+KEPT = (  # besides the weights (state_dict); absolute paths in them are cut (without_paths)
     "hyper_parameters",
     "datamodule_hyper_parameters",
     "pytorch-lightning_version",
@@ -150,16 +149,16 @@ def build_wheel(root: Path, dest: Path) -> Path:
 
 
 def write_weights(folder: Path, checkpoints: list[Checkpoint], settings: dict[str, Any]) -> None:
-    """The checkpoints stripped to what ``load_classifier`` reads (``KEPT``, each loaded back as a
-    check) and ``manifest.json``; prints each size before and after."""
+    """The checkpoints stripped to what ``load_classifier`` reads (weights and ``KEPT``, each
+    loaded back as a check) and ``manifest.json``; prints each size before and after."""
     from ..predict.inference import load_classifier
 
     names = (
         [f"fold{k}.ckpt" for k in range(len(checkpoints))] if checkpoints[1:] else ["model.ckpt"]
     )
     for source, name in zip(checkpoints, names):
-        kept = {key: source.content[key] for key in KEPT if key in source.content}
-        kept.update({key: without_paths(value) for key, value in kept.items() if key != "state_dict"})
+        kept = without_paths({key: source.content[key] for key in KEPT if key in source.content})
+        kept["state_dict"] = source.content["state_dict"]
         save_torch_file(kept, folder / name)
         load_classifier(folder / name)
         before, after = source.path.stat().st_size, (folder / name).stat().st_size
@@ -215,7 +214,7 @@ def parser() -> argparse.ArgumentParser:
         "--machine-shape",
         choices=[*MACHINE_SHAPES, CPU_ONLY],
         default=MACHINE_SHAPES[0],
-        help=f"the notebook's Kaggle accelerator, or {CPU_ONLY} (default: {MACHINE_SHAPES[0]}, T4 x2)",
+        help=f"Kaggle accelerator of the notebook, or {CPU_ONLY} (default: {MACHINE_SHAPES[0]})",
     )
     build.add_argument("--force", action="store_true", help="replace an earlier bundle at OUT_DIR")
     build.add_argument("--push", action="store_true", help="upload with the Kaggle CLI")

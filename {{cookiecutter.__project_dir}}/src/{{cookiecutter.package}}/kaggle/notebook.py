@@ -56,6 +56,7 @@ def find_input(name: str, source: str) -> Path:
         " inputs (Add Input), or point KAGGLE_INPUT at the folder holding it"
     )
 
+
 INTRO = """# $title
 
 Offline submission for the code competition `$slug`: internet off, the package and the
