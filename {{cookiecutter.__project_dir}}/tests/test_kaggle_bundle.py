@@ -57,6 +57,7 @@ def test_metadata_has_the_required_fields_and_consistent_ids(bundle):
     assert kernel["id"] == f"tester/{BASE}-submission"
     assert kernel["kernel_type"] == "notebook" and kernel["language"] == "python"
     assert kernel["enable_internet"] is False and kernel["enable_gpu"] is True
+    assert kernel["machine_shape"] == "NvidiaTeslaT4"
     assert kernel["competition_sources"] == [COMPETITION]
     assert kernel["dataset_sources"] == [code["id"], weights["id"]]
     assert (out / "kernel" / kernel["code_file"]).is_file()
@@ -117,35 +118,6 @@ def test_the_notebook_refuses_a_damaged_manifest_naming_the_field(bundle, tmp_pa
         predict_with_manifest(manifest, tmp_path / "test_images", out)
     assert str(refused.value).startswith(f"{manifest}: not a valid bundle manifest (")
     assert "\n" not in str(refused.value) and not out.exists()
-
-
-def notebook_finder(notebook: Path, kaggle_input: Path, monkeypatch) -> dict:
-    """The namespace of the notebook's settings cell run with ``KAGGLE_INPUT=kaggle_input``."""
-    monkeypatch.setenv("KAGGLE_INPUT", str(kaggle_input))
-    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    namespace: dict = {}
-    exec("".join(cells[1]["source"]), namespace)
-    return namespace
-
-
-def test_the_notebook_finds_its_inputs_in_nested_layouts_or_says_what_to_add(
-    bundle, tmp_path, monkeypatch
-):
-    out, _ = bundle
-    weights = tmp_path / "datasets" / "tester" / f"{BASE}-weights" / "versions" / "2"
-    weights.mkdir(parents=True)
-    (weights / "manifest.json").write_text("{}")
-    (tmp_path / "other-dataset").mkdir()
-    (tmp_path / "other-dataset" / "manifest.json").write_text("{}")
-    (tmp_path / "competitions" / COMPETITION / "test_images").mkdir(parents=True)
-    finder = notebook_finder(out / "kernel" / "inference.ipynb", tmp_path, monkeypatch)
-    assert finder["find_input"]("manifest.json", finder["WEIGHTS_DATASET"]) == (
-        weights / "manifest.json"
-    )
-    found = finder["find_input"]("test_images", finder["COMPETITION"])
-    assert found == tmp_path / "competitions" / COMPETITION / "test_images"
-    with pytest.raises(FileNotFoundError, match=f"add tester/{BASE}-code"):
-        finder["find_input"](finder["WHEEL"], finder["CODE_DATASET"])
 
 
 def test_the_threshold_follows_predicts_precedence(tmp_path, capsys):
@@ -393,13 +365,14 @@ def offline_kernel(tmp_path_factory) -> dict:
 
 
 def kaggle_input(root: Path, bundle_dir: Path, test_images: Path) -> Path:
-    """A folder laid out like ``/kaggle/input``: the competition and the two datasets."""
+    """A folder laid out like Kaggle's 2026 ``/kaggle/input``: the competition and the two
+    datasets (test_kaggle_layouts.py checks the search in the other layouts)."""
     tree = root / "input"
-    shutil.copytree(test_images, tree / COMPETITION / "test_images")
+    shutil.copytree(test_images, tree / "competitions" / COMPETITION / "test_images")
     for name in ("code", "weights"):
         dataset_id = read_json(bundle_dir / name / "dataset-metadata.json")["id"]
         files = shutil.ignore_patterns("dataset-metadata.json")
-        shutil.copytree(bundle_dir / name, tree / dataset_id.split("/")[1], ignore=files)
+        shutil.copytree(bundle_dir / name, tree / "datasets" / dataset_id, ignore=files)
     return tree
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import ntpath
+import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from ..utils.errors import DataError
 from ..workflows.cv_files import fold_checkpoints, is_cv_folder
 from .push import COMPETITION, PROJECT, TIMEOUT, Ids, check_ids, dataset_metadata
 from .push import kaggle_executable, manual_commands, push_bundle
-from .notebook import write_notebook
+from .notebook import CPU_ONLY, MACHINE_SHAPES, write_notebook
 from ..predict.tta import TTA_NAMES
 from ..utils.atomic import write_json
 from ..utils.torchfiles import save_torch_file
@@ -35,8 +37,7 @@ DESCRIPTION = (
     " internet-off submission notebook; --push uploads them with the Kaggle CLI."
 )
 PACKAGE = __name__.split(".")[0]
-KEPT = (
-    "state_dict",
+KEPT = (  # besides the weights (state_dict); absolute paths in them are cut (without_paths)
     "hyper_parameters",
     "datamodule_hyper_parameters",
     "pytorch-lightning_version",
@@ -83,12 +84,31 @@ def inference_settings(
         "threshold": choice.value,
         "tta": tta,
         "threshold_from": choice.origin,
-        "source": str(source.resolve()),
-        "source_checkpoints": [str(c.path.resolve()) for c in checkpoints],
+        "source": source.resolve().name,
+        "source_checkpoints": (
+            [c.path.resolve().relative_to(source.resolve()).as_posix() for c in checkpoints]
+            if source.is_dir()
+            else [source.name]
+        ),
         "package": PACKAGE,
         "version": __version__,
-        "config": {"model": dict(cast(PlantClassifier, ensemble.members[0]).hparams), "data": data},
+        "config": without_paths(
+            {"model": dict(cast(PlantClassifier, ensemble.members[0]).hparams), "data": data}
+        ),
     }
+
+
+def without_paths(value: Any) -> Any:
+    """``value`` with each absolute path in it (a string, at any depth of dicts and lists) cut to
+    its last part: a bundle is published, and these name the user, their folders and machine."""
+    if isinstance(value, dict):
+        return {key: without_paths(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [without_paths(item) for item in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, str) and (os.path.isabs(value) or ntpath.isabs(value)):
+        return ntpath.basename(value.rstrip("/\\"))  # either separator, on any system
+    return value
 
 
 def project_root() -> Path:
@@ -129,15 +149,16 @@ def build_wheel(root: Path, dest: Path) -> Path:
 
 
 def write_weights(folder: Path, checkpoints: list[Checkpoint], settings: dict[str, Any]) -> None:
-    """The checkpoints stripped to what ``load_classifier`` reads (``KEPT``, each loaded back as a
-    check) and ``manifest.json``; prints each size before and after."""
+    """The checkpoints stripped to what ``load_classifier`` reads (weights and ``KEPT``, each
+    loaded back as a check) and ``manifest.json``; prints each size before and after."""
     from ..predict.inference import load_classifier
 
     names = (
         [f"fold{k}.ckpt" for k in range(len(checkpoints))] if checkpoints[1:] else ["model.ckpt"]
     )
     for source, name in zip(checkpoints, names):
-        kept = {key: source.content[key] for key in KEPT if key in source.content}
+        kept = without_paths({key: source.content[key] for key in KEPT if key in source.content})
+        kept["state_dict"] = source.content["state_dict"]
         save_torch_file(kept, folder / name)
         load_classifier(folder / name)
         before, after = source.path.stat().st_size, (folder / name).stat().st_size
@@ -171,7 +192,7 @@ def package(args: argparse.Namespace) -> Ids:
         write_json(
             weights / "dataset-metadata.json", dataset_metadata(ids.weights, "model weights")
         )
-        write_notebook(kernel, ids, wheel.name, PACKAGE)
+        write_notebook(kernel, ids, wheel.name, PACKAGE, args.machine_shape)
     return ids
 
 
@@ -188,6 +209,12 @@ def parser() -> argparse.ArgumentParser:
         type=unit_interval,
         help="decision threshold (default: the cv folder's thresholds.json, else the checkpoint's"
         " model.threshold, as predict)",
+    )
+    build.add_argument(
+        "--machine-shape",
+        choices=[*MACHINE_SHAPES, CPU_ONLY],
+        default=MACHINE_SHAPES[0],
+        help=f"Kaggle accelerator of the notebook, or {CPU_ONLY} (default: {MACHINE_SHAPES[0]})",
     )
     build.add_argument("--force", action="store_true", help="replace an earlier bundle at OUT_DIR")
     build.add_argument("--push", action="store_true", help="upload with the Kaggle CLI")

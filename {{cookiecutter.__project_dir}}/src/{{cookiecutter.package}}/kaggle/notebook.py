@@ -4,6 +4,8 @@ wheel offline and predicts with ``offline_predict.predict_with_manifest``."""
 
 from __future__ import annotations
 
+import inspect
+import os
 from string import Template
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,46 @@ from .manifest import MANIFEST
 from .push import Ids
 
 NOTEBOOK = "inference.ipynb"
+# The GPU shapes of `kaggle kernels push` (Kaggle CLI docs/kernels.md) this image can run: not the
+# P100 (compute capability 6.0, which the image's CUDA 12.8 builds of torch lack), nor the TPUs.
+MACHINE_SHAPES = (
+    "NvidiaTeslaT4",  # T4 x2, the default
+    "NvidiaTeslaT4Highmem",
+    "NvidiaL4",
+    "NvidiaL4X1",
+    "NvidiaTeslaA100",
+    "NvidiaH100",
+    "NvidiaRtxPro6000",
+)
+CPU_ONLY = "cpu"
+
+
+def find_input(name: str, source: str) -> Path:
+    """The file or folder ``name`` of the notebook input ``source`` (a competition ``slug``, a
+    dataset ``owner/slug``, a model ``owner/model/framework/variation[/version]``) under
+    KAGGLE_INPUT, in each of Kaggle's mount layouts: only that input's own folders are searched,
+    so another input holding a file of the same name never wins (the newest version if several).
+    This function is copied into the notebook, which runs it before the package is installed."""
+    root = Path(os.environ.get("KAGGLE_INPUT", "/kaggle/input"))
+    parts = source.split("/")
+    if len(parts) == 1:
+        places = [f"competitions/{source}", source]
+    elif len(parts) == 2:
+        places = [f"datasets/{source}", f"datasets/{source}/versions/*", parts[1]]
+    else:
+        model = "/".join([*parts[1:4], parts[4] if len(parts) > 4 else "*"])
+        places = [f"models/{parts[0]}/{model}", model]
+    for place in places:
+        folders = sorted(root.glob(place), key=lambda p: int(p.name) if p.name.isdigit() else -1)
+        hits = [folder / name for folder in folders if (folder / name).exists()]
+        if hits:
+            print(f"{name}: {hits[-1]}")
+            return hits[-1]
+    raise FileNotFoundError(
+        f"{name} not found in {', '.join(places)} under {root}: add {source} to this notebook's"
+        " inputs (Add Input), or point KAGGLE_INPUT at the folder holding it"
+    )
+
 
 INTRO = """# $title
 
@@ -30,30 +72,15 @@ import time
 from pathlib import Path
 
 STARTED = time.monotonic()
-KAGGLE_INPUT = Path(os.environ.get("KAGGLE_INPUT", "/kaggle/input"))
 KAGGLE_WORKING = Path(os.environ.get("KAGGLE_WORKING", "/kaggle/working"))
 COMPETITION = $competition
 CODE_DATASET = $code
 WEIGHTS_DATASET = $weights
 WHEEL = $wheel
 TEST_FOLDER = $test_folder
-SEARCH_DEPTH = 6
 
 
-def find_input(name, source):
-    \"\"\"The file or folder ``name`` under KAGGLE_INPUT, preferably inside ``source``.\"\"\"
-    slug = source.split("/")[-1]
-    hits = []
-    for depth in range(SEARCH_DEPTH + 1):
-        hits += sorted(KAGGLE_INPUT.glob("/".join(["*"] * depth + [name])))
-    if not hits:
-        raise FileNotFoundError(
-            f"{name} not found under {KAGGLE_INPUT}: add {source} to this notebook's inputs"
-            " (Add Input), or point KAGGLE_INPUT at the folder holding it"
-        )
-    found = sorted(hits, key=lambda path: slug not in path.parts)[0]
-    print(f"{name}: {found}")
-    return found"""
+$find_input"""
 
 INSTALL = """wheel = find_input(WHEEL, CODE_DATASET)
 pip = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--force-reinstall"]
@@ -94,13 +121,17 @@ CELLS = (
 )
 
 
-def write_notebook(folder: Path, ids: Ids, wheel: str, package: str) -> None:
-    """Write ``inference.ipynb`` (nbformat 4.5) and its ``kernel-metadata.json`` (a private GPU
-    notebook, internet off, reading both datasets) into ``folder``."""
+def write_notebook(
+    folder: Path, ids: Ids, wheel: str, package: str, machine_shape: str = MACHINE_SHAPES[0]
+) -> None:
+    """Write ``inference.ipynb`` (nbformat 4.5) and its ``kernel-metadata.json`` (a private
+    notebook on ``machine_shape`` or ``CPU_ONLY``, internet off, its Docker image pinned, reading
+    both datasets) into ``folder``."""
     title = ids.kernel.split("/")[1]
     values = {key: repr(value) for key, value in ids._asdict().items()}
     values.update(wheel=repr(wheel), test_folder=repr(TEST_IMAGES), manifest=repr(MANIFEST))
     values.update(title=title, slug=ids.competition, package=package)
+    values.update(find_input=inspect.getsource(find_input).rstrip())
     cells = []
     for index, (kind, text) in enumerate(CELLS):
         cell: dict[str, Any] = {"cell_type": kind, "id": f"cell-{index}", "metadata": {}}
@@ -119,8 +150,10 @@ def write_notebook(folder: Path, ids: Ids, wheel: str, package: str) -> None:
         "language": "python",
         "kernel_type": "notebook",
         "is_private": True,
-        "enable_gpu": True,
+        "enable_gpu": machine_shape != CPU_ONLY,
+        **({} if machine_shape == CPU_ONLY else {"machine_shape": machine_shape}),
         "enable_internet": False,
+        "docker_image_pinning_type": "original",  # a later Kaggle image cannot break it
         "competition_sources": [ids.competition],
         "dataset_sources": [ids.code, ids.weights],
         "kernel_sources": [],
