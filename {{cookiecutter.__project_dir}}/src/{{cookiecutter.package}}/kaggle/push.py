@@ -156,7 +156,9 @@ def push_bundle(
     _run(executable, [*KERNEL_PUSH, str(kernel)], timeout)
     status = _follow(executable, ["kernels", "status", kernel_id], timeout, wait, poll, kernel_id)
     if status != "complete":
-        raise KaggleCliError(f"notebook {kernel_id} ended with status {status!r}; {kernel_help(kernel_id)}")
+        raise KaggleCliError(
+            f"notebook {kernel_id} ended with status {status!r}; {kernel_help(kernel_id)}"
+        )
     print(f"notebook {kernel_id} complete; {kernel_help(kernel_id)}")
 
 
