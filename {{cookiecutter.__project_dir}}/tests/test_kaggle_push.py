@@ -16,7 +16,7 @@ import pytest
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.kaggle import push
 from {{ cookiecutter.package }} import __version__
-from {{ cookiecutter.package }}.kaggle.push import BASE_SLUG as BASE, PROJECT, push_bundle
+from {{ cookiecutter.package }}.kaggle.push import BASE_SLUG as BASE, KERNEL_METADATA, PROJECT, push_bundle
 from {{ cookiecutter.package }}.utils.errors import UserError
 
 from helpers import only_error_line
@@ -110,7 +110,9 @@ def kaggle(tmp_path, monkeypatch):
 def push_folders(tmp_path: Path, **options: float) -> None:
     """``push_bundle`` of two dataset folders and a kernel folder under ``tmp_path``."""
     datasets = {CODE: tmp_path / "code", WEIGHTS: tmp_path / "weights"}
-    push_bundle(datasets, tmp_path / "kernel", KERNEL, "v2", **options)
+    (tmp_path / "kernel").mkdir()
+    (tmp_path / "kernel" / KERNEL_METADATA).write_text(json.dumps({"id": KERNEL}))
+    push_bundle(datasets, tmp_path / "kernel", "v2", **options)
 
 
 def test_push_waits_for_each_dataset_then_follows_the_kernel_and_never_prints_the_token(

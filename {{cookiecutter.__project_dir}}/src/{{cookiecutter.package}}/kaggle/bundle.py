@@ -226,7 +226,7 @@ def run_command(argv: Sequence[str]) -> int:
     )
     if args.push:
         kernel = args.out / "kernel"
-        push_bundle(datasets, kernel, ids.kernel, args.message, args.timeout, args.wait, args.poll)
+        push_bundle(datasets, kernel, args.message, args.timeout, args.wait, args.poll)
     else:
         commands = manual_commands(list(datasets.values()), args.out / "kernel", args.message)
         print("upload with --push, or run:", *commands, sep="\n  ")

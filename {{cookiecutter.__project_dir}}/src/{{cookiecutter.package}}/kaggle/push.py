@@ -4,6 +4,7 @@ for presence; their values are blanked out of any output echoed."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -63,6 +64,7 @@ TIMEOUT = 1800.0  # seconds per command: an upload of large weights on a slow li
 WAIT = 7200.0  # seconds to wait for an upload to be ready, then for the notebook's run (GPU: 2 h)
 POLL = 30.0  # seconds between two status queries
 KERNEL_PUSH = ("kernels", "push", "-p")
+KERNEL_METADATA = "kernel-metadata.json"
 # What Kaggle CLI 2.x prints, with exit code 0, when an upload or a push was refused.
 REFUSED = re.compile(r"creation error|push error|not valid \w+ sources", re.IGNORECASE)
 # ``kernels status`` prints ``owner/slug has status "KernelWorkerStatus.RUNNING"``.
@@ -135,14 +137,13 @@ def manual_commands(datasets: Sequence[Path], kernel: Path, message: str) -> lis
 def push_bundle(
     datasets: dict[str, Path],
     kernel: Path,
-    kernel_id: str,
     message: str,
     timeout: float = TIMEOUT,
     wait: float = WAIT,
     poll: float = POLL,
 ) -> None:
     """Create or version (as ``datasets status`` says) each dataset ``{id: folder}``, wait until
-    each is ready, push the kernel and follow its run until it completes. A command still running
+    each is ready, push the kernel folder and follow its run until it completes. A command still running
     after ``timeout`` seconds is stopped; a wait longer than ``wait`` seconds is an error."""
     executable = kaggle_executable()
     print(f"Kaggle credentials: {credentials_source()}")
@@ -154,6 +155,7 @@ def push_bundle(
         if status != "ready":
             raise KaggleCliError(f"dataset {dataset_id} is {status!r} on Kaggle: upload it again")
     _run(executable, [*KERNEL_PUSH, str(kernel)], timeout)
+    kernel_id = json.loads((kernel / KERNEL_METADATA).read_text(encoding="utf-8"))["id"]
     status = _follow(executable, ["kernels", "status", kernel_id], timeout, wait, poll, kernel_id)
     if status != "complete":
         raise KaggleCliError(
