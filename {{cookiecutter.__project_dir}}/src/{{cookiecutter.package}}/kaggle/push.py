@@ -143,8 +143,8 @@ def push_bundle(
     poll: float = POLL,
 ) -> None:
     """Create or version (as ``datasets status`` says) each dataset ``{id: folder}``, wait until
-    each is ready, push the kernel folder and follow its run until it completes. A command still running
-    after ``timeout`` seconds is stopped; a wait longer than ``wait`` seconds is an error."""
+    each is ready, push the kernel folder and follow its run until it completes. A command still
+    running after ``timeout`` seconds is stopped; waiting over ``wait`` seconds is an error."""
     executable = kaggle_executable()
     print(f"Kaggle credentials: {credentials_source()}")
     for dataset_id, folder in datasets.items():
