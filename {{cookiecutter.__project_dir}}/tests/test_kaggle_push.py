@@ -24,6 +24,7 @@ from fake_runs import fake_checkpoint
 
 TOKEN = "KGAT_fake0123456789token"
 CODE, WEIGHTS, KERNEL = (f"tester/{BASE}-{kind}" for kind in ("code", "weights", "submission"))
+OUTDATED = "Warning: Looks like you're using an outdated `kaggle` version (installed: 2.0.0)"
 CREATED = "Your private Dataset is being created. Please check progress at https://x"
 
 
@@ -40,7 +41,7 @@ def ready_after(*steps: str) -> list:
 PLAN = {
     f"datasets status {CODE}": [[1, "404 Client Error: Not Found"]]
     + ready_after("not_yet_persisted", "blobs_received"),
-    f"datasets status {WEIGHTS}": [[0, "ready"]] + ready_after("blobs_received"),
+    f"datasets status {WEIGHTS}": [[0, "ready"]] + ready_after(f"{OUTDATED}\nblobs_received"),
     "datasets create": [[0, CREATED]],
     "datasets version": [[0, "Dataset version is being created. Please check progress at x"]],
     "kernels push": [[0, "Kernel version 1 successfully pushed.  Please check progress at x"]],
@@ -137,6 +138,7 @@ def test_push_waits_for_each_dataset_then_follows_the_kernel_and_never_prints_th
     printed = capsys.readouterr()
     assert "Kaggle credentials: KAGGLE_API_TOKEN" in printed.out
     assert f"{CODE}: blobs_received" in printed.out and f"{KERNEL}: running" in printed.out
+    assert f"{WEIGHTS}: blobs_received" in printed.out  # the status after the version warning
     last = printed.out.strip().splitlines()[-1]
     assert last.startswith(f"notebook {KERNEL} complete; its log: kaggle kernels logs {KERNEL}")
     assert f"https://www.kaggle.com/code/{KERNEL}" in last

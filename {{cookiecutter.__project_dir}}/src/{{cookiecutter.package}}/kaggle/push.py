@@ -179,7 +179,8 @@ def _follow(
     while True:
         output = _run(executable, args, timeout, echo=False)[1]
         found = KERNEL_STATUS.search(output) if kernel_id else None
-        status = (found.group(1) if found else output.strip()).lower()
+        last = (output.strip().splitlines() or [""])[-1]  # after any version warning
+        status = (found.group(1) if found else last.strip()).lower()
         print(f"{args[-1]}: {status}", flush=True)
         if status in final:
             return status
