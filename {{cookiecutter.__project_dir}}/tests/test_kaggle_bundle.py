@@ -23,7 +23,7 @@ from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.utils.errors import UserError
 from {{ cookiecutter.package }}.predict import inference
 from {{ cookiecutter.package }}.predict.inference import load_classifier
-from {{ cookiecutter.package }}.kaggle.push import BASE_SLUG as BASE, COMPETITION, push_bundle
+from {{ cookiecutter.package }}.kaggle.push import BASE_SLUG as BASE, COMPETITION
 
 from helpers import CONFIG_DIR, cli_args, only_error_line, read_csv_rows
 from fake_runs import CLASSES, fake_checkpoint, fake_cv_folder, package
@@ -264,70 +264,6 @@ def test_bad_input_is_one_error_line_and_writes_nothing(tmp_path, capsys):
     (out / "keep.txt").write_text("mine")
     assert_package_refused(capsys, out, str(good), str(out), "--user", "u", expected="--force")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-
-
-@pytest.fixture
-def fake_kaggle(tmp_path, monkeypatch) -> Path:
-    """A stand-in ``kaggle`` on PATH that records its arguments; ``*-code`` datasets are new."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "kaggle-calls.txt"
-    script = bin_dir / "kaggle"
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "import sys\n"
-        f"with open({str(log)!r}, 'a') as log:\n"
-        "    log.write(' '.join(sys.argv[1:]) + '\\n')\n"
-        "missing = sys.argv[1:3] == ['datasets', 'status'] and sys.argv[3].endswith('-code')\n"
-        "failing = 'fail' in ' '.join(sys.argv)\n"
-        "sys.exit(1 if missing or failing else 0)\n"
-    )
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    for name in ("KAGGLE_CONFIG_DIR", "KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    return log
-
-
-def test_push_creates_a_new_dataset_versions_an_existing_one_then_pushes_the_kernel(
-    bundle, fake_kaggle, monkeypatch, capsys
-):
-    out, _ = bundle
-    monkeypatch.setenv("KAGGLE_USERNAME", "tester")
-    monkeypatch.setenv("KAGGLE_KEY", "secret-key-123")
-    code_id, weights_id = f"tester/{BASE}-code", f"tester/{BASE}-weights"
-    push_bundle({code_id: out / "code", weights_id: out / "weights"}, out / "kernel", "v2")
-    assert fake_kaggle.read_text().splitlines() == [
-        f"datasets status {code_id}",
-        f"datasets create -p {out / 'code'}",
-        f"datasets status {weights_id}",
-        f"datasets version -p {out / 'weights'} -m v2",
-        f"kernels push -p {out / 'kernel'}",
-    ]
-    printed = capsys.readouterr().out
-    assert printed.count("$ kaggle ") == 5 and "secret-key-123" not in printed
-
-
-def test_push_refuses_early_without_the_cli_or_credentials(
-    tmp_path, fake_kaggle, monkeypatch, capsys
-):
-    ckpt, out = fake_checkpoint(tmp_path / "m.ckpt"), tmp_path / "out"
-    args = [str(ckpt), str(out), "--user", "u", "--push"]
-    assert_package_refused(capsys, out, *args, expected="no Kaggle credentials found")
-    assert not fake_kaggle.exists() and not out.exists()
-    monkeypatch.setenv("PATH", os.environ["PATH"].split(os.pathsep, 1)[1])
-    if shutil.which("kaggle") is None:
-        assert_package_refused(capsys, out, *args, expected="pip install kaggle")
-
-
-def test_a_failing_kaggle_command_stops_the_push_with_one_error(bundle, fake_kaggle, tmp_path):
-    out, _ = bundle
-    (tmp_path / "home" / ".kaggle").mkdir(parents=True)
-    (tmp_path / "home" / ".kaggle" / "kaggle.json").write_text("{}")
-    with pytest.raises(UserError, match=r"kaggle datasets create -p .* failed \(exit 1\)"):
-        push_bundle({"tester/x-fail-weights": out / "weights"}, out / "kernel", "v2")
-    assert "kernels push" not in fake_kaggle.read_text()
 
 
 # --- the notebook, offline, in a real kernel (slow) -----------------------------------------

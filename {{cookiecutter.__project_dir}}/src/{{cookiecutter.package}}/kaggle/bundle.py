@@ -22,7 +22,7 @@ from .manifest import FORMAT, MANIFEST
 from .target import check_target, staged_folder
 from ..utils.errors import DataError
 from ..workflows.cv_files import fold_checkpoints, is_cv_folder
-from .push import COMPETITION, PROJECT, TIMEOUT, Ids, check_ids, dataset_metadata
+from .push import COMPETITION, POLL, PROJECT, TIMEOUT, WAIT, Ids, check_ids, dataset_metadata
 from .push import kaggle_executable, manual_commands, push_bundle
 from .notebook import CPU_ONLY, MACHINE_SHAPES, write_notebook
 from ..predict.tta import TTA_NAMES
@@ -224,6 +224,19 @@ def parser() -> argparse.ArgumentParser:
         default=TIMEOUT,
         help=f"seconds each Kaggle CLI command may take (default {TIMEOUT:g})",
     )
+    build.add_argument(
+        "--wait",
+        type=positive_seconds,
+        default=WAIT,
+        help=f"seconds --push waits for each upload to be ready, then for the notebook's run"
+        f" (default {WAIT:g})",
+    )
+    build.add_argument(
+        "--poll",
+        type=positive_seconds,
+        default=POLL,
+        help=f"seconds between two status queries while waiting (default {POLL:g})",
+    )
     build.add_argument("--message", default=f"{PROJECT} {__version__}", help="dataset version note")
     return build
 
@@ -239,7 +252,8 @@ def run_command(argv: Sequence[str]) -> int:
         f"wrote {args.out}/: code/ ({ids.code}), weights/ ({ids.weights}), kernel/ ({ids.kernel})"
     )
     if args.push:
-        push_bundle(datasets, args.out / "kernel", args.message, args.timeout)
+        kernel = args.out / "kernel"
+        push_bundle(datasets, kernel, args.message, args.timeout, args.wait, args.poll)
     else:
         commands = manual_commands(list(datasets.values()), args.out / "kernel", args.message)
         print("upload with --push, or run:", *commands, sep="\n  ")

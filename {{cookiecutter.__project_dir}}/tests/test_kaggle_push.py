@@ -1,0 +1,226 @@
+"""``package --push``: credentials in the Kaggle CLI's order, uploads, waiting until each dataset
+is ready, following the notebook's run; every failure one line, the token never printed.
+
+A stand-in ``kaggle`` on PATH answers from a plan (a list of answers per command, the last one
+repeated) and records its calls; the clock is mocked, so no test sleeps.
+"""
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package }}.cli import main
+from {{ cookiecutter.package }}.kaggle import push
+from {{ cookiecutter.package }} import __version__
+from {{ cookiecutter.package }}.kaggle.push import BASE_SLUG as BASE, KERNEL_METADATA, PROJECT, push_bundle
+from {{ cookiecutter.package }}.utils.errors import UserError
+
+from helpers import only_error_line
+from fake_runs import fake_checkpoint
+
+TOKEN = "KGAT_fake0123456789token"
+CODE, WEIGHTS, KERNEL = (f"tester/{BASE}-{kind}" for kind in ("code", "weights", "submission"))
+OUTDATED = "Warning: Looks like you're using an outdated `kaggle` version (installed: 2.0.0)"
+CREATED = "Your private Dataset is being created. Please check progress at https://x"
+
+
+def kernel_says(status: str) -> list:
+    return [0, f'{KERNEL} has status "KernelWorkerStatus.{status}"']
+
+
+def ready_after(*steps: str) -> list:
+    return [[0, step] for step in steps] + [[0, "ready"]]
+
+
+# The code dataset is new (its first status fails), the weights dataset exists; both report
+# "not ready" before "ready"; the notebook is queued, then running, then complete.
+PLAN = {
+    f"datasets status {CODE}": [[1, "404 Client Error: Not Found"]]
+    + ready_after("not_yet_persisted", "blobs_received"),
+    f"datasets status {WEIGHTS}": [[0, "ready"]] + ready_after(f"{OUTDATED}\nblobs_received"),
+    "datasets create": [[0, CREATED]],
+    "datasets version": [[0, "Dataset version is being created. Please check progress at x"]],
+    "kernels push": [[0, "Kernel version 1 successfully pushed.  Please check progress at x"]],
+    f"kernels status {KERNEL}": [kernel_says(s) for s in ("QUEUED", "RUNNING", "COMPLETE")],
+}
+SCRIPT = """import json, sys
+from pathlib import Path
+state = Path(sys.argv[0]).with_name("plan.json")
+plan = json.loads(state.read_text())
+args = sys.argv[1:]
+with open(state.with_name("calls.txt"), "a") as log:
+    log.write(" ".join(args) + "\\n")
+key = " ".join(args[:3]) if "status" in args[:2] else " ".join(args[:2])
+answers = plan[key]
+code, text = answers.pop(0) if len(answers) > 1 else answers[0]
+state.write_text(json.dumps(plan))
+print(text.replace("$TOKEN", __import__("os").environ.get("KAGGLE_API_TOKEN", "")))
+sys.exit(code)
+"""
+
+
+class Clock:
+    """A stand-in for ``time``: ``sleep`` advances ``monotonic`` and is recorded."""
+
+    def __init__(self) -> None:
+        self.now, self.sleeps = 0.0, []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def kaggle(tmp_path, monkeypatch):
+    """A stand-in ``kaggle`` on PATH following ``PLAN`` (``kaggle.plan(**changes)`` edits it);
+    ``kaggle.calls()`` lists the calls, ``kaggle.clock`` is the mocked clock. No credentials."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "kaggle"
+    script.write_text(f"#!{sys.executable}\n{SCRIPT}", encoding="utf-8")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("KAGGLE_CONFIG_DIR", "XDG_CONFIG_HOME", *push.SECRETS, "KAGGLE_USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    clock = Clock()
+    monkeypatch.setattr(push, "time", clock)
+
+    class Fake:
+        def plan(self, **changes: list) -> None:
+            plan = {**PLAN, **changes}
+            (bin_dir / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
+
+        def calls(self) -> list[str]:
+            log = bin_dir / "calls.txt"
+            return log.read_text().splitlines() if log.exists() else []
+
+    fake = Fake()
+    fake.plan()
+    fake.clock = clock
+    return fake
+
+
+def push_folders(tmp_path: Path, **options: float) -> None:
+    """``push_bundle`` of two dataset folders and a kernel folder under ``tmp_path``."""
+    datasets = {CODE: tmp_path / "code", WEIGHTS: tmp_path / "weights"}
+    (tmp_path / "kernel").mkdir()
+    (tmp_path / "kernel" / KERNEL_METADATA).write_text(json.dumps({"id": KERNEL}))
+    push_bundle(datasets, tmp_path / "kernel", "v2", **options)
+
+
+def test_push_waits_for_each_dataset_then_follows_the_kernel_and_never_prints_the_token(
+    tmp_path, kaggle, monkeypatch, capsys
+):
+    monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    ckpt, out = fake_checkpoint(tmp_path / "m.ckpt"), tmp_path / "out"
+    args = [str(ckpt), str(out), "--user", "tester", "--push", "--poll", "7"]
+    assert main(["package", *args]) == 0
+    status = [f"datasets status {CODE}", f"datasets status {WEIGHTS}"]
+    assert kaggle.calls() == [
+        status[0],
+        f"datasets create -p {out / 'code'}",
+        status[1],
+        f"datasets version -p {out / 'weights'} -m {PROJECT} {__version__}",
+        *[status[0]] * 3,
+        *[status[1]] * 2,
+        f"kernels push -p {out / 'kernel'}",
+        *[f"kernels status {KERNEL}"] * 3,
+    ]
+    assert kaggle.clock.sleeps == [7.0] * 5
+    printed = capsys.readouterr()
+    assert "Kaggle credentials: KAGGLE_API_TOKEN" in printed.out
+    assert f"{CODE}: blobs_received" in printed.out and f"{KERNEL}: running" in printed.out
+    assert f"{WEIGHTS}: blobs_received" in printed.out  # the status after the version warning
+    last = printed.out.strip().splitlines()[-1]
+    assert last.startswith(f"notebook {KERNEL} complete; its log: kaggle kernels logs {KERNEL}")
+    assert f"https://www.kaggle.com/code/{KERNEL}" in last
+    assert TOKEN not in printed.out + printed.err
+
+
+def test_a_dataset_never_ready_stops_before_the_kernel_push_naming_the_command(
+    tmp_path, kaggle, monkeypatch, capsys
+):
+    monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    kaggle.plan(**{f"datasets status {WEIGHTS}": [[0, "blobs_received"]]})
+    with pytest.raises(UserError) as stopped:
+        push_folders(tmp_path, wait=60, poll=10)
+    message = str(stopped.value)
+    assert message.startswith(f"`kaggle datasets status {WEIGHTS}` still says 'blobs_received'")
+    assert "after 60 s (--wait 60)" in message and "\n" not in message
+    assert not any(call.startswith("kernels push") for call in kaggle.calls())
+    assert kaggle.clock.sleeps == [10.0] * 8  # the code dataset twice, then the weights' six
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            {"kernels status": [kernel_says("RUNNING"), kernel_says("ERROR")]},
+            f"notebook {KERNEL} ended with status 'error'; its log: kaggle kernels logs {KERNEL};",
+        ),
+        (
+            {"kernels status": [kernel_says("RUNNING")]},
+            f"`kaggle kernels status {KERNEL}` still says 'running' after 30 s (--wait 30); its"
+            f" log: kaggle kernels logs {KERNEL};",
+        ),
+        ({f"datasets status {CODE}": [[0, "ready"], [0, "failed"]]}, "is 'failed' on Kaggle"),
+        ({"datasets create": [[0, "Dataset creation error: $TOKEN bad"]]}, "error: *** bad"),
+        ({"kernels push": [[1, "401 Unauthorized $TOKEN"]]}, "failed (exit 1): 401 Una"),
+        (
+            {"kernels push": [[0, "The following are not valid dataset sources and could not"]]},
+            "push -p",
+        ),
+    ],
+)
+def test_each_failure_is_one_line_naming_the_command_without_the_token(
+    tmp_path, kaggle, monkeypatch, capsys, change, expected
+):
+    monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    key, answers = next(iter(change.items()))
+    kaggle.plan(**{f"kernels status {KERNEL}" if key == "kernels status" else key: answers})
+    with pytest.raises(UserError) as stopped:
+        push_folders(tmp_path, wait=30, poll=5)
+    message = str(stopped.value)
+    assert expected in message and "\n" not in message
+    assert TOKEN not in message + "".join(capsys.readouterr())
+    if "kernel" in expected:
+        assert f"https://www.kaggle.com/code/{KERNEL}" in message
+
+
+def assert_credentials(expected: str | None) -> None:
+    assert push.credentials_source() == expected
+
+
+def test_credentials_are_found_in_the_kaggle_cli_order(tmp_path, kaggle, monkeypatch, capsys):
+    home = tmp_path / "home" / ".kaggle"
+    home.mkdir(parents=True)
+    ckpt, out = fake_checkpoint(tmp_path / "m.ckpt"), tmp_path / "out"
+    assert main(["package", str(ckpt), str(out), "--user", "u", "--push"]) == 2
+    assert "no Kaggle credentials found; create an API token" in only_error_line(capsys)
+    assert kaggle.calls() == [] and not out.exists()
+    steps = [
+        ("credentials.json", "kaggle auth login"),
+        ("kaggle.json", "kaggle.json (legacy)"),
+        ("KAGGLE_KEY", "KAGGLE_USERNAME and KAGGLE_KEY"),
+        ("access_token", "~/.kaggle/access_token"),
+        ("KAGGLE_API_TOKEN", "KAGGLE_API_TOKEN"),
+    ]
+    monkeypatch.setenv("KAGGLE_USERNAME", "u")
+    for where, expected in steps:  # each one added takes over from those before
+        if where.startswith("KAGGLE_"):
+            monkeypatch.setenv(where, "secret")
+        else:
+            (home / where).write_text("{}")
+        assert_credentials(expected)
+    monkeypatch.setenv("PATH", os.environ["PATH"].split(os.pathsep, 1)[1])
+    if shutil.which("kaggle") is None:
+        assert main(["package", str(ckpt), str(out), "--user", "u", "--push"]) == 2
+        assert "pip install kaggle" in only_error_line(capsys)
