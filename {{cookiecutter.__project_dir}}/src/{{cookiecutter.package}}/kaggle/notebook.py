@@ -13,7 +13,7 @@ from typing import Any
 from ..utils.atomic import write_json
 from ..layout import TEST_IMAGES
 from .manifest import MANIFEST
-from .push import Ids
+from .push import KERNEL_METADATA, Ids
 
 NOTEBOOK = "inference.ipynb"
 # The GPU shapes of `kaggle kernels push` (Kaggle CLI docs/kernels.md) this image can run: not the
@@ -159,4 +159,4 @@ def write_notebook(
         "kernel_sources": [],
         "model_sources": [],
     }
-    write_json(folder / "kernel-metadata.json", kernel)
+    write_json(folder / KERNEL_METADATA, kernel)

@@ -14,13 +14,15 @@ from pathlib import Path
 
 from ..utils.atomic import current_umask
 from .manifest import MANIFEST
+from .notebook import NOTEBOOK
+from .push import KERNEL_METADATA
 from ..utils.errors import DataError
 
 # What package writes into each part of a bundle; --force replaces a folder holding only these.
 BUNDLE_FILES = {
     "code": ("*.whl", "dataset-metadata.json"),
     "weights": ("*.ckpt", MANIFEST, "dataset-metadata.json"),
-    "kernel": ("inference.ipynb", "kernel-metadata.json"),
+    "kernel": (NOTEBOOK, KERNEL_METADATA),
 }
 
 
