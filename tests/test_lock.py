@@ -91,7 +91,7 @@ def test_a_baked_project_checks_its_own_lock(tmp_path):
     pyproject = project / "pyproject.toml"
     (lightning,) = [v for n, v, _ in pins() if n == "pytorch-lightning"]
     text = pyproject.read_text().replace(
-        '"pytorch-lightning>=2.1"', f'"pytorch-lightning>{lightning}"'
+        '"pytorch-lightning>=2.6"', f'"pytorch-lightning>{lightning}"'
     )
     pyproject.write_text(text)
     result = subprocess.run(command, cwd=project, capture_output=True, text=True)
