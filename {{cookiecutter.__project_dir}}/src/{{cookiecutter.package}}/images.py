@@ -1,7 +1,8 @@
 """Image files: any file Pillow reads becomes an upright 8-bit RGB image, decoded no larger than
 needed (JPEG DCT scaling), every mode mapped onto 0..255 (16-bit samples divided by 257, float
 ones read as 0.0..1.0, transparency laid on white); hostile files fail with one line naming them.
-``file_digest`` is the one digest of a file's bytes, ``perceptual_hash`` the one hash of its picture."""
+``file_digest`` is the one digest of a file's bytes, ``perceptual_hash`` the one hash of what it
+shows."""
 
 from __future__ import annotations
 

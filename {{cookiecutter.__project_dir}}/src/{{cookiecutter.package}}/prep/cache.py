@@ -1,5 +1,6 @@
 """The image cache ``prepare`` fills: its manifest ``cache.json`` (per image, its source's
-fingerprint, digest and perceptual hash, the copy's size), one image's copy, ``check_cache`` before training."""
+fingerprint, digest and perceptual hash, the copy's size), one image's copy, ``check_cache``
+before training."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import PIL
 from ..images import HASH_DECODE_SIDE, bomb_warnings_ignored, perceptual_hash
 from ..utils.constraints import DuplicateDistance, check_range
 from ..utils.errors import DataError
-from .cache import read_manifest
+from .cache import HASH_FIELD, read_manifest
 from .image_checks import duplicate_groups, remembered
 
 DUPLICATE_DISTANCE = 8  # bits of 64; see the module docstring and the README for the measures
@@ -33,19 +33,23 @@ def image_hashes(folder: Path, names: Sequence[str], cache_dir: Path | None = No
     if cache_dir is not None:
         files = read_manifest(cache_dir).files
         records = [files.get(f"{folder.name}/{name}", {}) for name in names]
-        missing = [name for name, record in zip(names, records) if "dhash" not in record]
+        missing = [name for name, record in zip(names, records) if HASH_FIELD not in record]
         if missing:
             raise DataError(
                 f"{cache_dir}: has no perceptual hash of {folder.name}/{missing[0]} (an older"
                 f" prepare made it); run prepare {folder.parent} {cache_dir} again to add them"
             )
-        return [record["dhash"] for record in records]
+        return [record[HASH_FIELD] for record in records]
     import imagehash  # here: the offline inference path imports this module through data.py
 
     # The stamp: what must match for remembered hashes to be trusted (see image_checks).
-    hasher = f"ImageHash {imagehash.__version__} dhash, Pillow {PIL.__version__}, {HASH_DECODE_SIDE}px"
+    hasher = (
+        f"ImageHash {imagehash.__version__} dhash, Pillow {PIL.__version__}, {HASH_DECODE_SIDE}px"
+    )
     with bomb_warnings_ignored():
-        known, fresh = remembered(folder, names, ("dhash", hasher, "hashing"), perceptual_hash, lambda h: [h])
+        known, fresh = remembered(
+            folder, names, (HASH_FIELD, hasher, "hashing"), perceptual_hash, lambda h: [h]
+        )
     return [fresh[name] if name in fresh else known[name][-1] for name in names]
 
 

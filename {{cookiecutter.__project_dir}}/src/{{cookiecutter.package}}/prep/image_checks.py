@@ -1,5 +1,6 @@
 """Image checks before training or a report: a cheap header check, a full decode of the listed
-images that remembers the files it verified, and the search for identical files."""
+images that remembers the files it verified, the search for identical files, and ``remembered``,
+which keeps the result of a job per unchanged file (``prep.duplicates`` remembers hashes)."""
 
 from __future__ import annotations
 
@@ -145,8 +146,8 @@ def remembered(
 
 
 def stamp_path(folder: Path, kind: tuple[str, str, str] = VERIFIED) -> Path:
-    """The stamp of ``folder`` (``VERIFIED`` files, ``DIGESTS``, perceptual hashes), under ``$XDG_CACHE_HOME``
-    or ``~/.cache`` (the data folder may be read-only)."""
+    """The stamp of ``folder`` (``VERIFIED`` files, ``DIGESTS``, perceptual hashes), under
+    ``$XDG_CACHE_HOME`` or ``~/.cache`` (the data folder may be read-only)."""
     cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     key = hashlib.blake2b(str(folder.resolve()).encode(), digest_size=10).hexdigest()
     return cache_home / __name__.split(".")[0] / kind[0] / f"{key}.json"
