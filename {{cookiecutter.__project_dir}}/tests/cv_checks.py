@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from {{ cookiecutter.package }}.data import ImageDataset, build_transforms, normalize_batch
 from {{ cookiecutter.package }}.utils.hardware import default_precision
@@ -34,6 +35,33 @@ def add_copies(data_dir: Path, copies: Mapping[str, tuple[str, str | None]]) -> 
     for name, (source, label) in copies.items():
         shutil.copy(folder / source, folder / name)
         rows.append(f"{name},{label or labels[source]}")
+    (data_dir / "train.csv").write_text("\n".join(rows) + "\n")
+
+
+# A copy of train_0002 cropped by 2 % on each side, shrunk to 75 % and saved as JPEG quality 70
+# (6 bits of 64 from its original); a re-encoded copy of train_0003 with other labels.
+NEAR, CONFLICT = "near_0002.jpg", "relabelled_0003.jpg"
+
+
+def near_copy(source: Path, target: Path, crop: float = 0.02, quality: int = 70) -> None:
+    """Write a cropped, shrunk, re-encoded copy of the image ``source``."""
+    with Image.open(source) as image:
+        width, height = image.size
+        dx, dy = round(crop * width), round(crop * height)
+        cropped = image.convert("RGB").crop((dx, dy, width - dx, height - dy))
+        shrunk = cropped.resize((width * 3 // 4, height * 3 // 4), Image.Resampling.BICUBIC)
+        shrunk.save(target, format="JPEG", quality=quality)
+
+
+def add_near_copies(data_dir: Path) -> None:
+    """``NEAR`` (train_0002's labels) and ``CONFLICT`` (labels other than train_0003's)."""
+    folder = data_dir / "train_images"
+    near_copy(folder / "train_0002.jpg", folder / NEAR)
+    near_copy(folder / "train_0003.jpg", folder / CONFLICT, crop=0.0, quality=60)
+    rows = (data_dir / "train.csv").read_text().splitlines()
+    labels = dict(row.split(",", 1) for row in rows[1:])
+    assert labels["train_0003.jpg"] != "healthy"
+    rows += [f"{NEAR},{labels['train_0002.jpg']}", f"{CONFLICT},healthy"]
     (data_dir / "train.csv").write_text("\n".join(rows) + "\n")
 
 

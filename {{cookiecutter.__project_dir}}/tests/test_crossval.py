@@ -23,8 +23,11 @@ from {{ cookiecutter.package }}.thresholds import ThresholdReport
 
 from helpers import cli_args, only_error_line, read_csv_rows
 from cv_checks import (
+    CONFLICT,
     FLIPS,
+    NEAR,
     add_copies,
+    add_near_copies,
     assert_stratified,
     probability_tolerance,
     recomputed_probabilities,
@@ -154,9 +157,11 @@ CV_COPIES = {
 
 @pytest.fixture(scope="module")
 def cv_data(tmp_path_factory, sample_dir) -> Path:
-    """The sample set with ``CV_COPIES`` added (read-only: copy it before changing anything)."""
+    """The sample set with ``CV_COPIES`` and ``add_near_copies``'s copies added (read-only: copy
+    it before changing anything)."""
     data = Path(shutil.copytree(sample_dir, tmp_path_factory.mktemp("cv_data") / "data"))
     add_copies(data, CV_COPIES)
+    add_near_copies(data)
     return data
 
 
@@ -223,10 +228,11 @@ def test_each_oof_row_is_the_prediction_of_its_own_folds_model(cv_run, cv_data):
 
 
 @pytest.mark.slow
-def test_cv_keeps_identical_images_in_one_fold(cv_run):
+def test_cv_keeps_identical_and_near_duplicate_images_in_one_fold(cv_run):
     folds = read_folds(cv_run / "folds.csv")
     groups: dict[str, set[str]] = {}
-    for name, (source, _) in CV_COPIES.items():
+    near = {NEAR: ("train_0002.jpg", None), CONFLICT: ("train_0003.jpg", None)}
+    for name, (source, _) in {**CV_COPIES, **near}.items():
         groups.setdefault(source, {source}).add(name)
     for group in groups.values():
         assert len({folds[name] for name in group}) == 1, {name: folds[name] for name in group}

@@ -14,12 +14,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .prep.cache import check_cache
-from .utils.constraints import ImageSide, NonNegativeInt, PositiveInt, Seed, ValFraction
+from .utils.constraints import DuplicateDistance, ImageSide, NonNegativeInt, PositiveInt, Seed
+from .utils.constraints import ValFraction
 from .utils.constraints import check_declared_ranges
 from .utils.errors import DataError
 from .utils.hardware import default_num_workers
 from .prep.folder_checks import check_cached, check_listed_images, list_images
-from .prep.image_checks import duplicate_groups
+from .prep.duplicates import DUPLICATE_DISTANCE, near_duplicate_groups
 from .folds import split_from_file, validation_split
 from .images import load_image
 from .labels import Sample, encode_labels, label_vocabulary, read_train_csv
@@ -70,13 +71,16 @@ class PlantDataModule(pl.LightningDataModule):
         batch_size: images per batch (the batch-size finder tunes this attribute).
         num_workers: loader processes; ``None`` (auto) picks one per spare core.
         val_fraction: share of images held out: one of ``round(1/val_fraction)`` folds, the
-            folds ``cv`` assigns (identical images share a fold; see ``folds``).
+            folds ``cv`` assigns (duplicate images share a fold; see ``folds``).
         fold: which fold is the validation set.
         seed: seed of the folds.
         cache_dir: a cache made by ``prepare`` (pre-resized images); ``train.csv`` and the list of
             test images still come from ``data_dir``, so labels and order are unchanged.
         split_file: an ``image,fold`` CSV (``cv`` writes one) that assigns the folds instead of
-            ``val_fraction`` and ``seed``; ``fold`` is then the validation fold."""
+            ``val_fraction`` and ``seed``; ``fold`` is then the validation fold.
+        duplicate_distance: images whose perceptual hashes (64 bits) differ in at most this
+            many bits are duplicates, kept in one fold with identical files (0 to 16; 0: same
+            hash only; see ``prep.duplicates``)."""
 
     @check_declared_ranges
     def __init__(
@@ -90,6 +94,7 @@ class PlantDataModule(pl.LightningDataModule):
         seed: Seed = 42,
         cache_dir: str | None = None,
         split_file: str | None = None,
+        duplicate_distance: DuplicateDistance = DUPLICATE_DISTANCE,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -102,6 +107,7 @@ class PlantDataModule(pl.LightningDataModule):
         self.seed = seed
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.split_file = None if split_file is None else Path(split_file)
+        self.duplicate_distance = duplicate_distance
         self._checked: set[str] = set()
         self.train_set: ImageDataset | None = None
         self.val_set: ImageDataset | None = None
@@ -162,7 +168,8 @@ class PlantDataModule(pl.LightningDataModule):
         if self.split_file is not None:
             train_idx, val_idx = split_from_file(self.split_file, names, self.fold)
         else:
-            groups = duplicate_groups(self.data_dir / TRAIN_IMAGES, names, self.cache_dir)
+            folder, distance = self.data_dir / TRAIN_IMAGES, self.duplicate_distance
+            groups = near_duplicate_groups(folder, names, distance, self.cache_dir)
             train_idx, val_idx = validation_split(
                 names, targets, self.val_fraction, self.fold, self.seed, groups
             )

@@ -1,6 +1,6 @@
-"""The one split of ``fit`` and ``cv``: seeded multi-label stratified folds, identical images
-in one fold (PP2021 holds exact duplicates: a pair split across folds leaks a validation label
-into training). Groups of identical files (``prep.image_checks.duplicate_groups``), not rows,
+"""The one split of ``fit`` and ``cv``: seeded multi-label stratified folds, duplicate images
+in one fold (PP2021 holds copies of one leaf: a pair split across folds leaks a validation label
+into training). Groups of identical or near-duplicate files (``prep.duplicates``), not rows,
 are assigned by iterative stratification (a group counts with the union of its rows' labels);
 ``fit`` validates on one fold of them, ``cv`` trains them all."""
 

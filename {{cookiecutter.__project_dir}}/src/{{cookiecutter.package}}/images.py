@@ -1,7 +1,8 @@
 """Image files: any file Pillow reads becomes an upright 8-bit RGB image, decoded no larger than
 needed (JPEG DCT scaling), every mode mapped onto 0..255 (16-bit samples divided by 257, float
 ones read as 0.0..1.0, transparency laid on white); hostile files fail with one line naming them.
-``file_digest`` is the one digest of a file's bytes."""
+``file_digest`` is the one digest of a file's bytes, ``perceptual_hash`` the one hash of what it
+shows."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from PIL import Image, ImageOps
 
 from .utils.errors import DataError
 
+HASH_DECODE_SIDE = 64  # a JPEG is decoded at the smallest DCT scale still this large to be hashed
 MAX_PIXELS = 64_000_000  # six PP2021 photos, refused before decoding; raise it for larger images
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 # What Pillow raises for files it cannot parse or decode (its decoders are not uniform).
@@ -38,6 +40,16 @@ def file_digest(path: Path) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def perceptual_hash(path: Path) -> str:
+    """ImageHash's ``dhash`` (64 bits, hexadecimal) of the picture in ``path``: resized,
+    re-encoded and slightly cropped copies differ from it in few bits (``prep.duplicates``).
+    ``DataError`` naming the file if it cannot be decoded; call it inside
+    ``bomb_warnings_ignored``."""
+    import imagehash  # here: the offline inference path (a Kaggle notebook) imports this module
+
+    return str(imagehash.dhash(decode(path, HASH_DECODE_SIDE, "not a readable image")))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

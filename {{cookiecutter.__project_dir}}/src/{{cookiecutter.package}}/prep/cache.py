@@ -1,5 +1,6 @@
 """The image cache ``prepare`` fills: its manifest ``cache.json`` (per image, its source's
-fingerprint and digest, the copy's size), one image's copy, ``check_cache`` before training."""
+fingerprint, digest and perceptual hash, the copy's size), one image's copy, ``check_cache``
+before training."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from PIL import Image
 from ..utils.atomic import atomic_write, write_json
 from ..utils.errors import DataError
 from ..utils.jsonfile import field, read_json
-from ..images import file_digest, load_image
+from ..images import bomb_warnings_ignored, file_digest, load_image, perceptual_hash
 from ..layout import IMAGE_FOLDERS
 
 MANIFEST = "cache.json"
 MANIFEST_FORMAT = 2
 HEAD_TAIL_BYTES = 8192
 RECORD_FIELDS = ("size", "mtime_ns", "head_tail", "digest", "cached_size")
+HASH_FIELD = "dhash"  # added by a later version: a record without it is completed by prepare
 JPEG_QUALITY = 95
 
 
@@ -163,11 +165,19 @@ def is_up_to_date(task: Task) -> bool:
     modification time alone is left to ``convert_one``'s digest)."""
     if task.previous is None or file_size(Path(task.target)) != task.previous["cached_size"]:
         return False
+    if HASH_FIELD not in task.previous:
+        return False
     try:
         now = source_fingerprint(Path(task.source))
     except OSError:
         return False
     return all(now[name] == task.previous[name] for name in ("size", "mtime_ns", "head_tail"))
+
+
+def source_hash(source: Path) -> str:
+    """``perceptual_hash`` of a source image (``prep.duplicates`` reads it from the manifest)."""
+    with bomb_warnings_ignored():
+        return perceptual_hash(source)
 
 
 def convert_one(task: Task) -> Outcome:
@@ -183,11 +193,16 @@ def convert_one(task: Task) -> Outcome:
         and file_size(target) == previous["cached_size"]
         and all(now[name] == previous[name] for name in ("size", "head_tail", "digest"))
     ):
+        try:
+            now[HASH_FIELD] = previous.get(HASH_FIELD) or source_hash(source)
+        except DataError as exc:
+            return Outcome(task.rel, None, str(exc), False)
         return Outcome(task.rel, {**previous, **now}, None, False)
     try:
         # Not durable: a lost or cut image fails the size check of its manifest record and is
         # converted again; two fsyncs per image would slow a cache of 18,632 images.
         with atomic_write(target, durable=False) as partial:  # a full disk names target
+            now[HASH_FIELD] = source_hash(source)
             image = load_image(source, min_size=task.size)
             scale = task.size / min(image.size)
             if scale < 1:

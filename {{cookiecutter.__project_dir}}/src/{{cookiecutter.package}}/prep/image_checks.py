@@ -1,5 +1,6 @@
 """Image checks before training or a report: a cheap header check, a full decode of the listed
-images that remembers the files it verified, and the search for identical files."""
+images that remembers the files it verified, the search for identical files, and ``remembered``,
+which keeps the result of a job per unchanged file (``prep.duplicates`` remembers hashes)."""
 
 from __future__ import annotations
 
@@ -67,12 +68,12 @@ def duplicate_groups(
 ) -> list[list[str]]:
     """Groups (two files or more) of ``names`` in ``folder`` whose bytes are identical; with a
     ``prepare`` cache, by the sources' digests in its manifest (no file is read). Large folders
-    reuse the digests of files unchanged since the last search (``_remembered``)."""
+    reuse the digests of files unchanged since the last search (``remembered``)."""
     if cache_dir is not None:
         files = read_manifest(cache_dir).files
         digests = [files[f"{folder.name}/{name}"]["digest"] for name in names]
     else:
-        known, fresh = _remembered(folder, names, DIGESTS, readable_digest, lambda d: [d])
+        known, fresh = remembered(folder, names, DIGESTS, readable_digest, lambda d: [d])
         digests = [fresh[name] if name in fresh else known[name][-1] for name in names]
     by_digest: dict[str, list[str]] = {}
     for name, digest in zip(names, digests):
@@ -104,13 +105,13 @@ def verify_image(path: Path) -> str | None:
 
 def find_unreadable(folder: Path, names: Sequence[str]) -> dict[str, str]:
     """Decode every listed image of ``folder``; map each one that fails to its error line. Large
-    folders skip files verified before by the same Pillow and unchanged since (``_remembered``)."""
+    folders skip files verified before by the same Pillow and unchanged since (``remembered``)."""
     with bomb_warnings_ignored():
-        _, fresh = _remembered(folder, names, VERIFIED, verify_image, lambda r: None if r else [])
+        _, fresh = remembered(folder, names, VERIFIED, verify_image, lambda r: None if r else [])
     return {name: reason for name, reason in fresh.items() if reason is not None}
 
 
-def _remembered(
+def remembered(
     folder: Path,
     names: Sequence[str],
     kind: tuple[str, str, str],
@@ -145,8 +146,8 @@ def _remembered(
 
 
 def stamp_path(folder: Path, kind: tuple[str, str, str] = VERIFIED) -> Path:
-    """The stamp of ``folder`` (``VERIFIED`` files or ``DIGESTS``), under ``$XDG_CACHE_HOME``
-    or ``~/.cache`` (the data folder may be read-only)."""
+    """The stamp of ``folder`` (``VERIFIED`` files, ``DIGESTS``, perceptual hashes), under
+    ``$XDG_CACHE_HOME`` or ``~/.cache`` (the data folder may be read-only)."""
     cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     key = hashlib.blake2b(str(folder.resolve()).encode(), digest_size=10).hexdigest()
     return cache_home / __name__.split(".")[0] / kind[0] / f"{key}.json"

@@ -81,6 +81,29 @@ def image_grid(
     return figure
 
 
+def conflicting_duplicates(
+    data_dir: str | Path, groups: Sequence[Sequence[Sample]], most: int = 10, per_row: int = 4
+) -> Figure:
+    """The first ``most`` groups of duplicate images whose labels conflict, one row each: its
+    images side by side (``per_row`` at most), each titled with its name and labels."""
+    from ..images import load_image
+
+    shown = groups[:most]
+    columns = max([min(len(group), per_row) for group in shown], default=1)
+    figure, grid = _figure(2.6 * columns, 2.4 * max(len(shown), 1), max(len(shown), 1), columns)
+    grid = np.array(grid, dtype=object).reshape(max(len(shown), 1), columns)
+    for row, group in itertools.zip_longest(grid, shown, fillvalue=()):
+        for axes, sample in itertools.zip_longest(row, group[:per_row]):
+            axes.axis("off")
+            if sample is not None:
+                image = load_image(Path(data_dir) / TRAIN_IMAGES / sample.image, 160)
+                image.thumbnail((160, 160))
+                axes.imshow(np.asarray(image))
+                axes.set_title(f"{sample.image}\n{' '.join(sample.labels)}", fontsize=8)
+    figure.suptitle(f"Duplicates with conflicting labels: {len(shown)} of {len(groups)} groups")
+    return figure
+
+
 def image_sizes(data_dir: str | Path, samples: Sequence[Sample]) -> Figure:
     """Width against height of the training images (file headers only); ``DataError`` naming
     the first one unreadable or larger than training accepts."""

@@ -45,6 +45,8 @@ NonNegativeFinite = restricted_number_type("NonNegativeFinite", float, [(">=", 0
 DropoutRate = restricted_number_type("DropoutRate", float, [(">=", 0), ("<", 1)])  # 1 zeroes all
 ValFraction = restricted_number_type("ValFraction", float, [(">", 0), ("<=", 0.5)])
 ImageSide = restricted_number_type("ImageSide", int, [(">=", 16), ("<=", 4096)])
+# Of a 64-bit perceptual hash: unrelated pictures differ in about 32 bits.
+DuplicateDistance = restricted_number_type("DuplicateDistance", int, [(">=", 0), ("<=", 16)])
 Seed = restricted_number_type("Seed", int, [(">=", 0), ("<=", 2**32 - 1)])  # numpy's range
 
 P = ParamSpec("P")

@@ -1,7 +1,7 @@
 """``cv``: k-fold cross-validation with out-of-fold (OOF) predictions and tuned thresholds.
 
 ``run_cv`` trains one model per fold with the same ``fit`` flags into ``out``: ``folds.csv``
-(identical images share a fold), ``plan.json``, ``fit_config.yaml`` (the fit settings),
+(duplicate images share a fold), ``plan.json``, ``fit_config.yaml`` (the fit settings),
 ``fold{k}/`` (its ``checkpoints/``, ``logs/``, ``best.ckpt`` and the ``oof.csv`` of its validation
 images), then ``oof.csv`` (every ``train.csv`` row, predicted by the model that did not train on
 it), ``thresholds.json`` and ``cv.json``. A rerun with the same settings skips finished folds and
@@ -32,7 +32,7 @@ from ..layout import TRAIN_CSV, TRAIN_IMAGES
 from ..metrics import decode
 from ..predict.inference import EnsembleClassifier, predict_images, read_checkpoint
 from ..predict.submission import write_probabilities
-from ..prep.image_checks import duplicate_groups
+from ..prep.duplicates import near_duplicate_groups
 from ..reports.report import summary_table
 from ..thresholds import choose_thresholds
 from ..utils.atomic import atomic_write, write_csv, write_json, write_text
@@ -84,9 +84,10 @@ def prepare_folder(
             f" wrote it): recording this run's in {FIT_CONFIG}"
         )
     images, classes = [sample.image for sample in samples], label_vocabulary(samples)
-    log(f"cv: looking for identical images among {len(images)} ...")
+    log(f"cv: looking for duplicate images among {len(images)} ...")
     cache = Path(config.data.cache_dir) if config.data.cache_dir else None
-    groups = duplicate_groups(Path(config.data.data_dir) / TRAIN_IMAGES, images, cache)
+    folder, distance = Path(config.data.data_dir) / TRAIN_IMAGES, config.data.duplicate_distance
+    groups = near_duplicate_groups(folder, images, distance, cache)
     targets = encode_labels(samples, classes)
     seed = int(config.data.seed)
     plan = assign_folds(images, targets, n_folds, seed, groups)
@@ -185,7 +186,7 @@ def run_cv(
     plan, info = prepare_folder(config, fit_config_yaml(cli), samples, n_folds, out, log)
     log(
         f"cv: {n_folds} folds of {len(plan.images)} images into {out};"
-        f" {len(plan.duplicate_groups)} groups of identical images kept in one fold"
+        f" {len(plan.duplicate_groups)} groups of duplicate images kept in one fold"
         f" ({plan.conflicting_groups} with conflicting labels)"
     )
     fold_scores = []
