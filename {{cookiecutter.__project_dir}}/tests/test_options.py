@@ -149,7 +149,7 @@ def test_a_value_outside_the_documented_range_is_one_line(
 def test_help_shows_the_constraints(capsys):
     assert main(["fit", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    for text in ("PositiveFinite", "DropoutRate", "ClosedUnitInterval", "PositiveInt", "Seed"):
+    for text in ("PositiveFinite", "HalfOpenUnitInterval", "ClosedUnitInterval", "PositiveInt", "Seed"):
         assert text in out
 
 
