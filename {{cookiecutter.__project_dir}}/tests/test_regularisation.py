@@ -295,15 +295,18 @@ def test_smoothing_and_mixing_apply_to_training_steps_only(monkeypatch):
         ([], "bce", None),
         (["--model.loss", "focal", "--model.focal_gamma", "1.5"], "focal", (1.5, 1.5, 0.0)),
         (["--model.loss", "asl", "--model.asl_clip", "0.1"], "asl", (0.0, 4.0, 0.1)),
-        (["--model.loss", "asl", "--model.asl_gamma_pos", "1", "--model.asl_gamma_neg", "3"],
-         "asl", (1.0, 3.0, 0.05)),
+        (
+            ["--model.loss", "asl", "--model.asl_gamma_pos", "1", "--model.asl_gamma_neg", "3"],
+            "asl",
+            (1.0, 3.0, 0.05),
+        ),
     ],
 )
 def test_the_loss_options_reach_the_loss(flags, name, focusing):
     cli = PlantCLI(
         PlantClassifier,
         PlantDataModule,
-        args=cli_args(SAMPLE_DIR, "--trainer.logger", "false", *flags),
+        args=cli_args(SAMPLE_DIR, "--trainer.logger", "false", "--model.classes", "[a, b]", *flags),
         run=False,
     )
     assert (cli.model.criterion.name, cli.model.criterion.focusing) == (name, focusing)

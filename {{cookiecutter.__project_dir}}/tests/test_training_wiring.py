@@ -75,10 +75,17 @@ def test_pos_weight_lr_schedule_and_weight_decay_reach_the_training_step(
 
     factors = [expected_factor(step, warmup, 4, scheduler == "cosine") for step in range(4)]
     assert [step["head"]["lr"] for step in groups] == pytest.approx([0.02 * f for f in factors])
-    assert [step["backbone"]["lr"] for step in groups] == pytest.approx([0.002 * f for f in factors])
+    assert [step["backbone"]["lr"] for step in groups] == pytest.approx(
+        [0.002 * f for f in factors]
+    )
     assert logged(in_tmp / "logs", "lr-AdamW/head") == pytest.approx([0.02 * f for f in factors])
     decays = {name: {step[name]["weight_decay"] for step in groups} for name in groups[0]}
-    assert decays == {"backbone": {0.05}, "head": {0.05}, "backbone-no-decay": {0.0}, "head-no-decay": {0.0}}
+    assert decays == {
+        "backbone": {0.05},
+        "head": {0.05},
+        "backbone-no-decay": {0.0},
+        "head-no-decay": {0.0},
+    }
     trained = torch.cat([targets for _, targets, _ in losses])
     assert ((val_targets[0] == 0) | (val_targets[0] == 1)).all()
     if REGULARISED[0] in options:

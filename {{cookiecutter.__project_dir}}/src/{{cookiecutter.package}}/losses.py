@@ -55,6 +55,8 @@ class MultiLabelLoss(nn.Module):
     """The loss ``name`` with its parameters; ``pos_weight`` (one per class) scales the positive
     term of any of them. The parameters of the other losses are ignored."""
 
+    pos_weight: torch.Tensor | None
+
     def __init__(
         self,
         name: str = "bce",

@@ -82,7 +82,9 @@ class PlantClassifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         if mixup_p + cutmix_p > 1:
-            raise DataError(f"mixup_p={mixup_p} + cutmix_p={cutmix_p} is above 1 (one or the other)")
+            raise DataError(
+                f"mixup_p={mixup_p} + cutmix_p={cutmix_p} is above 1 (one or the other)"
+            )
         # Lightning 2.3-2.6 has no public way to ask whether LightningCLI built this model from a
         # config (then the hyper-parameters are that config: the backbone is its class path).
         instance = isinstance(backbone, nn.Module) and _given_hyperparameters.get() is None
@@ -90,9 +92,7 @@ class PlantClassifier(pl.LightningModule):
         self.backbone, self.num_features = create_backbone(backbone, pretrained)
         self.dropout = nn.Dropout(dropout)
         self.head: nn.Linear | None = None
-        self.criterion = MultiLabelLoss(
-            loss, pos_weight, focal_gamma, asl_gamma_pos, asl_gamma_neg, asl_clip
-        )
+        self.criterion: MultiLabelLoss | None = None
         self.classes: list[str] | None = None
         self._outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         if classes is not None:
@@ -109,6 +109,15 @@ class PlantClassifier(pl.LightningModule):
         self.classes = classes
         self.hparams["classes"] = classes
         self.head = nn.Linear(self.num_features, len(classes))
+        hp = self.hparams
+        self.criterion = MultiLabelLoss(
+            hp["loss"],
+            pos_weight,
+            hp["focal_gamma"],
+            hp["asl_gamma_pos"],
+            hp["asl_gamma_neg"],
+            hp["asl_clip"],
+        )
 
     def check_vocabulary(self, datamodule: Any) -> None:
         """Raise ``DataError`` if the datamodule's ``train.csv`` has other labels than the model."""
@@ -152,8 +161,10 @@ class PlantClassifier(pl.LightningModule):
             ) from None
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Multi-label loss on raw logits; targets may be soft (in [0, 1])."""
-        return self.criterion(logits, targets)
+        """Multi-label loss on raw logits."""
+        if self.criterion is None:
+            raise RuntimeError("the loss is built with the head, once classes are known")
+        return self.criterion(logits, targets.to(logits.dtype))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         hp = self.hparams
@@ -218,20 +229,22 @@ class PlantClassifier(pl.LightningModule):
     def param_groups(self) -> list[dict[str, Any]]:
         """AdamW's parameter groups: backbone or not (its learning rate), and decayed or not
         (matrices and kernels are; biases and normalisation scales, one-dimensional, are not)."""
-        hp, groups = self.hparams, {}
+        hp = self.hparams
+        groups: dict[str, dict[str, Any]] = {}
         for name, param in self.named_parameters():
             part = "backbone" if name.startswith("backbone.") else "head"
             decayed = param.ndim > 1
-            group = groups.setdefault(
-                (part, decayed),
-                {
-                    "name": part if decayed else f"{part}-no-decay",
+            key = part if decayed else f"{part}-no-decay"
+            if key not in groups:
+                scale = hp["backbone_lr_scale"] if part == "backbone" else 1.0
+                decay = hp["weight_decay"] if decayed else 0.0
+                groups[key] = {
+                    "name": key,
                     "params": [],
-                    "lr": hp["lr"] * (hp["backbone_lr_scale"] if part == "backbone" else 1.0),
-                    "weight_decay": hp["weight_decay"] if decayed else 0.0,
-                },
-            )
-            group["params"].append(param)
+                    "lr": hp["lr"] * scale,
+                    "weight_decay": decay,
+                }
+            groups[key]["params"].append(param)
         return list(groups.values())
 
     def configure_optimizers(self) -> Any:
@@ -240,13 +253,18 @@ class PlantClassifier(pl.LightningModule):
         if self._trainer is None or (hp["scheduler"] == "none" and not hp["warmup_epochs"]):
             return optimizer
         total = self.trainer.estimated_stepping_batches  # optimizer steps of the whole fit
-        per_epoch = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
+        per_epoch = math.ceil(
+            self.trainer.num_training_batches / self.trainer.accumulate_grad_batches
+        )
         warmup = min(round(hp["warmup_epochs"] * per_epoch), int(total))
         cosine = hp["scheduler"] == "cosine"
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, warmup, int(total), cosine)
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
 
 def lr_factor(step: int, warmup: int, total: int, cosine: bool) -> float:
