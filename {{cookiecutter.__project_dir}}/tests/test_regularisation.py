@@ -18,7 +18,7 @@ from {{ cookiecutter.package }}.models import PlantClassifier
 from {{ cookiecutter.package }}.transforms import mix_batch
 from {{ cookiecutter.package }}.utils.errors import DataError
 
-from helpers import SAMPLE_DIR, cli_args
+from helpers import CONFIG_DIR, SAMPLE_DIR, cli_args
 
 CLASSES = ["complex", "healthy", "rust", "scab"]
 
@@ -310,3 +310,30 @@ def test_the_loss_options_reach_the_loss(flags, name, focusing):
         run=False,
     )
     assert (cli.model.criterion.name, cli.model.criterion.focusing) == (name, focusing)
+
+
+REGULARISATION = ["backbone_lr_scale", "warmup_epochs", "loss", "label_smoothing"]
+REGULARISATION += ["mixup_p", "cutmix_p"]
+
+
+OFFLINE_MODEL = ["--model.pretrained", "false", "--model.backbone", "resnet18"]
+OFFLINE_MODEL += ["--trainer.logger", "false"]
+
+
+def _configured_model(*configs: str) -> dict:
+    """The model options the shipped configs give, as ``fit`` parses them."""
+    flags = [arg for name in configs for arg in ("--config", str(CONFIG_DIR / name))]
+    cli = PlantCLI(
+        PlantClassifier,
+        PlantDataModule,
+        args=[*flags, "--data.data_dir", str(SAMPLE_DIR), *OFFLINE_MODEL],
+        run=False,
+    )
+    return {key: cli.model.hparams[key] for key in REGULARISATION}
+
+
+def test_the_baseline_regularises_and_the_cpu_overlay_turns_it_all_off():
+    baseline = _configured_model("baseline.yaml")
+    off = _configured_model("baseline.yaml", "cpu_debug.yaml")
+    assert off == {key: PlantClassifier(classes=["a"]).hparams[key] for key in REGULARISATION}
+    assert all(baseline[key] != off[key] for key in REGULARISATION if key != "loss")
