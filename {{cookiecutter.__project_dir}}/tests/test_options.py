@@ -89,7 +89,7 @@ def assert_refused(capsys, work: Path, status: int, *expected: str) -> str:
 def test_the_walk_finds_the_options_users_get_wrong():
     expected = {"model.lr", "model.dropout", "model.threshold", "model.weight_decay"}
     expected |= {"model.pos_weight", "data.batch_size", "data.image_size", "data.num_workers"}
-    expected |= {"data.val_fraction", "data.fold", "data.seed"}
+    expected |= {"data.val_fraction", "data.fold", "data.seed", "model.mixup_p", "model.asl_clip"}
     assert expected <= set(OPTIONS)
 
 
@@ -120,6 +120,18 @@ RULES = [
     ("--model.pos_weight", "[1, 1, 1, 1, 1, 0]", "--model.pos_weight 0"),
     ("--model.pos_weight", "[1, 1, 1, 1, 1, -2]", "--model.pos_weight -2"),
     ("--model.pos_weight", "[1, 1, 1, 1, 1, inf]", "--model.pos_weight inf"),
+    ("--model.mixup_p", "-0.1", "--model.mixup_p -0.1"),
+    ("--model.cutmix_p", "1.5", "--model.cutmix_p 1.5"),
+    ("--model.mixup_alpha", "0", "--model.mixup_alpha 0"),
+    ("--model.cutmix_alpha", "-1", "--model.cutmix_alpha -1"),
+    ("--model.asl_clip", "1", "--model.asl_clip 1"),
+    ("--model.asl_clip", "-0.05", "--model.asl_clip -0.05"),
+    ("--model.asl_gamma_neg", "-1", "--model.asl_gamma_neg -1"),
+    ("--model.focal_gamma", "inf", "--model.focal_gamma inf"),
+    ("--model.label_smoothing", "1", "--model.label_smoothing 1"),
+    ("--model.warmup_epochs", "-1", "--model.warmup_epochs -1"),
+    ("--model.backbone_lr_scale", "0", "--model.backbone_lr_scale 0"),
+    ("--model.loss", "bce2", "--model.loss: Expected a typing.Literal['bce', 'focal', 'asl']"),
     ("--data.val_fraction", "0", "--data.val_fraction 0"),
     ("--data.val_fraction", "0.51", "--data.val_fraction 0.51"),
     ("--data.val_fraction", "0.6", "--data.val_fraction 0.6"),
@@ -149,7 +161,13 @@ def test_a_value_outside_the_documented_range_is_one_line(
 def test_help_shows_the_constraints(capsys):
     assert main(["fit", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    for text in ("PositiveFinite", "DropoutRate", "ClosedUnitInterval", "PositiveInt", "Seed"):
+    for text in (
+        "PositiveFinite",
+        "HalfOpenUnitInterval",
+        "ClosedUnitInterval",
+        "PositiveInt",
+        "Seed",
+    ):
         assert text in out
 
 
@@ -165,6 +183,10 @@ TRAINER_CASES = [
     (["--trainer.accelerator", "tpu"], "--trainer.accelerator"),
     (["--model.backbone", "resnet_999"], "backbone 'resnet_999'"),
     (["--data.fold", "7"], "fold=7 must be in 0..4"),
+    (
+        ["--model.mixup_p", "0.6", "--model.cutmix_p", "0.5"],
+        "mixup_p=0.6 + cutmix_p=0.5 is above 1",
+    ),
     (["--unknown_flag", "3"], "unrecognized arguments: --unknown_flag"),
 ]
 

@@ -1,10 +1,12 @@
 """The LightningModule: backbone features -> dropout -> linear head -> logits, one per label,
-trained with ``BCEWithLogitsLoss`` on the raw logits (multi-label: no sigmoid or softmax before
-it); validation logs the competition metric and each class's F1. The label vocabulary is a
+trained with a multi-label loss of ``losses.py`` on the raw logits (no sigmoid or softmax before
+it), on batches mixed by ``transforms.mix_batch``, with AdamW and a per-step warmup and cosine
+schedule; validation logs the competition metric and each class's F1. The label vocabulary is a
 hyper-parameter, so a checkpoint alone is enough to predict and decode."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -14,8 +16,10 @@ import torch
 from torch import nn
 
 from .backbones import create_backbone
-from .utils.constraints import ClosedUnitInterval, DropoutRate, NonNegativeFinite, PositiveFinite
-from .utils.constraints import check_declared_ranges
+from .losses import LossName, MultiLabelLoss, smooth_targets
+from .transforms import mix_batch
+from .utils.constraints import ClosedUnitInterval, HalfOpenUnitInterval, NonNegativeFinite
+from .utils.constraints import PositiveFinite, check_declared_ranges
 from .utils.errors import DataError
 from . import metrics
 from .metrics import decode, per_class_f1
@@ -30,10 +34,23 @@ class PlantClassifier(pl.LightningModule):
         classes: label vocabulary; ``None`` takes it from the datamodule's ``train.csv`` at fit.
         pretrained: ``False``, ``True`` (torchvision default weights) or a local weights file.
         threshold: probability above which a label is predicted in validation metrics.
-        lr: AdamW learning rate. weight_decay: AdamW weight decay.
-        scheduler: ``"cosine"`` anneals the learning rate over ``max_epochs``; ``"none"`` keeps it.
+        lr: AdamW learning rate of the head. backbone_lr_scale: the backbone's rate is
+            ``lr * backbone_lr_scale`` (below 1: pretrained features move less than the new head).
+        weight_decay: AdamW (decoupled) weight decay of weight matrices and kernels; biases and
+            normalisation scales get none (decaying them only shrinks what normalisation sets).
+        scheduler: ``"cosine"`` anneals the learning rate to 0 at the last optimizer step, updated
+            every step; ``"none"`` keeps it.
+        warmup_epochs: linear warmup from ``lr / steps`` to ``lr`` over this many epochs (counted
+            in optimizer steps, fractions allowed) before the cosine; 0: none.
         dropout: dropout before the head.
-        pos_weight: per-class positive weights for ``BCEWithLogitsLoss`` (rare classes up).
+        pos_weight: per-class weights of the positive term of the loss (rare classes up).
+        loss: ``"bce"`` (binary cross-entropy), ``"focal"`` (``focal_gamma``) or ``"asl"``
+            (Asymmetric Loss: ``asl_gamma_pos``, ``asl_gamma_neg``, ``asl_clip``); ``losses.py``.
+        label_smoothing: training targets ``t -> t * (1 - eps) + eps / 2``; 0: none.
+        mixup_p, mixup_alpha: share of training batches mixed by mixup, lam ~ Beta(alpha, alpha).
+        cutmix_p, cutmix_alpha: the same for cutmix (a box of a shuffled image pasted in); a batch
+            gets one or the other (``mixup_p + cutmix_p <= 1``), targets mixed like the pixels.
+            Validation, test and predict batches are never mixed nor smoothed.
         channels_last: NHWC memory layout, faster convolutions on recent CPUs and GPUs."""
 
     # Arguments checked and made plain first: a checkpoint must load with weights_only=True.
@@ -45,13 +62,29 @@ class PlantClassifier(pl.LightningModule):
         pretrained: bool | str = False,
         threshold: ClosedUnitInterval = 0.5,
         lr: PositiveFinite = 1e-3,
+        backbone_lr_scale: PositiveFinite = 1.0,
         weight_decay: NonNegativeFinite = 1e-4,
         scheduler: Literal["cosine", "none"] = "cosine",
-        dropout: DropoutRate = 0.0,
+        warmup_epochs: NonNegativeFinite = 0.0,
+        dropout: HalfOpenUnitInterval = 0.0,
         pos_weight: list[PositiveFinite] | None = None,
+        loss: LossName = "bce",
+        focal_gamma: NonNegativeFinite = 2.0,
+        asl_gamma_pos: NonNegativeFinite = 0.0,
+        asl_gamma_neg: NonNegativeFinite = 4.0,
+        asl_clip: HalfOpenUnitInterval = 0.05,
+        label_smoothing: HalfOpenUnitInterval = 0.0,
+        mixup_p: ClosedUnitInterval = 0.0,
+        mixup_alpha: PositiveFinite = 0.4,
+        cutmix_p: ClosedUnitInterval = 0.0,
+        cutmix_alpha: PositiveFinite = 1.0,
         channels_last: bool = True,
     ) -> None:
         super().__init__()
+        if mixup_p + cutmix_p > 1:
+            raise DataError(
+                f"mixup_p={mixup_p} + cutmix_p={cutmix_p} is above 1 (one or the other)"
+            )
         # Lightning 2.3-2.6 has no public way to ask whether LightningCLI built this model from a
         # config (then the hyper-parameters are that config: the backbone is its class path).
         instance = isinstance(backbone, nn.Module) and _given_hyperparameters.get() is None
@@ -59,7 +92,7 @@ class PlantClassifier(pl.LightningModule):
         self.backbone, self.num_features = create_backbone(backbone, pretrained)
         self.dropout = nn.Dropout(dropout)
         self.head: nn.Linear | None = None
-        self.criterion: nn.BCEWithLogitsLoss | None = None
+        self.criterion: MultiLabelLoss | None = None
         self.classes: list[str] | None = None
         self._outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         if classes is not None:
@@ -76,8 +109,14 @@ class PlantClassifier(pl.LightningModule):
         self.classes = classes
         self.hparams["classes"] = classes
         self.head = nn.Linear(self.num_features, len(classes))
-        self.criterion = nn.BCEWithLogitsLoss(
-            pos_weight=None if pos_weight is None else torch.tensor(pos_weight)
+        hp = self.hparams
+        self.criterion = MultiLabelLoss(
+            hp["loss"],
+            pos_weight,
+            hp["focal_gamma"],
+            hp["asl_gamma_pos"],
+            hp["asl_gamma_neg"],
+            hp["asl_clip"],
         )
 
     def check_vocabulary(self, datamodule: Any) -> None:
@@ -128,9 +167,18 @@ class PlantClassifier(pl.LightningModule):
         return self.criterion(logits, targets.to(logits.dtype))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        images = batch["image"]
-        loss = self.loss(self(images), batch["target"])
-        self.log("train/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(images))
+        hp = self.hparams
+        mix = mix_batch(
+            batch["image"],
+            batch["target"].float(),
+            hp["mixup_p"],
+            hp["mixup_alpha"],
+            hp["cutmix_p"],
+            hp["cutmix_alpha"],
+        )
+        targets = smooth_targets(mix.targets, hp["label_smoothing"])
+        loss = self.loss(self(mix.images), targets)
+        self.log("train/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(targets))
         return loss
 
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
@@ -178,12 +226,54 @@ class PlantClassifier(pl.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         return {"id": list(batch["id"]), "probs": torch.sigmoid(self(batch["image"]).float())}
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        """AdamW's parameter groups: backbone or not (its learning rate), and decayed or not
+        (matrices and kernels are; biases and normalisation scales, one-dimensional, are not)."""
+        hp = self.hparams
+        groups: dict[str, dict[str, Any]] = {}
+        for name, param in self.named_parameters():
+            part = "backbone" if name.startswith("backbone.") else "head"
+            decayed = param.ndim > 1
+            key = part if decayed else f"{part}-no-decay"
+            if key not in groups:
+                scale = hp["backbone_lr_scale"] if part == "backbone" else 1.0
+                decay = hp["weight_decay"] if decayed else 0.0
+                groups[key] = {
+                    "name": key,
+                    "params": [],
+                    "lr": hp["lr"] * scale,
+                    "weight_decay": decay,
+                }
+            groups[key]["params"].append(param)
+        return list(groups.values())
+
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.AdamW(
-            self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
-        )
-        epochs = self.trainer.max_epochs if self._trainer is not None else None
-        if self.hparams["scheduler"] == "none" or not epochs or epochs < 1:
+        optimizer = torch.optim.AdamW(self.param_groups())
+        hp = self.hparams
+        if self._trainer is None or (hp["scheduler"] == "none" and not hp["warmup_epochs"]):
             return optimizer
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}  # stepped once per epoch
+        total = self.trainer.estimated_stepping_batches  # optimizer steps of the whole fit
+        per_epoch = math.ceil(
+            self.trainer.num_training_batches / self.trainer.accumulate_grad_batches
+        )
+        warmup = min(round(hp["warmup_epochs"] * per_epoch), int(total))
+        cosine = hp["scheduler"] == "cosine"
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, warmup, int(total), cosine)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+def lr_factor(step: int, warmup: int, total: int, cosine: bool) -> float:
+    """The learning rate of optimizer step ``step`` (from 0) over the base rate: ``(step + 1) /
+    warmup`` during the ``warmup`` steps, then ``(1 + cos(pi * (step - warmup) / (total -
+    warmup))) / 2`` down to 0 at step ``total`` if ``cosine``, else 1."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if not cosine:
+        return 1.0
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return (1 + math.cos(math.pi * progress)) / 2

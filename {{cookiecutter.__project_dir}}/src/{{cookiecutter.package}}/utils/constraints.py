@@ -42,7 +42,8 @@ ClosedUnitInterval = restricted_number_type("ClosedUnitInterval", float, [(">=",
 # Finite: an infinite rate or weight turns every weight into NaN.
 PositiveFinite = restricted_number_type("PositiveFinite", float, [(">", 0), ("<", math.inf)])
 NonNegativeFinite = restricted_number_type("NonNegativeFinite", float, [(">=", 0), ("<", math.inf)])
-DropoutRate = restricted_number_type("DropoutRate", float, [(">=", 0), ("<", 1)])  # 1 zeroes all
+# Below 1: a dropout of 1 zeroes every feature, a smoothing of 1 makes every target 0.5.
+HalfOpenUnitInterval = restricted_number_type("HalfOpenUnitInterval", float, [(">=", 0), ("<", 1)])
 ValFraction = restricted_number_type("ValFraction", float, [(">", 0), ("<=", 0.5)])
 ImageSide = restricted_number_type("ImageSide", int, [(">=", 16), ("<=", 4096)])
 # Of a 64-bit perceptual hash: unrelated pictures differ in about 32 bits.
