@@ -183,7 +183,9 @@ def test_predict_blends_cv_folders_by_weight_at_the_blends_thresholds(
 @pytest.mark.slow
 def test_the_offline_package_blends_by_the_same_weights(teacher, student, sample_dir, tmp_path):
     out, _ = student
-    code, _ = package(f"{teacher},{out}", str(tmp_path / "bundle"), "--user", "me", "--blend", "3,1")
+    code, _ = package(
+        f"{teacher},{out}", str(tmp_path / "bundle"), "--user", "me", "--blend", "3,1"
+    )
     assert code == 0
     weights = tmp_path / "bundle" / "weights"
     manifest = read_manifest(weights / "manifest.json")
@@ -198,7 +200,9 @@ def test_the_offline_package_blends_by_the_same_weights(teacher, student, sample
         alone.append(probabilities(probs, manifest.classes)[1])
     assert abs(alone[0] - alone[1]).max() > 1e-3
     probs = tmp_path / "blend.csv"
-    predict_with_manifest(weights / "manifest.json", images, tmp_path / "s.csv", probabilities=probs)
+    predict_with_manifest(
+        weights / "manifest.json", images, tmp_path / "s.csv", probabilities=probs
+    )
     blended = probabilities(probs, manifest.classes)[1]
     assert abs(blended - (0.75 * alone[0] + 0.25 * alone[1])).max() <= 1e-4
 

@@ -187,7 +187,9 @@ class PlantDataModule(pl.LightningDataModule):
             return
         targets, train_idx, val_idx = self._split
         soft = self._soft_rows
-        self.train_set = self._labelled_set(train_idx, targets if soft is None else soft, train=True)
+        self.train_set = self._labelled_set(
+            train_idx, targets if soft is None else soft, train=True
+        )
         self.val_set = self._labelled_set(val_idx, targets, train=False)
 
     @functools.cached_property

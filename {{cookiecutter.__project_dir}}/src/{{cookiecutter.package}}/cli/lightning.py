@@ -119,8 +119,9 @@ class PlantCLI(LightningCLI):
         if subcommand == "predict":
             blend = parse_blend("--ckpt_path", parse_sources(ckpt_path), config.get("blend"))
         if blend is not None:
-            self.members, self.weights = blend.checkpoints()
-            ckpt_path = config.ckpt_path = str(self.members[0])
+            paths, self.weights = blend.checkpoints()
+            self.members = list(paths)
+            ckpt_path = config.ckpt_path = str(paths[0])
             if not self.threshold_flag:
                 self.blend = blend.thresholds()
         elif subcommand == "predict" and Path(ckpt_path).is_dir():
@@ -221,7 +222,9 @@ class PlantCLI(LightningCLI):
         at the threshold ``apply_checkpoint`` decided (the log says which)."""
         choice = cast(ThresholdChoice, self.threshold)  # predict always reads a checkpoint
         tta = self.config.predict.tta
-        ensemble = EnsembleClassifier.from_checkpoints(self.members, tta, choice.value, self.weights)
+        ensemble = EnsembleClassifier.from_checkpoints(
+            self.members, tta, choice.value, self.weights
+        )
         if self.trainer.is_global_zero:
             print(choice.log_line())
         self.trainer.predict(ensemble, datamodule=datamodule, return_predictions=False)

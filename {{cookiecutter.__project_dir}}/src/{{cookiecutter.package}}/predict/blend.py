@@ -18,7 +18,14 @@ from ..labels import encode_labels, read_train_csv
 from ..layout import TRAIN_CSV
 from ..thresholds import choose_thresholds
 from ..utils.errors import DataError
-from ..workflows.cv_files import FIT_CONFIG, OOF, THRESHOLDS, fold_checkpoints, is_cv_folder, read_plan
+from ..workflows.cv_files import (
+    FIT_CONFIG,
+    OOF,
+    THRESHOLDS,
+    fold_checkpoints,
+    is_cv_folder,
+    read_plan,
+)
 from .submission import read_probabilities
 from .threshold_report import ThresholdReport
 

@@ -140,11 +140,13 @@ class EnsembleClassifier(pl.LightningModule):
         """Probabilities (batch x classes): each member's mean over the TTA views, then the
         members' weighted mean."""
         views = tta_views(images, self.tta)
-        mixed = 0.0
-        for member, weight in zip(self.members, self.weights):
-            probs = torch.stack([torch.sigmoid(member(view).float()) for view in views]).mean(0)
-            mixed = mixed + weight * probs
-        return cast(torch.Tensor, mixed)
+        probs = [
+            torch.stack([torch.sigmoid(member(view).float()) for view in views]).mean(0)
+            for member in self.members
+        ]
+        return sum(
+            (weight * p for weight, p in zip(self.weights, probs)), torch.zeros_like(probs[0])
+        )
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         if not self.marks:

@@ -57,7 +57,11 @@ def read_probabilities(path: str | Path, classes: Sequence[str]) -> tuple[list[s
                 values = [float(value) for value in row[first:]]
             except ValueError:
                 values = []
-            if len(row) != len(header) or len(values) != len(classes) or not all(0.0 <= v <= 1.0 for v in values):
+            if (
+                len(row) != len(header)
+                or len(values) != len(classes)
+                or not all(0.0 <= v <= 1.0 for v in values)
+            ):
                 raise DataError(f"{path}: row {number}: expected {len(classes)} numbers in [0, 1]")
             ids.append(row[0])
             rows.append(values)

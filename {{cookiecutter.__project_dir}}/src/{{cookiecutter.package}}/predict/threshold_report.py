@@ -171,7 +171,9 @@ def decide_threshold(
     if flag is not None:
         return ThresholdChoice(single_threshold(flag), THRESHOLD_PRECEDENCE[0])
     if blend is not None:
-        return ThresholdChoice(blend.thresholds_for_predict(classes), f"{BLEND_ORIGIN} ({blend.use})")
+        return ThresholdChoice(
+            blend.thresholds_for_predict(classes), f"{BLEND_ORIGIN} ({blend.use})"
+        )
     if cv_folder is not None and (Path(cv_folder) / THRESHOLDS).is_file():
         report = ThresholdReport.load(Path(cv_folder) / THRESHOLDS)
         value = report.thresholds_for_predict(classes)

@@ -138,7 +138,10 @@ def run_distill(
     }
     name = metrics.NAME
     record["scores"] = {
-        model: {f"oof_{name}_default_threshold": r.default_score, f"oof_{name}_tuned": r.chosen_score}
+        model: {
+            f"oof_{name}_default_threshold": r.default_score,
+            f"oof_{name}_tuned": r.chosen_score,
+        }
         for model, r in reports.items()
     }
     write_json(out / DISTILL, record)
