@@ -4,6 +4,7 @@ The predictions are recomputed image by image from a checkpoint (``load_classifi
 forward pass in float32), so a mix-up of checkpoints, images or views in cv or predict shows.
 """
 
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -95,3 +96,18 @@ def recomputed_probabilities(
     with torch.no_grad():
         probs = [torch.sigmoid(model(images.flip(dims) if dims else images)) for dims in views]
     return torch.stack(probs).mean(0).numpy()
+
+
+def copy_cv_run(cv_run: Path, target: Path) -> Path:
+    """A private copy of the cv fixture, checkpoints hard-linked (cv replaces, never edits them)."""
+
+    def link_checkpoints(source: str, copy: str) -> None:
+        try:
+            if source.endswith(".ckpt"):
+                os.link(source, copy)
+                return
+        except OSError:
+            pass
+        shutil.copy2(source, copy)
+
+    return Path(shutil.copytree(cv_run, target, copy_function=link_checkpoints))

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from cv_checks import (
     add_copies,
     add_near_copies,
     assert_stratified,
+    copy_cv_run,
     probability_tolerance,
     recomputed_probabilities,
 )
@@ -245,21 +245,6 @@ def test_cv_folds_hold_each_class_in_about_equal_counts(cv_run, cv_data):
     images, targets = _targets(cv_data)
     classes = label_vocabulary(read_train_csv(cv_data / "train.csv"))
     assert_stratified(np.array([folds[name] for name in images]), targets, classes)
-
-
-def copy_cv_run(cv_run: Path, target: Path) -> Path:
-    """A private copy of the cv fixture, checkpoints hard-linked (cv replaces, never edits them)."""
-
-    def link_checkpoints(source: str, copy: str) -> None:
-        try:
-            if source.endswith(".ckpt"):
-                os.link(source, copy)
-                return
-        except OSError:
-            pass
-        shutil.copy2(source, copy)
-
-    return Path(shutil.copytree(cv_run, target, copy_function=link_checkpoints))
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:

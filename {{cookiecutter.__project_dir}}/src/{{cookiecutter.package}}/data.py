@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .predict.submission import read_probabilities
 from .prep.cache import check_cache
 from .utils.constraints import DuplicateDistance, ImageSide, NonNegativeInt, PositiveInt, Seed
 from .utils.constraints import ValFraction
@@ -80,7 +81,10 @@ class PlantDataModule(pl.LightningDataModule):
             ``val_fraction`` and ``seed``; ``fold`` is then the validation fold.
         duplicate_distance: images whose perceptual hashes (64 bits) differ in at most this
             many bits are duplicates, kept in one fold with identical files (0 to 16; 0: same
-            hash only; see ``prep.duplicates``)."""
+            hash only; see ``prep.duplicates``).
+        soft_targets: an ``image,<class>...`` CSV of training targets in [0, 1] (``distill``
+            writes one) that replace the training images' multi-hot labels; validation keeps
+            the labels of ``train.csv``. Every loss option (bce, focal, asl) takes them."""
 
     @check_declared_ranges
     def __init__(
@@ -95,6 +99,7 @@ class PlantDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         split_file: str | None = None,
         duplicate_distance: DuplicateDistance = DUPLICATE_DISTANCE,
+        soft_targets: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -108,6 +113,7 @@ class PlantDataModule(pl.LightningDataModule):
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.split_file = None if split_file is None else Path(split_file)
         self.duplicate_distance = duplicate_distance
+        self.soft_targets = None if soft_targets is None else Path(soft_targets)
         self._checked: set[str] = set()
         self.train_set: ImageDataset | None = None
         self.val_set: ImageDataset | None = None
@@ -158,6 +164,7 @@ class PlantDataModule(pl.LightningDataModule):
         else:
             check_listed_images(self.train_csv, self.images_dir(TRAIN_IMAGES), self.samples)
             self._split  # computed here: a bad split fails before any output
+            self._soft_rows
         self._checked.add(stage)
 
     @functools.cached_property
@@ -186,8 +193,26 @@ class PlantDataModule(pl.LightningDataModule):
             )
             return
         targets, train_idx, val_idx = self._split
-        self.train_set = self._labelled_set(train_idx, targets, train=True)
+        soft = self._soft_rows
+        self.train_set = self._labelled_set(
+            train_idx, targets if soft is None else soft, train=True
+        )
         self.val_set = self._labelled_set(val_idx, targets, train=False)
+
+    @functools.cached_property
+    def _soft_rows(self) -> np.ndarray | None:
+        """The ``soft_targets`` file's rows in ``train.csv`` order (checked), if there is one."""
+        if self.soft_targets is None:
+            return None
+        ids, soft = read_probabilities(self.soft_targets, self.classes)
+        row_of = {name: row for row, name in enumerate(ids)}
+        missing = [sample.image for sample in self.samples if sample.image not in row_of]
+        if missing:
+            raise DataError(
+                f"--data.soft_targets {self.soft_targets}: no row for {len(missing)} images of"
+                f" {TRAIN_CSV} (first: {missing[0]})"
+            )
+        return soft[[row_of[sample.image] for sample in self.samples]].astype(np.float32)
 
     def _labelled_set(self, indices: np.ndarray, targets: np.ndarray, train: bool) -> ImageDataset:
         """The ``train.csv`` rows at ``indices``, with training or evaluation transforms."""

@@ -24,6 +24,7 @@ COMMANDS = {
     "test": "the same on the held-out fold (today: the validation fold again)",
     "predict": f"write submission.csv for {TEST_IMAGES}/ (--ckpt_path FILE|last|best)",
     "cv": "k-fold cross-validation: fold models, out-of-fold predictions, tuned thresholds",
+    "distill": "train a cv folder's folds again on soft targets from its out-of-fold predictions",
     "tune": "hyper-parameter search with Optuna; workers share one study",
     "package": "bundle a checkpoint or cv folder as Kaggle datasets + an offline notebook",
     "report": "plots of a data folder and a run folder, written as PNG files",
@@ -33,6 +34,7 @@ COMMANDS = {
 # The module (under the package) of each command the LightningCLI does not run.
 MODULES = {
     "cv": "workflows.cv",
+    "distill": "workflows.distill",
     "tune": "workflows.tune",
     "package": "kaggle.bundle",
     "report": "reports.report",

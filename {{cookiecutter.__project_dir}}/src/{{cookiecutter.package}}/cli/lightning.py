@@ -7,7 +7,7 @@ import sys
 import warnings
 from argparse import ArgumentError
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn, Optional, cast
 
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -29,7 +29,8 @@ from ..models import PlantClassifier
 from ..utils.quiet import drop_adverts
 from ..predict.submission import SubmissionWriter
 from ..predict.tta import TTA
-from ..predict.threshold_report import ThresholdChoice, decide_threshold
+from ..predict.blend import parse_blend, parse_sources
+from ..predict.threshold_report import ThresholdChoice, ThresholdReport, decide_threshold
 
 drop_adverts()
 # `cv` and `tune` run fits with their own arguments while sys.argv holds theirs: on purpose.
@@ -81,6 +82,12 @@ class PlantCLI(LightningCLI):
             parser.add_lightning_class_args(SubmissionWriter, "submission")
             tta_help = "test-time augmentation: average over flipped views (flips: h, v and both)"
             parser.add_argument("--tta", type=TTA, default="none", help=tta_help)
+            blend = (
+                "blend weights of the cv folders in --ckpt_path A,B (e.g. 0.6,0.4; default"
+                " equal): the weighted mean of their probabilities, at thresholds tuned on the"
+                " same mean of their oof.csv"
+            )
+            parser.add_argument("--blend", type=Optional[str], default=None, help=blend)
         if subcommand in ("fit", None):
             search = "find the largest batch size that fits (Tuner.scale_batch_size) first"
             parser.add_argument("--auto_batch_size", type=bool, default=False, help=search)
@@ -94,6 +101,8 @@ class PlantCLI(LightningCLI):
         files first), check it and apply its hyper-parameters."""
         super().parse_arguments(parser, args)
         self.members: list[str | Path | Checkpoint] = []
+        self.weights: list[float] | None = None
+        self.blend: ThresholdReport | None = None
         self.checkpoint: Checkpoint | None = None
         self.threshold: ThresholdChoice | None = None
         given = list(sys.argv[1:] if args is None else args)
@@ -106,7 +115,16 @@ class PlantCLI(LightningCLI):
         if subcommand == "predict" and not ckpt_path:
             raise DataError("predict needs a trained model: pass --ckpt_path CHECKPOINT")
         cv_folder = None
-        if subcommand == "predict" and Path(ckpt_path).is_dir():
+        blend = None
+        if subcommand == "predict":
+            blend = parse_blend("--ckpt_path", parse_sources(ckpt_path), config.get("blend"))
+        if blend is not None:
+            paths, self.weights = blend.checkpoints()
+            self.members = list(paths)
+            ckpt_path = config.ckpt_path = str(paths[0])
+            if not self.threshold_flag:
+                self.blend = blend.thresholds()
+        elif subcommand == "predict" and Path(ckpt_path).is_dir():
             if not is_cv_folder(ckpt_path):
                 raise DataError(f"--ckpt_path {ckpt_path}: a folder must be the output of cv")
             cv_folder, self.members = Path(ckpt_path), list(fold_checkpoints(ckpt_path))
@@ -141,7 +159,12 @@ class PlantCLI(LightningCLI):
             config.checkpoint.dirpath = checkpoint.record["dirpath"]
         flag = typed if self.threshold_flag else None
         self.threshold = decide_threshold(
-            hparams["classes"], typed, flag=flag, cv_folder=cv, checkpoint=hparams.get("threshold")
+            hparams["classes"],
+            typed,
+            flag=flag,
+            cv_folder=cv,
+            checkpoint=hparams.get("threshold"),
+            blend=self.blend,
         )
         if isinstance(self.threshold.value, float):
             config.model.threshold = self.threshold.value
@@ -194,11 +217,14 @@ class PlantCLI(LightningCLI):
             )
 
     def predict(self, model: PlantClassifier, datamodule: Any = None, **kwargs: Any) -> None:
-        """Predict with the checkpoint, or the mean of a cv folder's folds, over the TTA views,
+        """Predict with the checkpoint, the mean of a cv folder's folds or a blend of cv folders,
+        over the TTA views,
         at the threshold ``apply_checkpoint`` decided (the log says which)."""
         choice = cast(ThresholdChoice, self.threshold)  # predict always reads a checkpoint
         tta = self.config.predict.tta
-        ensemble = EnsembleClassifier.from_checkpoints(self.members, tta, choice.value)
+        ensemble = EnsembleClassifier.from_checkpoints(
+            self.members, tta, choice.value, self.weights
+        )
         if self.trainer.is_global_zero:
             print(choice.log_line())
         self.trainer.predict(ensemble, datamodule=datamodule, return_predictions=False)

@@ -30,6 +30,7 @@ from ..utils.atomic import write_json
 from ..utils.torchfiles import save_torch_file
 
 if TYPE_CHECKING:
+    from ..predict.blend import Blend
     from ..predict.inference import Checkpoint
 WHEEL_TIMEOUT = 600  # seconds; a pure-Python wheel builds in a few
 DESCRIPTION = (
@@ -56,15 +57,21 @@ def source_checkpoints(source: Path) -> list[Path]:
 
 
 def inference_settings(
-    source: Path, checkpoints: list[Checkpoint], tta: str, threshold: float | None = None
+    source: Path,
+    checkpoints: list[Checkpoint],
+    tta: str,
+    threshold: float | None = None,
+    blend: Blend | None = None,
 ) -> dict[str, Any]:
-    """The manifest's fields but the checkpoints: ``predict``'s settings, then their provenance.
-    Each checkpoint's model is built once, by the ensemble that checks they agree."""
+    """The manifest's fields but the checkpoints: ``predict``'s settings, then their provenance
+    (``blend``: of the cv folders blended, ``source`` the first). Each checkpoint's model is built
+    once, by the ensemble that checks they agree."""
     from ..models import PlantClassifier
     from ..predict.inference import EnsembleClassifier
     from ..predict.threshold_report import decide_threshold
 
-    ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta)
+    weights = None if blend is None else blend.checkpoints()[1]
+    ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta, weights=weights)
     first = checkpoints[0]
     data = dict(first.content.get("datamodule_hyper_parameters") or {})
     if not isinstance(data.get("image_size"), int):
@@ -75,8 +82,27 @@ def inference_settings(
         flag=threshold,
         cv_folder=source if source.is_dir() else None,
         checkpoint=first.hyper_parameters.get("threshold"),
+        blend=None if blend is None or threshold is not None else blend.thresholds(),
     )
     print(choice.log_line())
+    if blend is None:
+        provenance: dict[str, Any] = {
+            "source": source.resolve().name,
+            "source_checkpoints": (
+                [c.path.resolve().relative_to(source.resolve()).as_posix() for c in checkpoints]
+                if source.is_dir()
+                else [source.name]
+            ),
+        }
+    else:
+        provenance = {
+            "source": [folder.resolve().name for folder in blend.folders],
+            "source_checkpoints": [
+                f"{blend.folders[index].resolve().name}/{path.parent.name}/{path.name}"
+                for index, path, _ in blend.members()
+            ],
+            "weights": weights,
+        }
     return {
         "classes": list(ensemble.classes),
         "image_size": data["image_size"],
@@ -84,12 +110,7 @@ def inference_settings(
         "threshold": choice.value,
         "tta": tta,
         "threshold_from": choice.origin,
-        "source": source.resolve().name,
-        "source_checkpoints": (
-            [c.path.resolve().relative_to(source.resolve()).as_posix() for c in checkpoints]
-            if source.is_dir()
-            else [source.name]
-        ),
+        **provenance,
         "package": PACKAGE,
         "version": __version__,
         "config": without_paths(
@@ -148,7 +169,12 @@ def build_wheel(root: Path, dest: Path) -> Path:
     return dest / done.stdout.strip().splitlines()[-1]
 
 
-def write_weights(folder: Path, checkpoints: list[Checkpoint], settings: dict[str, Any]) -> None:
+def write_weights(
+    folder: Path,
+    checkpoints: list[Checkpoint],
+    settings: dict[str, Any],
+    blend: Blend | None = None,
+) -> None:
     """The checkpoints stripped to what ``load_classifier`` reads (weights and ``KEPT``, each
     loaded back as a check) and ``manifest.json``; prints each size before and after."""
     from ..predict.inference import load_classifier
@@ -156,6 +182,8 @@ def write_weights(folder: Path, checkpoints: list[Checkpoint], settings: dict[st
     names = (
         [f"fold{k}.ckpt" for k in range(len(checkpoints))] if checkpoints[1:] else ["model.ckpt"]
     )
+    if blend is not None:  # blend{i}-fold{k}.ckpt: fold k of the i-th cv folder
+        names = [f"blend{index}-{path.parent.name}.ckpt" for index, path, _ in blend.members()]
     for source, name in zip(checkpoints, names):
         kept = without_paths({key: source.content[key] for key in KEPT if key in source.content})
         kept["state_dict"] = source.content["state_dict"]
@@ -168,6 +196,7 @@ def write_weights(folder: Path, checkpoints: list[Checkpoint], settings: dict[st
 
 def package(args: argparse.Namespace) -> Ids:
     """Check everything, build the bundle next to ``args.out``, then move it into place."""
+    from ..predict.blend import parse_blend, parse_sources
     from ..predict.inference import read_checkpoint
 
     ids = check_ids(args.user, args.competition)
@@ -176,11 +205,16 @@ def package(args: argparse.Namespace) -> Ids:
         "the working directory": Path.cwd(),
         "the project": root,
         "your home folder": Path.home(),
-        "the checkpoint or cv folder being packaged": args.source,
     }
+    sources = parse_sources(args.source)
+    blend = parse_blend("package", sources, args.blend)
+    for number, source in enumerate(sources, start=1):
+        blended = f" (blend member {number})" if sources[1:] else ""
+        protected[f"the checkpoint or cv folder being packaged{blended}"] = source
     target = check_target(args.out, protected, args.force)
-    checkpoints = [read_checkpoint(path) for path in source_checkpoints(args.source)]
-    settings = inference_settings(args.source, checkpoints, args.tta, args.threshold)
+    paths = source_checkpoints(sources[0]) if blend is None else blend.checkpoints()[0]
+    checkpoints = [read_checkpoint(path) for path in paths]
+    settings = inference_settings(sources[0], checkpoints, args.tta, args.threshold, blend)
     with staged_folder(target) as staging:
         code, weights, kernel = (staging / name for name in ("code", "weights", "kernel"))
         for folder in (code, weights, kernel):
@@ -188,7 +222,7 @@ def package(args: argparse.Namespace) -> Ids:
         wheel = build_wheel(root, code)
         print(f"code/{wheel.name}: {wheel.stat().st_size / 1e3:.0f} kB")
         write_json(code / "dataset-metadata.json", dataset_metadata(ids.code, "the package wheel"))
-        write_weights(weights, checkpoints, settings)
+        write_weights(weights, checkpoints, settings, blend)
         write_json(
             weights / "dataset-metadata.json", dataset_metadata(ids.weights, "model weights")
         )
@@ -198,11 +232,20 @@ def package(args: argparse.Namespace) -> Ids:
 
 def parser() -> argparse.ArgumentParser:
     build = command_parser("package", DESCRIPTION)
-    build.add_argument("source", type=Path, metavar="CKPT_OR_CV_DIR", help="checkpoint or cv dir")
+    build.add_argument(
+        "source",
+        metavar="CKPT_OR_CV_DIR",
+        help="checkpoint or cv folder, or cv folders A,B,... to blend (see --blend)",
+    )
     build.add_argument("out", type=Path, metavar="OUT_DIR", help="new folder for the bundle")
     build.add_argument("--user", required=True, help="your Kaggle user name (owns the datasets)")
     build.add_argument("--competition", default=COMPETITION, help=f"default: {COMPETITION}")
     build.add_argument("--tta", choices=TTA_NAMES, default="none", help="test-time augmentation")
+    build.add_argument(
+        "--blend",
+        help="weights of the cv folders A,B,... (e.g. 0.6,0.4; default equal): the weighted mean"
+        " of their probabilities, at thresholds tuned on the same mean of their oof.csv",
+    )
     build.add_argument(
         "--model.threshold",
         dest="threshold",

@@ -24,6 +24,7 @@ class Manifest:
     batch_size: int
     threshold: float | list[float]
     tta: str
+    weights: list[float] | None = None  # one per checkpoint (a blend's); None: equal
 
 
 def read_manifest(path: str | Path) -> Manifest:
@@ -49,7 +50,21 @@ def _parse(data: Any, folder: Path) -> Manifest:
         batch_size=field(data, "batch_size", int, minimum=1),
         threshold=_threshold(data, len(classes)),
         tta=tta,
+        weights=_weights(data, len(names)),
     )
+
+
+def _weights(data: dict[str, Any], n_checkpoints: int) -> list[float] | None:
+    """The optional blend weights: one number of 0 or more per checkpoint, not all zero."""
+    if data.get("weights") is None:
+        return None
+    values = field(data, "weights", list)
+    numbers = [field({"weights": v}, "weights", float) for v in values]
+    if len(numbers) != n_checkpoints or min(numbers) < 0 or sum(numbers) <= 0:
+        raise DataError(
+            f"'weights' must be {n_checkpoints} numbers of 0 or more, not all zero, got {values!r}"
+        )
+    return numbers
 
 
 def _names(data: dict[str, Any], name: str) -> list[str]:

@@ -34,10 +34,11 @@ def predict_share(
     accelerator: str,
     precision: str | None,
     device: int,
+    weights: Sequence[float] | None = None,
 ) -> tuple[list[str], np.ndarray, float]:
     """One device's share: ids, probabilities and images per second of ``names`` on ``device``
     (``loader``: image size, batch size, workers); run in a process of its own."""
-    ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta, threshold=threshold)
+    ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta, threshold, weights)
     on = [device] if accelerator in ("gpu", "cuda") else 1
     ids, probs = predict_images(ensemble, images, names, *loader, accelerator, precision, on)
     return ids, probs, images_per_second(ensemble.marks)
@@ -56,13 +57,15 @@ def predict_folder(
     precision: str | None = None,
     probabilities: str | Path | None = None,
     devices: int | None = None,
+    weights: Sequence[float] | None = None,
 ) -> Path:
-    """Write the submission of ``images`` (mean of ``checkpoints`` over the ``tta`` views, decoded
-    at ``threshold``, default the first checkpoint's) to ``out``, and the probabilities there.
+    """Write the submission of ``images`` (mean of ``checkpoints`` over the ``tta`` views,
+    weighted by ``weights``, default equal; decoded at ``threshold``, default the first
+    checkpoint's) to ``out``, and the probabilities to ``probabilities``.
     ``devices`` ``None``: ``hardware.inference_devices(accelerator)`` decides (every usable GPU,
     else the CPU); ``num_workers`` is shared among the devices."""
     names = list_images(Path(images))
-    ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta=tta, threshold=threshold)
+    ensemble = EnsembleClassifier.from_checkpoints(checkpoints, tta, threshold, weights)
     if devices is None:
         accelerator, devices = inference_devices(accelerator)
     count = max(1, min(devices, len(names)))
@@ -78,7 +81,9 @@ def predict_folder(
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(count, mp_context=spawn) as pool:
             jobs = [
-                pool.submit(predict_share, *settings, share, loader, accelerator, precision, device)
+                pool.submit(
+                    predict_share, *settings, share, loader, accelerator, precision, device, weights
+                )
                 for device, share in enumerate(shares)
             ]
             results = [job.result() for job in jobs]
@@ -101,6 +106,5 @@ def predict_with_manifest(
     """``predict_folder`` with the settings of a bundle's ``manifest.json``; ``options``: its
     ``num_workers``, ``accelerator``, ``precision``, ``probabilities``, ``devices``."""
     m = read_manifest(manifest)
-    return predict_folder(
-        m.checkpoints, images, out, m.image_size, m.tta, m.threshold, m.batch_size, **options
-    )
+    settings = m.image_size, m.tta, m.threshold, m.batch_size
+    return predict_folder(m.checkpoints, images, out, *settings, **options, weights=m.weights)

@@ -80,13 +80,15 @@ def load_classifier(checkpoint: str | Path | Checkpoint) -> tuple[PlantClassifie
 
 
 class EnsembleClassifier(pl.LightningModule):
-    """The mean probability of several classifiers of one label vocabulary, over TTA views."""
+    """The mean probability of several classifiers of one label vocabulary over TTA views,
+    weighted by ``weights`` (one per member, a blend's; default equal)."""
 
     def __init__(
         self,
         members: Sequence[PlantClassifier],
         tta: str = "none",
         threshold: float | Sequence[float] | None = None,
+        weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if not members:
@@ -98,6 +100,10 @@ class EnsembleClassifier(pl.LightningModule):
                     f"ensemble member {index} was trained on the labels {member.classes},"
                     f" member 0 on {classes}: combine checkpoints of one label vocabulary"
                 )
+        weights = [1.0] * len(members) if weights is None else list(weights)
+        if len(weights) != len(members) or min(weights) < 0 or sum(weights) <= 0:
+            raise DataError(f"ensemble weights {weights}: one per member, >= 0, not all zero")
+        self.weights = [weight / sum(weights) for weight in weights]
         self.members = nn.ModuleList(members)
         self.classes = classes
         self.tta = check_tta(tta)
@@ -112,6 +118,7 @@ class EnsembleClassifier(pl.LightningModule):
         checkpoints: Sequence[str | Path | Checkpoint],
         tta: str = "none",
         threshold: float | Sequence[float] | None = None,
+        weights: Sequence[float] | None = None,
     ) -> EnsembleClassifier:
         """Load every checkpoint (file or read); ``DataError`` if labels or image sizes differ."""
         read = [c if isinstance(c, Checkpoint) else read_checkpoint(c) for c in checkpoints]
@@ -122,7 +129,7 @@ class EnsembleClassifier(pl.LightningModule):
             raise DataError(
                 f"ensemble checkpoints were trained at different image sizes ({described})"
             )
-        return cls([model for model, _ in loaded], tta=tta, threshold=threshold)
+        return cls([model for model, _ in loaded], tta=tta, threshold=threshold, weights=weights)
 
     def setup(self, stage: str) -> None:
         for member in self.members:
@@ -130,10 +137,16 @@ class EnsembleClassifier(pl.LightningModule):
                 member.to(memory_format=torch.channels_last)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Mean probabilities (batch x classes) over members and TTA views."""
+        """Probabilities (batch x classes): each member's mean over the TTA views, then the
+        members' weighted mean."""
         views = tta_views(images, self.tta)
-        probs = [torch.sigmoid(member(view).float()) for view in views for member in self.members]
-        return torch.stack(probs).mean(0)
+        probs = [
+            torch.stack([torch.sigmoid(member(view).float()) for view in views]).mean(0)
+            for member in self.members
+        ]
+        return sum(
+            (weight * p for weight, p in zip(self.weights, probs)), torch.zeros_like(probs[0])
+        )
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         if not self.marks:

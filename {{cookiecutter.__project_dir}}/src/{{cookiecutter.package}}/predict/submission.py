@@ -3,6 +3,7 @@ file appears only when every test image has been predicted, and whole (``utils.a
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,38 @@ def write_probabilities(
     folds = [] if fold is None else [fold]
     rows = [[name, *folds, *np.round(row, 6).tolist()] for name, row in zip(ids, probs)]
     return write_csv(path, ["image", *(["fold"] if folds else []), *classes], rows)
+
+
+def read_probabilities(path: str | Path, classes: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Ids and probabilities of a file ``write_probabilities`` wrote (``oof.csv`` too), with the
+    columns ``classes``; ``DataError`` naming the file and the first bad row or column."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        first = 2 if header[1:2] == ["fold"] else 1
+        if header[:1] != ["image"] or header[first:] != list(classes):
+            raise DataError(
+                f"{path}: columns {header}, expected image,[fold,]{','.join(classes)} (another"
+                " label vocabulary?)"
+            )
+        ids, rows = [], []
+        for number, row in enumerate(reader, start=2):
+            try:
+                values = [float(value) for value in row[first:]]
+            except ValueError:
+                values = []
+            if (
+                len(row) != len(header)
+                or len(values) != len(classes)
+                or not all(0.0 <= v <= 1.0 for v in values)
+            ):
+                raise DataError(f"{path}: row {number}: expected {len(classes)} numbers in [0, 1]")
+            ids.append(row[0])
+            rows.append(values)
+    return ids, np.array(rows, dtype=np.float64).reshape(len(rows), len(classes))
 
 
 class SubmissionWriter(BasePredictionWriter):

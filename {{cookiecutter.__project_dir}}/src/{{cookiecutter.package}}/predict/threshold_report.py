@@ -30,6 +30,9 @@ THRESHOLD_PRECEDENCE = (  # which threshold a prediction decodes at: the first t
     "the checkpoint's model.threshold",
     "the config's model.threshold",
 )
+# A blend of cv folders (``predict.blend``) decodes at thresholds tuned on its own OOF instead of
+# a cv folder's.
+BLEND_ORIGIN = "thresholds tuned on the blend's out-of-fold predictions"
 
 
 @dataclass(frozen=True)
@@ -159,12 +162,18 @@ def decide_threshold(
     flag: float | None = None,
     cv_folder: str | os.PathLike | None = None,
     checkpoint: float | None = None,
+    blend: ThresholdReport | None = None,
 ) -> ThresholdChoice:
     """The threshold a prediction with a model of ``classes`` decodes at (``THRESHOLD_PRECEDENCE``):
     ``flag`` is ``--model.threshold`` only when typed, ``cv_folder`` the folder predicted with
-    (its ``thresholds.json`` if present), ``checkpoint`` the first checkpoint's ``threshold``."""
+    (its ``thresholds.json`` if present), ``checkpoint`` the first checkpoint's ``threshold``;
+    ``blend``, the tuned thresholds of a blend, takes the place of a cv folder's."""
     if flag is not None:
         return ThresholdChoice(single_threshold(flag), THRESHOLD_PRECEDENCE[0])
+    if blend is not None:
+        return ThresholdChoice(
+            blend.thresholds_for_predict(classes), f"{BLEND_ORIGIN} ({blend.use})"
+        )
     if cv_folder is not None and (Path(cv_folder) / THRESHOLDS).is_file():
         report = ThresholdReport.load(Path(cv_folder) / THRESHOLDS)
         value = report.thresholds_for_predict(classes)

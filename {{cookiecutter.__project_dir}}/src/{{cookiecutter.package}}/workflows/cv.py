@@ -61,9 +61,17 @@ FIT_CONFIG_HEADER = (
 
 
 def prepare_folder(
-    config: Any, settings: str, samples: list[Sample], n_folds: int, out: Path, log: Log
+    config: Any,
+    settings: str,
+    samples: list[Sample],
+    n_folds: int,
+    out: Path,
+    log: Log,
+    assigned: tuple[FoldPlan, dict[str, Any]] | None = None,
 ) -> tuple[FoldPlan, dict[str, Any]]:
-    """The folds (written first, then checked with ``fit_config.yaml``), or ``DataError``."""
+    """The folds (written first, then checked with ``fit_config.yaml``), or ``DataError``;
+    ``assigned``: folds and their ``plan.json`` fields to use instead (``distill``: the
+    teacher's)."""
     recorded = out / FIT_CONFIG
     if recorded.is_file():
         try:
@@ -83,16 +91,21 @@ def prepare_folder(
             f"cv: {out} does not record the settings it was trained with (an older version"
             f" wrote it): recording this run's in {FIT_CONFIG}"
         )
-    images, classes = [sample.image for sample in samples], label_vocabulary(samples)
-    log(f"cv: looking for duplicate images among {len(images)} ...")
-    cache = Path(config.data.cache_dir) if config.data.cache_dir else None
-    folder, distance = Path(config.data.data_dir) / TRAIN_IMAGES, config.data.duplicate_distance
-    groups = near_duplicate_groups(folder, images, distance, cache)
-    targets = encode_labels(samples, classes)
-    seed = int(config.data.seed)
-    plan = assign_folds(images, targets, n_folds, seed, groups)
-    expected: dict[str, Any] = dict(folds=n_folds, seed=seed, images=len(images), classes=classes)
-    expected.update(duplicate_groups=len(groups), conflicting_groups=plan.conflicting_groups)
+    if assigned is None:
+        images, classes = [sample.image for sample in samples], label_vocabulary(samples)
+        log(f"cv: looking for duplicate images among {len(images)} ...")
+        cache = Path(config.data.cache_dir) if config.data.cache_dir else None
+        folder, distance = Path(config.data.data_dir) / TRAIN_IMAGES, config.data.duplicate_distance
+        groups = near_duplicate_groups(folder, images, distance, cache)
+        targets = encode_labels(samples, classes)
+        seed = int(config.data.seed)
+        plan = assign_folds(images, targets, n_folds, seed, groups)
+        expected: dict[str, Any] = dict(
+            folds=n_folds, seed=seed, images=len(images), classes=classes
+        )
+        expected.update(duplicate_groups=len(groups), conflicting_groups=plan.conflicting_groups)
+    else:
+        plan, expected = assigned
     if (out / PLAN).is_file():
         found = read_plan(out)
         changed = [
@@ -169,10 +182,16 @@ def pooled_oof(out: Path, plan: FoldPlan, classes: list[str]) -> np.ndarray:
 
 
 def run_cv(
-    fit_args: list[str], n_folds: int, out: str | Path, log: Log = print, restart_run: bool = False
+    fit_args: list[str],
+    n_folds: int,
+    out: str | Path,
+    log: Log = print,
+    restart_run: bool = False,
+    assigned: tuple[FoldPlan, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Train ``n_folds`` folds with ``fit_args`` (``restart_run``: first remove an earlier cv run
-    from ``out``), then pool the OOF predictions; see the module."""
+    from ``out``; ``assigned``: the folds to train, see ``prepare_folder``), then pool the OOF
+    predictions; see the module."""
     out = Path(out)
     cli = config_only_cli(fit_args)
     config = cli.config.fit
@@ -183,10 +202,11 @@ def run_cv(
         kept = clear_cv_folder(out)
         also = f" (kept what cv did not write: {', '.join(kept)})" if kept else ""
         log(f"cv: --restart: removed the earlier cv run from {out}{also}")
-    plan, info = prepare_folder(config, fit_config_yaml(cli), samples, n_folds, out, log)
+    settings = fit_config_yaml(cli)
+    plan, info = prepare_folder(config, settings, samples, n_folds, out, log, assigned)
     log(
         f"cv: {n_folds} folds of {len(plan.images)} images into {out};"
-        f" {len(plan.duplicate_groups)} groups of duplicate images kept in one fold"
+        f" {info['duplicate_groups']} groups of duplicate images kept in one fold"
         f" ({plan.conflicting_groups} with conflicting labels)"
     )
     fold_scores = []
