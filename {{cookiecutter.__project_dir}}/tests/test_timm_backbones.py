@@ -70,13 +70,15 @@ def write_weights(model: nn.Module, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("architecture", [*ARCHITECTURES, "test_mambaout"])  # wider head
 def test_a_timm_backbone_gets_our_head_on_its_pooled_features(architecture):
     model = PlantClassifier(backbone=f"timm/{architecture}", classes=CLASSES).eval()
+    images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        logits = model(torch.randn(2, 3, 64, 64))
+        logits = model(images)
+        pooled = timm.create_model(architecture, num_classes=0).eval()(images)
     assert logits.shape == (2, len(CLASSES))
-    assert model.head.in_features == timm.create_model(architecture, num_classes=0).num_features
+    assert model.head.in_features == pooled.shape[1]
     assert isinstance(model.backbone.get_classifier(), nn.Identity)
     assert not any(isinstance(m, nn.Linear) and m.out_features == 1000 for m in model.modules())
 
