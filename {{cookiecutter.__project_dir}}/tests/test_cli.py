@@ -377,7 +377,8 @@ def test_the_baseline_config_loads_and_the_cpu_overlay_composes(capsys):
     configs = Path(__file__).parents[1] / "configs"
     assert main(["fit", "--config", str(configs / "baseline.yaml"), "--print_config"]) == 0
     baseline = yaml.safe_load(capsys.readouterr().out)
-    assert baseline["model"]["backbone"].startswith("timm/") and baseline["model"]["pretrained"] is True
+    assert baseline["model"]["backbone"].startswith("timm/")
+    assert baseline["model"]["pretrained"] is True
     assert baseline["data"]["image_size"] == 384
     assert baseline["checkpoint"]["save_last"] is True
     overlay = ["--config", str(configs / "cpu_debug.yaml"), "--print_config"]

@@ -1,9 +1,9 @@
 """Backbones: a timm model, a torchvision model by name, or any ``nn.Module``, turned into a
 feature extractor (the LightningModule puts its dropout and linear head on top).
 
-timm: ``timm/<architecture>[.<pretrained tag>]``, e.g. ``timm/convnext_tiny.fb_in22k`` (the tag picks
-which published weights ``pretrained`` means; none: timm's default); its classifier is reset to
-pooled features. Its ``pretrained`` is ``true`` (timm's own source: the Hugging Face cache,
+timm: ``timm/<architecture>[.<pretrained tag>]``, e.g. ``timm/convnext_tiny.fb_in22k`` (the tag
+picks which published weights ``pretrained`` means; none: timm's default); its classifier is
+reset to pooled features. Its ``pretrained`` is ``true`` (timm's own source: the Hugging Face cache,
 downloading there when online), a weights file (``/path/model.safetensors``, ``.pth`` or ``.bin``,
 of the same architecture and the tag's head) or ``local-dir:/path/folder``, a folder written by
 ``timm.models.save_for_hf`` whose ``config.json`` names the same architecture. The backbone name
@@ -96,13 +96,13 @@ def _timm_backbone(name: str, pretrained: bool | str) -> tuple[nn.Module, int]:
     overlay = _weights_source(name, pretrained) if isinstance(pretrained, str) else None
     try:
         # Built with the head of the tag's weights, so they load strictly; then reset to features.
-        model = timm.create_model(
+        model: Any = timm.create_model(  # timm's model API: reset_classifier, num_features
             model_name, pretrained=bool(pretrained), pretrained_cfg_overlay=overlay
         )
     except Exception as exc:  # timm, torch, safetensors and huggingface_hub raise many types
         raise BackboneError(_weights_failure(name, pretrained, exc)) from None
     model.reset_classifier(0)
-    return model, getattr(model, "head_hidden_size", None) or model.num_features
+    return model, int(getattr(model, "head_hidden_size", None) or model.num_features)
 
 
 def _weights_source(name: str, pretrained: str) -> dict[str, Any]:
