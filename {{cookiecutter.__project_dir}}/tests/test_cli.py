@@ -211,10 +211,10 @@ def _forged(trained: Path, target: Path, **hparams: object) -> Path:
 @pytest.mark.parametrize(
     ("hparams", "expected"),
     [
-        ({"backbone": 5}, "hyper-parameter 'backbone' is int 5, not a torchvision model name"),
+        ({"backbone": 5}, "hyper-parameter 'backbone' is int 5, not a timm or torchvision"),
         pytest.param(
             {"backbone": None},
-            "hyper-parameter 'backbone' is NoneType None, not a torchvision",
+            "hyper-parameter 'backbone' is NoneType None, not a timm or torchvision",
             marks=pytest.mark.slow,
         ),
         pytest.param(
