@@ -27,6 +27,7 @@ from {{ cookiecutter.package }}.utils.errors import BackboneError
 
 from helpers import assert_nothing_written, cli_args, fit, only_error_line, read_csv_rows
 from fake_runs import CLASSES, package
+from test_models import MakesDirectoryWhenUnpickled
 
 ARCHITECTURES = ["test_resnet", "test_convnext", "test_efficientnet"]  # in timm 1.0.26 too
 
@@ -92,6 +93,18 @@ def test_pretrained_weights_from_a_file_load_offline(architecture, suffix, offli
     path = write_weights(model, tmp_path / f"weights{suffix}")
     features, _ = create_backbone(f"timm/{architecture}", str(path))
     assert_same_weights(features, model)
+
+
+def test_a_hostile_weights_file_does_not_run_and_is_refused_in_one_line(tmp_path, offline):
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "weights.pth"
+    torch.save({"stem.0.weight": MakesDirectoryWhenUnpickled(marker)}, path)
+    with pytest.raises(BackboneError) as error:
+        create_backbone("timm/test_convnext", str(path))
+    assert not marker.exists(), "the planted pickle ran"
+    message = str(error.value)
+    assert message.startswith(f"{path}: not readable as weights of timm/test_convnext (")
+    assert "\n" not in message
 
 
 def test_pretrained_weights_from_a_save_for_hf_folder_load_offline(offline, tmp_path):
