@@ -29,6 +29,7 @@ from helpers import CONFIG_DIR, cli_args, only_error_line, read_csv_rows
 from fake_runs import CLASSES, fake_checkpoint, fake_cv_folder, package
 
 PACKAGE = "{{ cookiecutter.package }}"
+KAGGLE_IMAGE = Path(__file__).parent / "kaggle-image-requirements.txt"
 
 
 def read_json(path: Path) -> dict:
@@ -276,6 +277,8 @@ def offline_kernel(tmp_path_factory) -> dict:
     The venv sees every site-packages folder of this interpreter (layered venvs too) as plain
     paths: PyTorch and ipykernel come from wherever they are installed, and the ``.pth`` hook of
     an editable install of the project is not run, so the wheel is what installs the project.
+    Its own site-packages, first on its path, gets what Kaggle's image has at older versions
+    (``KAGGLE_IMAGE``: timm 1.0.26), from the package index, pinned by hash (pip's cache keeps it).
     """
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
@@ -289,6 +292,13 @@ def offline_kernel(tmp_path_factory) -> dict:
     sites = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
     pth = Path(own.stdout.strip()) / "_shared_packages.pth"
     pth.write_text("\n".join(sites) + "\n", encoding="utf-8")
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes"]
+    pip += ["--target", own.stdout.strip(), "-r", str(KAGGLE_IMAGE)]
+    installed = subprocess.run(pip, capture_output=True, text=True)
+    assert installed.returncode == 0, f"{KAGGLE_IMAGE.name}: {installed.stderr[-2000:]}"
+    version = "import timm; print(timm.__version__)"
+    seen = subprocess.run([str(python), "-c", version], capture_output=True, text=True, check=True)
+    assert f"timm=={seen.stdout.strip()}" in KAGGLE_IMAGE.read_text(), "the kernel's timm"
     probe = f"import importlib.util as u; print(u.find_spec({PACKAGE!r}) is None)"
     seen = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True)
     assert seen.stdout.strip() == "True", "the kernel's Python must not have the project yet"
@@ -405,6 +415,17 @@ def check_offline_notebook(
 @pytest.mark.slow
 def test_the_offline_notebook_matches_predict_for_a_checkpoint(offline_kernel, trained, in_tmp):
     check_offline_notebook(offline_kernel, trained, 64, "hflip", 2, in_tmp)
+
+
+@pytest.mark.slow
+def test_the_offline_notebook_builds_a_timm_model_with_kaggle_s_timm(offline_kernel, in_tmp):
+    """A timm test model trained here (timm of the lock) runs in the kernel on timm 1.0.26."""
+    sample_dir = Path(__file__).parent / "data"
+    quick = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2"]
+    flags = [*quick, "--model.backbone", "timm/test_convnext", "--trainer.enable_progress_bar"]
+    assert main(["fit", *cli_args(sample_dir, *flags, "false")]) == 0
+    trained = in_tmp / "checkpoints" / "last.ckpt"
+    check_offline_notebook(offline_kernel, trained, 64, "flips", 4, in_tmp)
 
 
 @pytest.fixture(scope="module")

@@ -164,13 +164,16 @@ def test_a_missing_input_says_where_it_looked_and_what_to_add(finder):
 # --- nothing private ------------------------------------------------------------------------
 
 
-def private_checkpoint(path: Path, data_dir: Path) -> Path:
+def private_checkpoint(
+    path: Path, data_dir: Path, pretrained: str = "/home/{user}/weights/resnet18.pth"
+) -> Path:
     """``fake_checkpoint`` with what training records of the machine: absolute paths in the
-    hyper-parameters, the callbacks' state and the loggers', the user and host name in them."""
+    hyper-parameters (``pretrained`` a file or a timm ``local-dir:`` folder), the callbacks' state
+    and the loggers', the user and host name in them."""
     fake_checkpoint(path)
     content = torch.load(path, weights_only=True)
     user, host = getpass.getuser(), socket.gethostname()
-    content["hyper_parameters"]["pretrained"] = f"/home/{user}/weights/resnet18.pth"
+    content["hyper_parameters"]["pretrained"] = pretrained.format(user=user)
     content["datamodule_hyper_parameters"].update(
         data_dir=str(data_dir), cache_dir=f"C:\\Users\\{user}\\cache"
     )
@@ -222,7 +225,8 @@ def test_nothing_private_is_in_any_file_of_a_bundle(tmp_path):
     ckpt = private_checkpoint(tmp_path / "runs" / "one" / "last.ckpt", data_dir)
     cv = fake_cv_folder(tmp_path / "cv", [CLASSES, CLASSES])
     for fold in (0, 1):
-        private_checkpoint(cv / f"fold{fold}" / "best.ckpt", data_dir)
+        folder = "local-dir:/home/{user}/weights/timm-folder"
+        private_checkpoint(cv / f"fold{fold}" / "best.ckpt", data_dir, folder)
     marks = private_marks(tmp_path, ckpt, cv)
     for source, out in ((ckpt, tmp_path / "from-ckpt"), (cv, tmp_path / "from-cv")):
         assert package(str(source), str(out), "--user", "tester")[0] == 0

@@ -1,10 +1,22 @@
-"""Backbones: a torchvision model by name, or any ``nn.Module``, turned into a feature extractor
-(its last ``nn.Linear`` replaced by ``nn.Identity``; the LightningModule puts its head on top).
+"""Backbones: a timm model, a torchvision model by name, or any ``nn.Module``, turned into a
+feature extractor (the LightningModule puts its dropout and linear head on top).
+
+timm: ``timm/<architecture>[.<pretrained tag>]``, e.g. ``timm/convnext_tiny.fb_in22k`` (the tag
+picks which published weights ``pretrained`` means; none: timm's default); its classifier is
+reset to pooled features. Its ``pretrained`` is ``true`` (timm's own source: the Hugging Face cache,
+downloading there when online), a weights file (``/path/model.safetensors``, ``.pth`` or ``.bin``,
+of the same architecture and the tag's head) or ``local-dir:/path/folder``, a folder written by
+``timm.models.save_for_hf`` whose ``config.json`` names the same architecture. The backbone name
+is what a checkpoint keeps: it rebuilds the model anywhere, with no weights source and no network.
+
+torchvision: its names without a prefix (``resnet18``, ``efficientnet_b0``...); ``pretrained`` is
+``true`` (torchvision's default weights, in the torch hub cache) or a state-dict file.
 
 Your own module: put its class in this package (``src/<package>/my_backbones.py``) and name it in
 a config, ``backbone: {class_path: <package>.my_backbones.MyNet, init_args: {...}}``; ``package``
-ships it in the project's wheel. Pretrained weights are opt-in, and every weights file (local or
-in the torch hub cache) is read with ``weights_only=True``: a file planted there cannot run code."""
+ships it in the project's wheel. Pretrained weights are opt-in, and every weights file is read
+safely (safetensors, or torch files with ``weights_only=True``): a file planted there cannot run
+code."""
 
 from __future__ import annotations
 
@@ -16,26 +28,129 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import huggingface_hub.constants
+import timm
 import torch
 import torchvision
 from torch import nn
 
 from .utils.class_paths import build_from_class_path
 from .utils.errors import BackboneError
+from .utils.jsonfile import field, read_json
 from .utils.torchfiles import load_torch_file, refusal_reason
+
+TIMM = "timm/"  # the prefix of a timm backbone name
+LOCAL_DIR = "local-dir:"  # the prefix of a pretrained folder written by timm.models.save_for_hf
+
+
+def _torchvision_names() -> list[str]:
+    return torchvision.models.list_models(module=torchvision.models)
 
 
 def check_backbone_name(name: str) -> None:
-    """Raise ``BackboneError`` with close matches when ``name`` is not a torchvision classifier."""
-    names = torchvision.models.list_models(module=torchvision.models)
+    """Raise ``BackboneError`` with close matches when ``name`` is neither ``timm/<a timm model>``
+    nor a torchvision classifier."""
+    if name.startswith(TIMM):
+        _check_timm_name(name.removeprefix(TIMM))
+        return
+    names = _torchvision_names()
     if name in names:
         return
-    lowered = {n.lower(): n for n in names}
-    close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(lowered[c] for c in close)}?" if close else ""
+    if timm.is_model(name.partition(".")[0]):
+        hint = f"; timm's {name} is spelled {TIMM}{name}"
+    else:
+        lowered = {n.lower(): n for n in names}
+        close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(lowered[c] for c in close)}?" if close else ""
     raise BackboneError(
         f"backbone {name!r} is not a torchvision classification model{hint}"
-        " (see torchvision.models.list_models(module=torchvision.models))"
+        f" (see torchvision.models.list_models(module=torchvision.models), or {TIMM}<architecture>"
+        " for timm's)"
+    )
+
+
+def _check_timm_name(name: str) -> None:
+    """``BackboneError`` naming the closest timm architectures, or the tags of this one."""
+    architecture, _, tag = name.partition(".")
+    if not timm.is_model(architecture):
+        close = difflib.get_close_matches(architecture.lower(), timm.list_models(), n=3)
+        hint = f"; did you mean {', '.join(TIMM + c for c in close)}?" if close else ""
+        if architecture in _torchvision_names():
+            hint += f" (torchvision's {architecture} has no prefix)"
+        raise BackboneError(
+            f"backbone {TIMM + name!r}: timm {timm.__version__} has no architecture"
+            f" {architecture!r}{hint} (see timm.list_models())"
+        )
+    tags = [n.partition(".")[2] for n in timm.list_pretrained(f"{architecture}.*")]
+    if tag and tag not in tags:
+        raise BackboneError(
+            f"backbone {TIMM + name!r}: timm {timm.__version__} has no pretrained tag {tag!r} for"
+            f" {architecture}; its tags: {', '.join(tags) or 'none'}"
+        )
+
+
+def _timm_backbone(name: str, pretrained: bool | str) -> tuple[nn.Module, int]:
+    """The timm model ``timm/<name>`` with its classifier reset, and its pooled feature width."""
+    model_name = name.removeprefix(TIMM)
+    _check_timm_name(model_name)
+    overlay = _weights_source(name, pretrained) if isinstance(pretrained, str) else None
+    try:
+        # Built with the head of the tag's weights, so they load strictly; then reset to features.
+        model: Any = timm.create_model(  # timm's model API: reset_classifier, num_features
+            model_name, pretrained=bool(pretrained), pretrained_cfg_overlay=overlay
+        )
+    except Exception as exc:  # timm, torch, safetensors and huggingface_hub raise many types
+        raise BackboneError(_weights_failure(name, pretrained, exc)) from None
+    model.reset_classifier(0)
+    return model, int(getattr(model, "head_hidden_size", None) or model.num_features)
+
+
+def _weights_source(name: str, pretrained: str) -> dict[str, Any]:
+    """timm's ``pretrained_cfg_overlay`` that reads a local file or ``local-dir:`` folder."""
+    if not pretrained.startswith(LOCAL_DIR):
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise BackboneError(f"{path}: pretrained weights file not found")
+        return {"file": str(path)}
+    folder = Path(pretrained.removeprefix(LOCAL_DIR)).expanduser()
+    if not (folder / "config.json").is_file():
+        raise BackboneError(
+            f"{folder}: no config.json; pass a folder written by timm.models.save_for_hf"
+        )
+    config = read_json(folder / "config.json", lambda data: data, "timm config")
+    architecture = field(config, "architecture", str)
+    expected = name.removeprefix(TIMM).partition(".")[0]
+    if architecture != expected:
+        raise BackboneError(
+            f"{folder} holds weights of {architecture}, not of backbone {name}: pass"
+            f" --model.backbone {TIMM}{architecture}, or a folder saved from {expected}"
+        )
+    overlay: dict[str, Any] = {"source": "local-dir", "file": str(folder)}
+    if isinstance(config.get("num_classes"), int):  # the head the folder's weights were saved with
+        overlay["num_classes"] = config["num_classes"]
+    return overlay
+
+
+def _weights_failure(name: str, pretrained: bool | str, exc: Exception) -> str:
+    """The one line saying why ``name``'s pretrained weights did not load, and what to do."""
+    if isinstance(pretrained, str):
+        text = " ".join(str(exc).split())
+        if "loading state_dict" in text:  # torch's strict load: other keys or shapes
+            return (
+                f"{pretrained}: these weights do not fit backbone {name} ({text[:300]}); pass"
+                f" weights of {name}, or name the architecture and tag they were saved from"
+                f" ({TIMM}<architecture>.<tag>: the tag sets the head size)"
+            )
+        return f"{pretrained}: not readable as weights of {name} ({refusal_reason(exc)})"
+    source = timm.models.get_pretrained_cfg(name.removeprefix(TIMM))
+    hub_id = getattr(source, "hf_hub_id", None)
+    where = f" from https://huggingface.co/{hub_id}" if hub_id else ""
+    return (
+        f"cannot get pretrained weights for {name} ({refusal_reason(exc)}); online, timm"
+        f" downloads them into the Hugging Face cache {huggingface_hub.constants.HF_HUB_CACHE}"
+        " (HF_HOME moves it; HF_HUB_OFFLINE=1 reads only it); offline, pass a file"
+        f"{where}: --model.pretrained /path/model.safetensors (or .pth, .bin), or a folder"
+        f" written by timm.models.save_for_hf: --model.pretrained {LOCAL_DIR}/path/folder"
     )
 
 
@@ -104,10 +219,12 @@ def create_backbone(
     """A feature extractor and its output width.
 
     Args:
-        backbone: a torchvision classification model name (``"resnet18"``, ``"convnext_tiny"``...),
-            an ``nn.Module`` (used as given) or a ``{class_path, init_args}`` config of one.
-        pretrained: ``False`` for random init, ``True`` for torchvision's default weights (torch hub
-            cache, else download), or a path to a local state-dict file."""
+        backbone: ``timm/<architecture>[.<tag>]`` (``"timm/convnext_tiny.fb_in22k"``), a
+            torchvision classification model name (``"resnet18"``, ``"convnext_tiny"``...), an
+            ``nn.Module`` (used as given) or a ``{class_path, init_args}`` config of one.
+        pretrained: ``False`` for random init; ``True`` for the published weights (timm: the
+            Hugging Face cache, else download; torchvision: the torch hub cache, else download);
+            a path to a local weights file; for timm, ``local-dir:<folder>`` (``save_for_hf``)."""
     if isinstance(backbone, Mapping):
         backbone = build_from_class_path(backbone)
     if isinstance(backbone, nn.Module):
@@ -118,6 +235,13 @@ def create_backbone(
             )
         return backbone, strip_classifier(backbone)
     check_backbone_name(backbone)
+    if backbone.startswith(TIMM):
+        return _timm_backbone(backbone, pretrained)
+    if isinstance(pretrained, str) and pretrained.startswith(LOCAL_DIR):
+        raise BackboneError(
+            f"--model.pretrained {pretrained}: a {LOCAL_DIR} folder holds timm weights; name a"
+            f" timm backbone ({TIMM}<architecture>) or pass {backbone}'s state-dict file"
+        )
     model = torchvision.models.get_model(backbone, weights=None)
     if pretrained:
         state = (

@@ -29,10 +29,13 @@ class PlantClassifier(pl.LightningModule):
     """Multi-label image classifier.
 
     Args:
-        backbone: torchvision model name or an ``nn.Module`` (its last ``nn.Linear`` is replaced);
-            a checkpoint holds a module named by class path in a config, not an instance.
+        backbone: ``timm/<architecture>[.<tag>]`` (``timm/convnext_tiny.fb_in22k``), a torchvision
+            model name (``resnet18``) or an ``nn.Module`` (its last ``nn.Linear`` is replaced); a
+            checkpoint holds a module named by class path in a config, not an instance.
         classes: label vocabulary; ``None`` takes it from the datamodule's ``train.csv`` at fit.
-        pretrained: ``False``, ``True`` (torchvision default weights) or a local weights file.
+        pretrained: ``False``, ``True`` (the published weights: cache, else download), a local
+            weights file, or for timm ``local-dir:<folder>`` (see ``backbones``); a checkpoint
+            rebuilds its model without them.
         threshold: probability above which a label is predicted in validation metrics.
         lr: AdamW learning rate of the head. backbone_lr_scale: the backbone's rate is
             ``lr * backbone_lr_scale`` (below 1: pretrained features move less than the new head).

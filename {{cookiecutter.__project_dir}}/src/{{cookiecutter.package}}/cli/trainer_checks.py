@@ -154,8 +154,8 @@ def check_hyper_parameters(path: str | Path, hparams: Mapping[str, Any]) -> None
     elif not isinstance(backbone, str):
         shown = type(backbone).__name__ + (f" {backbone!r}" if len(repr(backbone)) <= 60 else "")
         raise DataError(
-            f"{path}: hyper-parameter 'backbone' is {shown}, not a torchvision"
-            " model name nor a class path; use a checkpoint this package trained"
+            f"{path}: hyper-parameter 'backbone' is {shown}, not a timm or"
+            " torchvision model name nor a class path; use a checkpoint this package trained"
         )
 
 

@@ -122,11 +122,15 @@ def inference_settings(
 def without_paths(value: Any) -> Any:
     """``value`` with each absolute path in it (a string, at any depth of dicts and lists) cut to
     its last part: a bundle is published, and these name the user, their folders and machine."""
+    from ..backbones import LOCAL_DIR  # here: `package --help` must not import torch
+
     if isinstance(value, dict):
         return {key: without_paths(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         items = [without_paths(item) for item in value]
         return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, str) and value.startswith(LOCAL_DIR):  # timm's pretrained folder
+        return LOCAL_DIR + without_paths(value.removeprefix(LOCAL_DIR))
     if isinstance(value, str) and (os.path.isabs(value) or ntpath.isabs(value)):
         return ntpath.basename(value.rstrip("/\\"))  # either separator, on any system
     return value
