@@ -201,7 +201,9 @@ def test_weights_as_a_kaggle_model_have_its_metadata_and_the_notebook_finds_them
     # --force replaces a bundle of either kind
     assert package(str(ckpt), str(out), "--user", "tester", "--force")[0] == 0
     assert (out / "weights" / "dataset-metadata.json").is_file()
-    assert package(str(ckpt), str(out), "--user", "tester", "--weights-as", "model", "--force")[0] == 0
+    assert (
+        package(str(ckpt), str(out), "--user", "tester", "--weights-as", "model", "--force")[0] == 0
+    )
 
 
 # --- nothing private ------------------------------------------------------------------------

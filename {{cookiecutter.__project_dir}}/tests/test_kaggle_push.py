@@ -289,7 +289,9 @@ def test_model_weights_are_created_or_versioned_and_the_kernel_pins_the_ready_ve
         "new version": [],
     }[case]
     if case == "new version":
-        upload.append(f"models variations versions create {INSTANCE} -p {weights} -n {PROJECT} {__version__}")
+        upload.append(
+            f"models variations versions create {INSTANCE} -p {weights} -n {PROJECT} {__version__}"
+        )
     else:
         upload.append(f"models variations create -p {weights}")
     waiting = [get] if case == "new version" else []  # still version 3

@@ -191,7 +191,17 @@ def _model_args(instance: str, folder: Path, exists: bool, message: str) -> list
     """``models variations versions create`` (a new version of the model variation
     ``instance``) or ``models variations create`` (the variation and its first version)."""
     if exists:
-        return ["models", "variations", "versions", "create", instance, "-p", str(folder), "-n", message]
+        return [
+            "models",
+            "variations",
+            "versions",
+            "create",
+            instance,
+            "-p",
+            str(folder),
+            "-n",
+            message,
+        ]
     return ["models", "variations", "create", "-p", str(folder)]
 
 
@@ -272,7 +282,9 @@ def _metadata(
     return data
 
 
-def _model_version(executable: str, instance: str, timeout: float, check: bool = True) -> int | None:
+def _model_version(
+    executable: str, instance: str, timeout: float, check: bool = True
+) -> int | None:
     """The current version number of the model variation ``instance`` (``versionNumber`` of the
     metadata ``models variations get`` writes), or None if it does not exist and not ``check``."""
     args = ["models", "variations", "get", instance]
@@ -285,7 +297,9 @@ def _model_version(executable: str, instance: str, timeout: float, check: bool =
     return version
 
 
-def _upload_model(executable: str, instance: str, folder: Path, message: str, timeout: float) -> int:
+def _upload_model(
+    executable: str, instance: str, folder: Path, message: str, timeout: float
+) -> int:
     """Upload ``folder`` as a new version of the model variation ``instance``, creating the model
     and the variation when missing; the variation's version number before (0: it was new)."""
     before = _model_version(executable, instance, timeout, check=False)
