@@ -156,21 +156,29 @@ class NotebookFailed(Exception):
 
 
 def load_check(python: Path, weights: Path, saved: dict[str, str], there: dict[str, str]) -> None:
-    """After a failed notebook run: ``ParityError`` saying whether the weights do not load under
-    the venv's versions (one line naming both versions), once the wheel is installed."""
+    """After a failed notebook run: ``ParityError`` in one line naming both versions when the
+    installed package does not import, or the weights do not load, under the venv's versions."""
     probe = (
-        f"import sys; from {PACKAGE}.predict.inference import load_classifier;"
-        " [load_classifier(p) for p in sys.argv[1:]]"
+        "import sys\n"
+        "try:\n"
+        f"    from {PACKAGE}.predict.inference import load_classifier\n"
+        "except Exception as error:\n"
+        "    sys.exit(f'import: {error}')\n"
+        "for path in sys.argv[1:]:\n"
+        "    load_classifier(path)\n"
     )
     ckpts = [str(p) for p in sorted(weights.glob("*.ckpt"))]
     done = subprocess.run([str(python), "-c", probe, *ckpts], capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip() or "no message").splitlines()[-1]
-        raise ParityError(
-            f"the weights saved under torch {saved['torch']} and pytorch-lightning"
-            f" {saved['pytorch-lightning']} do not load under torch {there['torch']} and"
-            f" pytorch-lightning {there['pytorch-lightning']}: {last}"
-        )
+    if done.returncode == 0:
+        return
+    last = (done.stderr.strip() or "no message").splitlines()[-1]
+    under = f"torch {there['torch']} and pytorch-lightning {there['pytorch-lightning']}"
+    if last.startswith("import: "):
+        raise ParityError(f"the package does not import under {under}: {last[8:]}")
+    raise ParityError(
+        f"the weights saved under torch {saved['torch']} and pytorch-lightning"
+        f" {saved['pytorch-lightning']} do not load under {under}: {last}"
+    )
 
 
 def predict(source: Path, images: Path, image_size: int, tta: str, out: Path) -> Path:
