@@ -40,13 +40,12 @@ from {{ cookiecutter.package }}.utils.hardware import default_precision
 
 PACKAGE = "{{ cookiecutter.package }}"
 ROOT = Path(__file__).resolve().parents[1]
-# What the notebook imports besides the pinned four, all in Kaggle's image (unpinned: its
-# versions move with each image; the package's own floors apply).
+# What the notebook imports besides the pinned four, all in Kaggle's image (unpinned: their
+# versions there move with each image).
 COMPANIONS = ("numpy", "pillow", "scikit-learn", "pip")
 # fp32 on two torch builds: the same operations, summed in another order by other kernels,
-# move a probability by ~1e-6; 1e-4 leaves room for a deep ensemble and still catches any
-# real change (another resize, normalisation, view or weight gives 1e-3 and more). bf16 keeps
-# 8 bits of mantissa: ~1e-2.
+# move a probability by ~1e-6; 1e-4 leaves room for a deep ensemble and still catches a real
+# change (one TTA view dropped moved them by 7e-2). bf16 keeps 8 bits of mantissa: ~1e-2.
 TOLERANCE = {"32-true": 1e-4, "bf16-mixed": 3e-2}
 
 

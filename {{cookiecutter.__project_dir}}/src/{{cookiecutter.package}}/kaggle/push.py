@@ -191,17 +191,8 @@ def _model_args(instance: str, folder: Path, exists: bool, message: str) -> list
     """``models variations versions create`` (a new version of the model variation
     ``instance``) or ``models variations create`` (the variation and its first version)."""
     if exists:
-        return [
-            "models",
-            "variations",
-            "versions",
-            "create",
-            instance,
-            "-p",
-            str(folder),
-            "-n",
-            message,
-        ]
+        command = ["models", "variations", "versions", "create", instance]
+        return [*command, "-p", str(folder), "-n", message]
     return ["models", "variations", "create", "-p", str(folder)]
 
 
@@ -245,8 +236,7 @@ def push_bundle(
         _run(executable, _dataset_args(folder, exists, message), timeout)
     before = _upload_model(executable, *model, message, timeout) if model else 0
     for dataset_id in datasets:
-        args = ["datasets", "status", dataset_id]
-        status = _follow(executable, args, timeout, wait, poll)
+        status = _follow(executable, ["datasets", "status", dataset_id], timeout, wait, poll)
         if status != "ready":
             raise KaggleCliError(f"dataset {dataset_id} is {status!r} on Kaggle: upload it again")
     if model:
