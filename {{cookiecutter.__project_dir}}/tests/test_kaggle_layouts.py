@@ -161,6 +161,51 @@ def test_a_missing_input_says_where_it_looked_and_what_to_add(finder):
     assert f"add {IDS.code} to this notebook's inputs" in message and "\n" not in message
 
 
+def test_weights_as_a_kaggle_model_have_its_metadata_and_the_notebook_finds_them(
+    tmp_path, monkeypatch
+):
+    ckpt, out = fake_checkpoint(tmp_path / "m.ckpt"), tmp_path / "out"
+    code, printed = package(str(ckpt), str(out), "--user", "tester", "--weights-as", "model")
+    assert code == 0
+    model_id = IDS.weights
+    instance = f"{model_id}/pytorch/default"
+    kernel = json.loads((out / "kernel" / "kernel-metadata.json").read_text())
+    assert kernel["dataset_sources"] == [IDS.code]
+    assert kernel["model_sources"] == [f"{instance}/1"]  # a first upload; --push writes its own
+    weights = out / "weights"
+    assert sorted(p.name for p in weights.iterdir()) == [
+        "manifest.json",
+        "model-instance-metadata.json",
+        "model-metadata.json",
+        "model.ckpt",
+    ]
+    model = json.loads((weights / "model-metadata.json").read_text())
+    assert (model["ownerSlug"], model["slug"], model["isPrivate"]) == ("tester", model_id[7:], True)
+    assert model["title"] and model["description"]
+    variation = json.loads((weights / "model-instance-metadata.json").read_text())
+    assert f"{variation['ownerSlug']}/{variation['modelSlug']}" == model_id
+    assert (variation["framework"], variation["instanceSlug"]) == ("pytorch", "default")
+    assert variation["licenseName"] and variation["fineTunable"] is False
+    assert f"kaggle models create -p {weights}" in printed
+    assert f"kaggle models variations create -p {weights}" in printed
+    assert f"kaggle models variations versions create {instance} -p {weights}" in printed
+    # the notebook reads the manifest where Kaggle mounts that version
+    cells = json.loads((out / "kernel" / NOTEBOOK).read_text(encoding="utf-8"))["cells"]
+    assert "Kaggle Model" in "".join(cells[0]["source"])
+    monkeypatch.setenv("KAGGLE_INPUT", str(tmp_path / "input"))
+    mounted = put(tmp_path / "input", f"models/{instance}/1", "manifest.json")
+    put(tmp_path / "input", f"datasets/{model_id}", "manifest.json")  # not this one
+    namespace: dict = {}
+    exec("".join(cells[1]["source"]), namespace)
+    assert namespace["find_input"]("manifest.json", namespace["WEIGHTS_DATASET"]) == mounted
+    # --force replaces a bundle of either kind
+    assert package(str(ckpt), str(out), "--user", "tester", "--force")[0] == 0
+    assert (out / "weights" / "dataset-metadata.json").is_file()
+    assert (
+        package(str(ckpt), str(out), "--user", "tester", "--weights-as", "model", "--force")[0] == 0
+    )
+
+
 # --- nothing private ------------------------------------------------------------------------
 
 

@@ -2,11 +2,14 @@
 is ready, following the notebook's run; every failure one line, the token never printed.
 
 A stand-in ``kaggle`` on PATH answers from a plan (a list of answers per command, the last one
-repeated) and records its calls; the clock is mocked, so no test sleeps.
+repeated; an answer may write a metadata file into the folder given with ``-p``, as ``kaggle
+models get`` and ``models variations get`` do) and records its calls; the clock is mocked, so no
+test sleeps.
 """
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -17,6 +20,7 @@ from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.kaggle import push
 from {{ cookiecutter.package }} import __version__
 from {{ cookiecutter.package }}.kaggle.push import BASE_SLUG as BASE, KERNEL_METADATA, PROJECT, push_bundle
+from {{ cookiecutter.package }}.kaggle.push import INSTANCE_METADATA, MODEL_METADATA
 from {{ cookiecutter.package }}.utils.errors import UserError
 
 from helpers import only_error_line
@@ -54,10 +58,17 @@ plan = json.loads(state.read_text())
 args = sys.argv[1:]
 with open(state.with_name("calls.txt"), "a") as log:
     log.write(" ".join(args) + "\\n")
-key = " ".join(args[:3]) if "status" in args[:2] else " ".join(args[:2])
+words = []  # the command: "datasets status ID", "kernels push", "models variations get"...
+for arg in args:
+    if not arg.isalpha():
+        break
+    words.append(arg)
+key = " ".join(args[: len(words) + 1] if "status" in words else words)
 answers = plan[key]
-code, text = answers.pop(0) if len(answers) > 1 else answers[0]
+code, text, *written = answers.pop(0) if len(answers) > 1 else answers[0]
 state.write_text(json.dumps(plan))
+for name, content in (written[0] if written else {}).items():
+    Path(args[args.index("-p") + 1], name).write_text(json.dumps(content))
 print(text.replace("$TOKEN", __import__("os").environ.get("KAGGLE_API_TOKEN", "")))
 sys.exit(code)
 """
@@ -224,3 +235,127 @@ def test_credentials_are_found_in_the_kaggle_cli_order(tmp_path, kaggle, monkeyp
     if shutil.which("kaggle") is None:
         assert main(["package", str(ckpt), str(out), "--user", "u", "--push"]) == 2
         assert "pip install kaggle" in only_error_line(capsys)
+
+
+# --- the weights as a Kaggle Model ----------------------------------------------------------
+
+MODEL = f"tester/{BASE}-weights"
+INSTANCE = f"{MODEL}/pytorch/default"
+NOT_FOUND = [1, "404 Client Error: Not Found for url: https://www.kaggle.com/api/v1/x"]
+LISTED = "name  size  creationDate\n----  ----  ----\nmanifest.json  912  x\nmodel.ckpt  8000  x"
+
+
+def variation(version: int) -> list:
+    """An answer of ``models variations get``: the metadata file it writes."""
+    written = {INSTANCE_METADATA: {"instanceSlug": "default", "versionNumber": version}}
+    return [0, "Metadata file written to x", written]
+
+
+MODEL_PLAN = {
+    "models variations get": [NOT_FOUND, variation(1)],
+    "models get": [NOT_FOUND],
+    "models create": [[0, "Your model was created. Id=7. Url=https://www.kaggle.com/models/x"]],
+    "models variations create": [[0, "Your model instance was created. Id=8. Url=x"]],
+    "models variations versions create": [[0, "Your model instance version was created. Url=x"]],
+    "models variations versions files": [NOT_FOUND, [0, "No files found"], [0, LISTED]],
+}
+
+
+def model_calls(kaggle) -> list[str]:
+    """The stand-in's calls, the temporary folder ``-p`` of the metadata queries as ``TMP``."""
+    return [re.sub(r"-p \S*kaggle-\S+", "-p TMP", call) for call in kaggle.calls()]
+
+
+@pytest.mark.parametrize("case", ["new model", "new variation", "new version"])
+def test_model_weights_are_created_or_versioned_and_the_kernel_pins_the_ready_version(
+    tmp_path, kaggle, monkeypatch, capsys, case
+):
+    monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    plan = dict(MODEL_PLAN)
+    if case != "new model":
+        plan["models get"] = [[0, "Metadata file written", {MODEL_METADATA: {"slug": "x"}}]]
+    if case == "new version":  # version 3 exists; 4 is listed once, then processed
+        plan["models variations get"] = [variation(3), variation(3), variation(4)]
+    kaggle.plan(**plan)
+    ckpt, out = fake_checkpoint(tmp_path / "m.ckpt"), tmp_path / "out"
+    args = [str(ckpt), str(out), "--user", "tester", "--weights-as", "model", "--push"]
+    assert main(["package", *args, "--poll", "7"]) == 0
+    version = 4 if case == "new version" else 1
+    get, weights = f"models variations get {INSTANCE} -p TMP", out / "weights"
+    files = f"models variations versions files {INSTANCE}/{version} --page-size 200"
+    upload = {
+        "new model": [f"models get {MODEL} -p TMP", f"models create -p {weights}"],
+        "new variation": [f"models get {MODEL} -p TMP"],
+        "new version": [],
+    }[case]
+    if case == "new version":
+        upload.append(
+            f"models variations versions create {INSTANCE} -p {weights} -n {PROJECT} {__version__}"
+        )
+    else:
+        upload.append(f"models variations create -p {weights}")
+    waiting = [get] if case == "new version" else []  # still version 3
+    assert model_calls(kaggle) == [
+        f"datasets status {CODE}",
+        f"datasets create -p {out / 'code'}",
+        get,
+        *upload,
+        *[f"datasets status {CODE}"] * 3,
+        *waiting,
+        *[get, files] * 3,
+        f"kernels push -p {out / 'kernel'}",
+        *[f"kernels status {KERNEL}"] * 3,
+    ]
+    assert kaggle.clock.sleeps == [7.0] * (7 if case == "new version" else 6)
+    kernel = json.loads((out / "kernel" / KERNEL_METADATA).read_text())
+    assert kernel["model_sources"] == [f"{INSTANCE}/{version}"]
+    assert kernel["dataset_sources"] == [CODE]
+    printed = capsys.readouterr()
+    assert f"{INSTANCE}: version {version}: 2 files not listed yet" in printed.out
+    assert f"{INSTANCE}: ready" in printed.out
+    assert f"kernel-metadata.json: model_sources {INSTANCE}/{version}" in printed.out
+    assert TOKEN not in printed.out + printed.err
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            {"models variations versions files": [[0, "No files found"]]},
+            f"`kaggle models variations get {INSTANCE}` still says 'version 1: 2 files not listed"
+            " yet' after 30 s (--wait 30)",
+        ),
+        (
+            {
+                "models variations get": [variation(3)],
+                "models variations versions create": [
+                    [0, "Model instance version creation error: $TOKEN may not upload"]
+                ],
+            },
+            "failed: Model instance version creation error: *** may not upload",
+        ),
+        (
+            {"models create": [[1, "403 Client Error: Forbidden $TOKEN"]]},
+            "`kaggle models create -p",
+        ),
+        (
+            {"models variations get": [[0, "Metadata file written", {INSTANCE_METADATA: {}}]]},
+            f"`kaggle models variations get {INSTANCE}` gave no version number: None",
+        ),
+    ],
+)
+def test_a_model_upload_refused_or_never_ready_stops_before_the_kernel_push(
+    tmp_path, kaggle, monkeypatch, capsys, change, expected
+):
+    monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
+    kaggle.plan(**{**MODEL_PLAN, **change})
+    ckpt, out = fake_checkpoint(tmp_path / "m.ckpt"), tmp_path / "out"
+    args = [str(ckpt), str(out), "--user", "tester", "--weights-as", "model", "--push"]
+    assert main(["package", *args, "--wait", "30", "--poll", "5"]) == 2
+    printed = capsys.readouterr()
+    line = printed.err.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "Traceback" not in printed.err
+    assert expected in line and TOKEN not in printed.out + printed.err
+    assert not any(call.startswith("kernels push") for call in kaggle.calls())
+    kernel = json.loads((out / "kernel" / KERNEL_METADATA).read_text())
+    assert kernel["model_sources"] == [f"{INSTANCE}/1"]  # as package wrote it

@@ -1,6 +1,7 @@
 """The ``package`` command: ``OUT_DIR/code/`` (the wheel), ``weights/`` (stripped checkpoints,
-``manifest.json``) and ``kernel/`` (the offline notebook), with their Kaggle metadata, built
-beside ``OUT_DIR`` and moved into place whole; ``--push`` uploads them."""
+``manifest.json``; a dataset, or a Kaggle Model with ``--weights-as model``) and ``kernel/`` (the
+offline notebook), with their Kaggle metadata, built beside ``OUT_DIR`` and moved into place
+whole; ``--push`` uploads them."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .target import check_target, staged_folder
 from ..utils.errors import DataError
 from ..workflows.cv_files import fold_checkpoints, is_cv_folder
 from .push import COMPETITION, POLL, PROJECT, TIMEOUT, WAIT, Ids, check_ids, dataset_metadata
+from .push import CARRIERS, DATASET, DATASET_METADATA, is_model, weights_metadata
 from .push import kaggle_executable, manual_commands, push_bundle
 from .notebook import CPU_ONLY, MACHINE_SHAPES, write_notebook
 from ..predict.tta import TTA_NAMES
@@ -203,7 +205,7 @@ def package(args: argparse.Namespace) -> Ids:
     from ..predict.blend import parse_blend, parse_sources
     from ..predict.inference import read_checkpoint
 
-    ids = check_ids(args.user, args.competition)
+    ids = check_ids(args.user, args.competition, args.weights_as)
     root = project_root()
     protected = {
         "the working directory": Path.cwd(),
@@ -225,11 +227,10 @@ def package(args: argparse.Namespace) -> Ids:
             folder.mkdir()
         wheel = build_wheel(root, code)
         print(f"code/{wheel.name}: {wheel.stat().st_size / 1e3:.0f} kB")
-        write_json(code / "dataset-metadata.json", dataset_metadata(ids.code, "the package wheel"))
+        write_json(code / DATASET_METADATA, dataset_metadata(ids.code, "the package wheel"))
         write_weights(weights, checkpoints, settings, blend)
-        write_json(
-            weights / "dataset-metadata.json", dataset_metadata(ids.weights, "model weights")
-        )
+        for name, metadata in weights_metadata(ids.weights).items():
+            write_json(weights / name, metadata)
         write_notebook(kernel, ids, wheel.name, PACKAGE, args.machine_shape)
     return ids
 
@@ -263,6 +264,13 @@ def parser() -> argparse.ArgumentParser:
         default=MACHINE_SHAPES[0],
         help=f"Kaggle accelerator of the notebook, or {CPU_ONLY} (default: {MACHINE_SHAPES[0]})",
     )
+    build.add_argument(
+        "--weights-as",
+        choices=CARRIERS,
+        default=DATASET,
+        help="how the notebook gets the weights: a dataset, or a private Kaggle Model whose"
+        " version --push pins in kernel-metadata.json's model_sources (default: dataset)",
+    )
     build.add_argument("--force", action="store_true", help="replace an earlier bundle at OUT_DIR")
     build.add_argument("--push", action="store_true", help="upload with the Kaggle CLI")
     build.add_argument(
@@ -284,7 +292,9 @@ def parser() -> argparse.ArgumentParser:
         default=POLL,
         help=f"seconds between two status queries while waiting (default {POLL:g})",
     )
-    build.add_argument("--message", default=f"{PROJECT} {__version__}", help="dataset version note")
+    build.add_argument(
+        "--message", default=f"{PROJECT} {__version__}", help="version note of each upload"
+    )
     return build
 
 
@@ -294,14 +304,19 @@ def run_command(argv: Sequence[str]) -> int:
     if args.push:
         kaggle_executable()  # refuse before building when the CLI or credentials are missing
     ids = package(args)
-    datasets = {ids.code: args.out / "code", ids.weights: args.out / "weights"}
+    datasets, weights = {ids.code: args.out / "code"}, args.out / "weights"
+    model = (ids.weights, weights) if is_model(ids.weights) else None
+    if model is None:
+        datasets[ids.weights] = weights
     print(
         f"wrote {args.out}/: code/ ({ids.code}), weights/ ({ids.weights}), kernel/ ({ids.kernel})"
     )
     if args.push:
         kernel = args.out / "kernel"
-        push_bundle(datasets, kernel, args.message, args.timeout, args.wait, args.poll)
+        push_bundle(datasets, kernel, args.message, args.timeout, args.wait, args.poll, model)
     else:
-        commands = manual_commands(list(datasets.values()), args.out / "kernel", args.message)
+        commands = manual_commands(
+            list(datasets.values()), args.out / "kernel", args.message, model
+        )
         print("upload with --push, or run:", *commands, sep="\n  ")
     return 0

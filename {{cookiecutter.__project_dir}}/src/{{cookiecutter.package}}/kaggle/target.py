@@ -15,13 +15,13 @@ from pathlib import Path
 from ..utils.atomic import current_umask
 from .manifest import MANIFEST
 from .notebook import NOTEBOOK
-from .push import KERNEL_METADATA
+from .push import DATASET_METADATA, INSTANCE_METADATA, KERNEL_METADATA, MODEL_METADATA
 from ..utils.errors import DataError
 
 # What package writes into each part of a bundle; --force replaces a folder holding only these.
 BUNDLE_FILES = {
-    "code": ("*.whl", "dataset-metadata.json"),
-    "weights": ("*.ckpt", MANIFEST, "dataset-metadata.json"),
+    "code": ("*.whl", DATASET_METADATA),
+    "weights": ("*.ckpt", MANIFEST, DATASET_METADATA, MODEL_METADATA, INSTANCE_METADATA),
     "kernel": (NOTEBOOK, KERNEL_METADATA),
 }
 
