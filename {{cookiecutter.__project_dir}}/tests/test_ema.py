@@ -16,7 +16,8 @@ from {{ cookiecutter.package }}.workflows.fit_jobs import parse_fit_config
 
 from cv_checks import recomputed_probabilities
 from fake_runs import package
-from helpers import CONFIG_DIR, assert_nothing_written, cli_args, only_error_line, read_csv_rows
+from helpers import CONFIG_DIR, QUICK_EPOCH, assert_nothing_written, cli_args, only_error_line
+from helpers import read_csv_rows
 
 DECAY = 0.9  # an average of the last ten steps or so: far from the raw weights after a few
 EMA_RUN = [
@@ -44,7 +45,9 @@ class ReferenceEMA(Callback):
             return
         self.step, raw = trainer.global_step, floats(pl_module.state_dict())
         old, decay = self.average, self.decay
-        self.average = raw if old is None else {k: decay * old[k] + (1 - decay) * raw[k] for k in raw}
+        self.average = (
+            raw if old is None else {k: decay * old[k] + (1 - decay) * raw[k] for k in raw}
+        )
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.at_epoch_end[trainer.current_epoch] = self.average
@@ -134,6 +137,18 @@ def test_resuming_restores_the_average_and_continues_it(ema_run, sample_dir, tmp
     assert distance(reference.average, resumed["state_dict"]) < 1e-5
 
 
+def test_resuming_an_ema_run_without_ema_is_refused_naming_its_decay(
+    ema_run, sample_dir, in_tmp, capsys
+):
+    last = ema_run[0] / "checkpoints" / "last.ckpt"
+    before = last.stat().st_mtime_ns
+    args = cli_args(sample_dir, *EMA_RUN, "--ema_decay", "null", "--ckpt_path", str(last))
+    assert main(["fit", *args]) == 2
+    assert only_error_line(capsys).endswith(f"resume it with --ema_decay {DECAY}")
+    assert last.stat().st_mtime_ns == before
+    assert_nothing_written(in_tmp)
+
+
 @pytest.mark.slow
 def test_cv_out_of_fold_rows_come_from_the_averaged_weights(sample_dir, in_tmp):
     flags = [*EMA_RUN, "--trainer.max_epochs", "1", *FLOAT32]
@@ -167,6 +182,6 @@ def test_ema_is_on_in_the_baseline_off_in_cpu_debug_and_a_decay_outside_0_1_is_r
     baseline = ["--config", str(CONFIG_DIR / "baseline.yaml")]
     assert parse_fit_config(baseline).ema_decay == 0.999
     assert parse_fit_config(cli_args(sample_dir)).ema_decay is None
-    assert main(["fit", *cli_args(sample_dir, "--ema_decay", "1")]) == 2
+    assert main(["fit", *cli_args(sample_dir, *QUICK_EPOCH, "--ema_decay", "1")]) == 2
     assert "--ema_decay" in only_error_line(capsys)
     assert_nothing_written(in_tmp)

@@ -6,9 +6,14 @@ weights are too), with the raw weights in ``current_model_state`` and the count 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+from ..predict.inference import Checkpoint
+from ..utils.errors import DataError
 
 
 class ModelEMA(WeightAveraging):
@@ -21,7 +26,7 @@ class ModelEMA(WeightAveraging):
 
     def __init__(self, decay: float) -> None:
         super().__init__(multi_avg_fn=get_ema_multi_avg_fn(decay))
-        self.decay = decay
+        self.decay = float(decay)  # not the option's float subclass: checkpoints hold plain data
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
@@ -29,3 +34,19 @@ class ModelEMA(WeightAveraging):
             # data's labels: the average must copy the whole model.
             pl_module.setup(stage)
         super().setup(trainer, pl_module, stage)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Lightning's state and the decay, which ``check_resume`` names."""
+        return {**super().state_dict(), "decay": self.decay}
+
+
+def check_resume(checkpoint: Checkpoint, decay: float | None) -> None:
+    """``DataError`` if ``fit`` resumes a run that averaged its weights with the averaging off:
+    Lightning would take the average for the raw weights and drop the raw ones."""
+    if decay is None and "current_model_state" in checkpoint.content:
+        state = (checkpoint.content.get("callbacks") or {}).get(ModelEMA.__qualname__) or {}
+        flag = f"--ema_decay {state['decay']}" if "decay" in state else "--ema_decay DECAY"
+        raise DataError(
+            f"{checkpoint.path}: its run kept an average of the weights (EMA); resume it with"
+            f" {flag}"
+        )

@@ -17,7 +17,7 @@ from pytorch_lightning.tuner import Tuner
 from . import trainer_checks as checks
 from .argtypes import refuse
 from .checkpoints import AtomicCheckpointIO, EpochCheckpoint, refuse_earlier_run, resolve_ckpt_path
-from .ema import ModelEMA
+from .ema import ModelEMA, check_resume
 from .. import metrics
 from ..utils.errors import DataError
 from ..utils.hardware import default_precision
@@ -128,6 +128,8 @@ class PlantCLI(LightningCLI):
             ckpt_path = config.ckpt_path = resolve_ckpt_path(ckpt_path, config.checkpoint.dirpath)
         if ckpt_path and (subcommand == "predict" or ckpt_path not in ("hpc", "registry")):
             self.checkpoint = read_checkpoint(ckpt_path)
+            if subcommand == "fit":
+                check_resume(self.checkpoint, config.get("ema_decay"))
             self.members[:1] = [self.checkpoint]
             self.apply_checkpoint(subcommand, self.checkpoint, cv_folder)
 
