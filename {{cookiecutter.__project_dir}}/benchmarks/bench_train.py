@@ -1,12 +1,13 @@
-"""Training throughput: Lightning ``fit`` vs a minimal plain-PyTorch loop, same everything else.
+"""Training throughput: Lightning ``fit`` vs a minimal plain-PyTorch loop, same everything else,
+and ``fit`` with an EMA of the weights (``--ema_decay``) vs without.
 
-Both train the project's model (same backbone, batch size, precision, channels-last layout,
+All train the project's model (same backbone, batch size, precision, channels-last layout,
 AdamW) on the same in-memory uint8 batches, normalised the same way, for the same number of
-steps; the first steps of each run are warm-up and not timed. The two are run alternately,
+steps; the first steps of each run are warm-up and not timed. The three are run alternately,
 ``--rounds`` times, and the best round of each counts (least disturbed by other processes).
 
 Usage: python benchmarks/bench_train.py [--backbone resnet18] [--batch-size 32] [--size 224]
-       [--steps 12] [--rounds 2] [--precision auto|32-true|bf16-mixed]
+       [--steps 12] [--rounds 2] [--precision auto|32-true|bf16-mixed] [--ema-decay 0.999]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from {{ cookiecutter.package }}.cli.ema import ModelEMA
 from {{ cookiecutter.package }}.data import normalize_batch
 from {{ cookiecutter.package }}.utils.hardware import default_precision
 from {{ cookiecutter.package }}.models import PlantClassifier
@@ -79,8 +81,11 @@ def loader(data: FixedBatches) -> DataLoader:
     return DataLoader(data, batch_size=None, shuffle=False, num_workers=0)
 
 
-def lightning_rate(args: argparse.Namespace, data: FixedBatches, precision: str) -> float:
+def lightning_rate(
+    args: argparse.Namespace, data: FixedBatches, precision: str, ema: bool = False
+) -> float:
     timer = Timed()
+    callbacks: list[pl.Callback] = [timer, ModelEMA(args.ema_decay)] if ema else [timer]
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -91,7 +96,7 @@ def lightning_rate(args: argparse.Namespace, data: FixedBatches, precision: str)
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[timer],
+        callbacks=callbacks,
     )
     trainer.fit(make_model(args), train_dataloaders=loader(data))
     return (len(data) - WARMUP) * args.batch_size / timer.seconds
@@ -128,6 +133,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="steps per run, warm-up included")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--precision", default="auto", help="auto = the project's default")
+    parser.add_argument("--ema-decay", type=float, default=0.999, help="of the EMA run")
     args = parser.parse_args()
     precision = default_precision("cpu") if args.precision == "auto" else args.precision
     if precision not in ("32-true", "bf16-mixed"):
@@ -137,15 +143,21 @@ def main() -> None:
         f"{args.backbone}, batch {args.batch_size}, {args.size}px, {precision}, channels-last,"
         f" {torch.get_num_threads()} threads, {args.steps - WARMUP} timed steps"
     )
-    plain, lightning = [], []
+    plain, lightning, ema = [], [], []
     for round_ in range(args.rounds):
         plain.append(plain_rate(args, data, precision))
         lightning.append(lightning_rate(args, data, precision))
+        ema.append(lightning_rate(args, data, precision, ema=True))
         print(
-            f"round {round_ + 1}: plain {plain[-1]:.1f} img/s, lightning {lightning[-1]:.1f} img/s"
+            f"round {round_ + 1}: plain {plain[-1]:.1f} img/s, lightning {lightning[-1]:.1f} img/s,"
+            f" lightning with EMA {ema[-1]:.1f} img/s"
         )
-    print(f"plain PyTorch: {max(plain):.1f} img/s, Lightning: {max(lightning):.1f} img/s")
+    print(
+        f"plain PyTorch: {max(plain):.1f} img/s, Lightning: {max(lightning):.1f} img/s,"
+        f" with EMA: {max(ema):.1f} img/s"
+    )
     print(f"lightning/plain throughput ratio: {max(lightning) / max(plain):.2f}")
+    print(f"EMA/no-EMA throughput ratio: {max(ema) / max(lightning):.2f} (target >= 0.95)")
 
 
 if __name__ == "__main__":

@@ -17,10 +17,11 @@ from pytorch_lightning.tuner import Tuner
 from . import trainer_checks as checks
 from .argtypes import refuse
 from .checkpoints import AtomicCheckpointIO, EpochCheckpoint, refuse_earlier_run, resolve_ckpt_path
+from .ema import ModelEMA, check_resume
 from .. import metrics
 from ..utils.errors import DataError
 from ..utils.hardware import default_precision
-from ..utils.constraints import PositiveInt
+from ..utils.constraints import OpenUnitInterval, PositiveInt
 from ..data import PlantDataModule
 from ..workflows.cv_files import fold_checkpoints, is_cv_folder
 from ..predict.inference import Checkpoint, EnsembleClassifier, read_checkpoint, speed_line
@@ -35,6 +36,8 @@ from ..predict.threshold_report import ThresholdChoice, ThresholdReport, decide_
 drop_adverts()
 # `cv` and `tune` run fits with their own arguments while sys.argv holds theirs: on purpose.
 warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+# validate/test of a checkpoint of an EMA fit: its state_dict is already the average.
+warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`.*\['ModelEMA'\]")
 
 
 class OneLineErrorParser(LightningArgumentParser):
@@ -64,7 +67,8 @@ class PlantCLI(LightningCLI):
     """LightningCLI with checkpointing, a submission writer and input checks before each run."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Checkpoint options for every command; batch-size search for fit; output for predict."""
+        """Checkpoint and EMA options for every command (a fit config serves them all); batch-size
+        search for fit; output for predict."""
         subcommand = getattr(parser, "command", None)
         parser.add_lightning_class_args(EpochCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -78,6 +82,13 @@ class PlantCLI(LightningCLI):
                 "checkpoint.enable_version_counter": False,
             }
         )
+        ema = (
+            "fit: keep an exponential moving average of the weights, updated after each optimizer"
+            " step with this decay (0.999 forgets a step's weights over about 1/(1-0.999) = 1000"
+            " steps); validation, checkpoints, cv, predict and package then use the average."
+            " null: off. Other commands ignore it: a checkpoint holds the average"
+        )
+        parser.add_argument("--ema_decay", type=OpenUnitInterval | None, default=None, help=ema)
         if subcommand in ("predict", None):
             parser.add_lightning_class_args(SubmissionWriter, "submission")
             tta_help = "test-time augmentation: average over flipped views (flips: h, v and both)"
@@ -135,6 +146,8 @@ class PlantCLI(LightningCLI):
             ckpt_path = config.ckpt_path = resolve_ckpt_path(ckpt_path, config.checkpoint.dirpath)
         if ckpt_path and (subcommand == "predict" or ckpt_path not in ("hpc", "registry")):
             self.checkpoint = read_checkpoint(ckpt_path)
+            if subcommand == "fit":
+                check_resume(self.checkpoint, config.get("ema_decay"))
             self.members[:1] = [self.checkpoint]
             self.apply_checkpoint(subcommand, self.checkpoint, cv_folder)
 
@@ -192,7 +205,14 @@ class PlantCLI(LightningCLI):
             refuse_earlier_run(config.checkpoint.dirpath, config.get("ckpt_path"))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The Trainer, with Lightning's refusals of its settings turned into one-line errors."""
+        """The Trainer (with the EMA callback of ``--ema_decay`` in a fit), with Lightning's
+        refusals of its settings turned into one-line errors."""
+        decay = self.config.fit.get("ema_decay") if self.subcommand == "fit" else None
+        if decay is not None:
+            configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+            if not isinstance(configured, list):
+                configured = [configured]
+            kwargs["callbacks"] = [*configured, ModelEMA(decay)]
         try:
             trainer = super().instantiate_trainer(**kwargs)
         except checks.TRAINER_REFUSALS as exc:

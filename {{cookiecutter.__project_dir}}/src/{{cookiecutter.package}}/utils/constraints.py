@@ -39,6 +39,7 @@ except ImportError:  # only training and the command line need jsonargparse
 PositiveInt = restricted_number_type("PositiveInt", int, [(">", 0)])
 NonNegativeInt = restricted_number_type("NonNegativeInt", int, [(">=", 0)])
 ClosedUnitInterval = restricted_number_type("ClosedUnitInterval", float, [(">=", 0), ("<=", 1)])
+OpenUnitInterval = restricted_number_type("OpenUnitInterval", float, [(">", 0), ("<", 1)])
 # Finite: an infinite rate or weight turns every weight into NaN.
 PositiveFinite = restricted_number_type("PositiveFinite", float, [(">", 0), ("<", math.inf)])
 NonNegativeFinite = restricted_number_type("NonNegativeFinite", float, [(">=", 0), ("<", math.inf)])
