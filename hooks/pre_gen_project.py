@@ -46,6 +46,8 @@ DEPENDENCY_MODULES = {
     "pil",
     "rich",
     "yaml",
+    "timm",
+    "imagehash",
     # the `tune` extra, and what it pulls in
     "optuna",
     "alembic",
@@ -53,6 +55,14 @@ DEPENDENCY_MODULES = {
     "mako",
     "colorlog",
     # run time, pulled in
+    "hf",
+    "hf_xet",
+    "httpcore2",
+    "httpx2",
+    "huggingface_hub",
+    "pywt",
+    "safetensors",
+    "truststore",
     "cloudpickle",
     "cuda",
     "docstring_parser",
