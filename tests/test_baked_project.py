@@ -106,6 +106,7 @@ def test_make_help_lists_the_usual_jobs(installed):
         "fit",
         "predict",
         "figures",
+        "parity",
     ]
     dry = _run(["make", "-n", "demo", f"PACKAGE={python.parent / package}"], project).stdout
     assert "--config configs/baseline.yaml --config configs/cpu_debug.yaml" in dry
@@ -122,6 +123,7 @@ def test_console_script_lists_every_command_without_loading_lightning(installed)
         "test",
         "predict",
         "cv",
+        "distill",
         "tune",
         "package",
         "report",
