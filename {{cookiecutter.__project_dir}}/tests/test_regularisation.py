@@ -248,6 +248,26 @@ def test_the_learning_rate_follows_warmup_then_cosine_step_by_step(
             assert lrs[int(middle)][2] == pytest.approx(0.01)
 
 
+def test_a_fit_without_an_end_warms_up_then_keeps_the_rate():
+    """No max_epochs or max_steps (Lightning estimates infinite steps), or max_steps=0: the
+    cosine has no end to reach; the warmup still runs, then the rate stays."""
+    model = _model(lr=0.02, backbone_lr_scale=0.1, warmup_epochs=1.0)
+    model._trainer = SimpleNamespace(
+        estimated_stepping_batches=math.inf, num_training_batches=4, accumulate_grad_batches=1
+    )
+    config = model.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(10):
+        lrs.append(optimizer.param_groups[2]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx([0.005, 0.01, 0.015] + [0.02] * 7)
+    model._trainer.num_training_batches = math.inf  # max_steps=0: no batch was counted
+    optimizer = model.configure_optimizers()["optimizer"]
+    assert optimizer.param_groups[2]["lr"] == pytest.approx(0.02)
+
+
 def test_scheduler_none_without_warmup_keeps_the_optimizer_alone():
     model = _model(scheduler="none")
     model._trainer = SimpleNamespace(

@@ -436,8 +436,10 @@ def test_each_trial_trained_with_its_sampled_values(study):
         assert used["lr"] == pytest.approx(trial.params["model.lr"], rel=1e-12)
         assert used["dropout"] == pytest.approx(trial.params["model.dropout"], abs=1e-12)
         assert used["backbone"] == trial.params["model.backbone"]
-        (group,) = state["optimizer_states"][0]["param_groups"]
-        assert group["initial_lr"] == pytest.approx(trial.params["model.lr"], rel=1e-12)
+        groups = {g["name"]: g for g in state["optimizer_states"][0]["param_groups"]}
+        lr, scale = trial.params["model.lr"], used["backbone_lr_scale"]
+        assert groups["head"]["initial_lr"] == pytest.approx(lr, rel=1e-12)
+        assert groups["backbone"]["initial_lr"] == pytest.approx(lr * scale, rel=1e-12)
 
 
 @pytest.mark.slow

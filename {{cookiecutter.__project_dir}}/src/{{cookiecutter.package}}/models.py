@@ -255,14 +255,20 @@ class PlantClassifier(pl.LightningModule):
         hp = self.hparams
         if self._trainer is None or (hp["scheduler"] == "none" and not hp["warmup_epochs"]):
             return optimizer
-        total = self.trainer.estimated_stepping_batches  # optimizer steps of the whole fit
-        per_epoch = math.ceil(
-            self.trainer.num_training_batches / self.trainer.accumulate_grad_batches
-        )
-        warmup = min(round(hp["warmup_epochs"] * per_epoch), int(total))
-        cosine = hp["scheduler"] == "cosine"
+        # Optimizer steps of the whole fit; infinite when neither max_epochs nor max_steps ends
+        # it, and then the cosine has no end to reach: the rate stays after the warmup. Batches
+        # per epoch are infinite when unknown (a loader without a length, max_steps=0): no warmup.
+        total = self.trainer.estimated_stepping_batches
+        bounded = math.isfinite(total)
+        batches = self.trainer.num_training_batches
+        accumulate = self.trainer.accumulate_grad_batches
+        per_epoch = math.ceil(batches / accumulate) if math.isfinite(batches) else 0
+        warmup = round(hp["warmup_epochs"] * per_epoch)
+        last = int(total) if bounded else 0
+        warmup = min(warmup, last) if bounded else warmup
+        cosine = hp["scheduler"] == "cosine" and bounded
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, warmup, int(total), cosine)
+            optimizer, lambda step: lr_factor(step, warmup, last, cosine)
         )
         return {
             "optimizer": optimizer,
