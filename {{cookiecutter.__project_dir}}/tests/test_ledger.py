@@ -42,7 +42,10 @@ SUBMITTED = "Successfully submitted to Plant Pathology 2021 - FGVC8 ($TOKEN)"
 def submissions_csv(*rows: tuple[str, str]) -> str:
     """What ``kaggle competitions submissions -c C --csv`` prints: a version warning, then its
     CSV; ``rows`` are (description, publicScore)."""
-    lines = ["Warning: Looks like you're using an outdated `kaggle` version", ",".join(KAGGLE_COLUMNS)]
+    lines = [
+        "Warning: Looks like you're using an outdated `kaggle` version",
+        ",".join(KAGGLE_COLUMNS),
+    ]
     for description, score in rows:
         date = "2026-12-05 08:00:00.123000"
         lines.append(f"submission.csv,{date},{description},SubmissionStatus.COMPLETE,{score},")
@@ -73,7 +76,9 @@ def kaggle(tmp_path, monkeypatch):
 
         def calls(self) -> list[list[str]]:
             log = bin_dir / "calls.txt"
-            return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+            return (
+                [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+            )
 
     fake = Fake()
     fake.plan()
@@ -125,6 +130,7 @@ def test_two_cv_runs_and_a_submission_give_a_ledger_with_the_change_between_them
     assert [row["command"] for row in read_ledger()] == ["cv", "cv", "submit", "lb"]
 
 
+@pytest.mark.slow
 def test_fit_appends_its_row_with_its_config_and_validation_score(sample_dir, in_tmp):
     assert fit(sample_dir) == 0
     (row,) = read_ledger()

@@ -84,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 started = time.time()
                 cli = module.run_cli(None if argv is None else args, description=__doc__)
                 if args[0] == "fit":
-                    importlib.import_module("..reports.ledger", __package__).record_fit(cli, started)
+                    from ..reports.ledger import record_fit
+
+                    record_fit(cli, started)
         except (UserError, OSError) as exc:  # OSError: a full disk, met outside our own writes
             error = exc if isinstance(exc, UserError) else disk_full_error(exc)
             if error is None:

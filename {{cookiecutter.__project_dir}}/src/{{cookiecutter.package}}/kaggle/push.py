@@ -233,7 +233,8 @@ def push_bundle(
     executable = kaggle_executable()
     print(f"Kaggle credentials: {credentials_source()}")
     for dataset_id, folder in datasets.items():
-        exists = run_kaggle(executable, ["datasets", "status", dataset_id], timeout, check=False)[0] == 0
+        code = run_kaggle(executable, ["datasets", "status", dataset_id], timeout, check=False)[0]
+        exists = code == 0
         run_kaggle(executable, _dataset_args(folder, exists, message), timeout)
     before = _upload_model(executable, *model, message, timeout) if model else 0
     for dataset_id in datasets:
@@ -322,7 +323,7 @@ def _wait_for_model(
         if version <= before:
             return "no new version yet"
         files = ["models", "variations", "versions", "files", f"{instance}/{version}"]
-        listed = run_kaggle(executable, [*files, "--page-size", "200"], timeout, False, echo=False)[1]
+        _, listed = run_kaggle(executable, [*files, "--page-size", "200"], timeout, False, False)
         missing = [name for name in sorted(names) if name not in listed.split()]
         return f"version {version}: {len(missing)} files not listed yet" if missing else "ready"
 

@@ -38,7 +38,9 @@ def submit(
     target = ["-f", str(file)] if file is not None else ["-k", str(kernel), "-v", str(version)]
     executable = kaggle_executable("submit")
     print(f"Kaggle credentials: {credentials_source()}")
-    run_kaggle(executable, ["competitions", "submit", "-c", competition, *target, "-m", text], timeout)
+    run_kaggle(
+        executable, ["competitions", "submit", "-c", competition, *target, "-m", text], timeout
+    )
     row_id = new_run_id(SUBMIT)
     shown = str(file) if file is not None else f"{kernel} v{version}"
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

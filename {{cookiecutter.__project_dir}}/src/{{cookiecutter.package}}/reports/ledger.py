@@ -42,9 +42,11 @@ KAGGLE_COLUMNS = ("fileName", "date", "description", "status", "publicScore", "p
 PAGE_SIZE = "100"
 
 
-def new_run_id(command: str) -> str:
-    """A run id: start time (UTC), command and 4 random hex digits, e.g. 20261205-073748-cv-1a2b."""
-    return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{command}-{secrets.token_hex(2)}"
+def new_run_id(command: str, started: float | None = None) -> str:
+    """A run id: start time (UTC, default now), command and 4 random hex digits, e.g.
+    20261205-073748-cv-1a2b."""
+    when = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))
+    return f"{when}-{command}-{secrets.token_hex(2)}"
 
 
 def git_state() -> tuple[str, str]:
@@ -107,7 +109,7 @@ def record_run(
     """Append the row of a finished run that started at ``started`` (``time.time()``); its id."""
     import numpy as np
 
-    run_id = new_run_id(command)
+    run_id = new_run_id(command, started)
     commit, dirty = git_state()
     spread = f"{float(np.std(fold_scores)):.4f}" if len(fold_scores) > 1 else ""
     row = {
@@ -148,7 +150,9 @@ def record_fit(cli: Any, started: float, ledger: Path = LEDGER) -> str | None:
     out = Path(trainer.log_dir or trainer.default_root_dir)
     config = out / "config.yaml"
     score = float(best)
-    return record_run("fit", started, out, config if config.is_file() else None, score, metrics.NAME)
+    return record_run(
+        "fit", started, out, config if config.is_file() else None, score, metrics.NAME
+    )
 
 
 def read_ledger(ledger: Path = LEDGER) -> list[dict[str, str]]:
@@ -205,7 +209,9 @@ def fetch_lb(rows: list[dict[str, str]], competition: str, timeout: float, ledge
             continue  # still scoring, or failed: "None" or ""
         row = dict.fromkeys(FIELDS, "")
         row.update(run_id=new_run_id(LB), command=LB, ref=run_id, public_lb=f"{value:.5f}")
-        row.update(started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), out=entry.get("date", ""))
+        row.update(
+            started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), out=entry.get("date", "")
+        )
         append_row(row, ledger)
         rows.append(row)
         added += 1
@@ -280,7 +286,9 @@ def run_command(argv: Sequence[str]) -> int:
     known = parser.parse_args(list(argv))
     rows = read_ledger(known.ledger)
     if not rows:
-        raise DataError(f"{known.ledger}: no runs recorded yet (fit, cv, distill and tune add them)")
+        raise DataError(
+            f"{known.ledger}: no runs recorded yet (fit, cv, distill and tune add them)"
+        )
     waiting = any(r["command"] == SUBMIT for r in rows)
     if known.offline or not waiting:
         why = "--offline" if known.offline else "no submission recorded"
