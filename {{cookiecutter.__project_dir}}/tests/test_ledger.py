@@ -85,6 +85,12 @@ def kaggle(tmp_path, monkeypatch):
     return fake
 
 
+@pytest.fixture(autouse=True)
+def own_ledger(monkeypatch) -> None:
+    """Each test records into ``runs/ledger.csv`` under its own working folder (``in_tmp``)."""
+    monkeypatch.setattr(ledger, "LEDGER", Path("runs") / "ledger.csv")
+
+
 def fake_run(work: Path, command: str, cv: float, lr: float, commit: str = "abc") -> str:
     """A ledger row of a run whose resolved config sets ``model.lr``; its run id."""
     config = work / f"{command}-{lr}.yaml"
@@ -124,7 +130,7 @@ def test_two_cv_runs_and_a_submission_give_a_ledger_with_the_change_between_them
     assert "0.61234" in line and f"{gap:+.4f}" in line
     print(out)
     assert "model.lr (0.002 -> 0.004)" in line
-    assert Path("runs/cv_vs_lb.png").is_file()
+    assert (Path("runs") / ledger.FIGURE).is_file()
     assert [row["command"] for row in read_ledger()] == ["cv", "cv", "submit", "lb"]
     assert main(["ledger"]) == 0  # the score is known now: not appended twice
     assert [row["command"] for row in read_ledger()] == ["cv", "cv", "submit", "lb"]

@@ -23,7 +23,7 @@ def submit(
     version: int | None = None,
     message: str = "",
     timeout: float = TIMEOUT,
-    ledger: Path = LEDGER,
+    ledger: Path | None = None,
 ) -> str:
     """Submit ``file`` or notebook ``kernel`` version ``version`` as run ``run_id``; the id of
     the submission's ledger row. Every check comes before the upload."""
@@ -67,7 +67,7 @@ def run_command(argv: Sequence[str]) -> int:
     add("--competition", default=COMPETITION, help=f"default {COMPETITION}")
     add("-m", "--message", default="", help="after the run id (default: command and CV score)")
     add("--timeout", type=float, default=TIMEOUT, help=f"seconds (default {TIMEOUT:g})")
-    add("--ledger", type=Path, default=LEDGER, help=f"default {LEDGER}")
+    add("--ledger", type=Path, help=f"default {LEDGER}")
     known = parser.parse_args(list(argv))
     submit(
         known.run_id,

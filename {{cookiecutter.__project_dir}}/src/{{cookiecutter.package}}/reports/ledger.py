@@ -76,8 +76,10 @@ def config_hash(path: Path | None) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def append_row(row: dict[str, Any], ledger: Path = LEDGER) -> None:
-    """Append ``row`` (keys of ``FIELDS``; the header first if the file is new) in one write."""
+def append_row(row: dict[str, Any], ledger: Path | None = None) -> None:
+    """Append ``row`` (keys of ``FIELDS``; the header first if the file is new) in one write;
+    ``ledger`` defaults to ``LEDGER`` (read when called)."""
+    ledger = ledger or LEDGER
     ledger.parent.mkdir(parents=True, exist_ok=True)
     unknown = set(row) - set(FIELDS)
     if unknown:
@@ -104,9 +106,10 @@ def record_run(
     score: float | None,
     metric: str,
     fold_scores: Sequence[float] = (),
-    ledger: Path = LEDGER,
+    ledger: Path | None = None,
 ) -> str:
     """Append the row of a finished run that started at ``started`` (``time.time()``); its id."""
+    ledger = ledger or LEDGER
     import numpy as np
 
     run_id = new_run_id(command, started)
@@ -125,7 +128,7 @@ def record_run(
     return run_id
 
 
-def record_cv_folder(command: str, started: float, out: Path, ledger: Path = LEDGER) -> str:
+def record_cv_folder(command: str, started: float, out: Path, ledger: Path | None = None) -> str:
     """``record_run`` of a finished cv folder (``cv``, ``distill``): its pooled OOF score at the
     thresholds ``predict`` uses and the spread of its folds' OOF scores, from ``cv.json``."""
     import json
@@ -138,7 +141,7 @@ def record_cv_folder(command: str, started: float, out: Path, ledger: Path = LED
     return record_run(command, started, out, out / FIT_CONFIG, score, name, folds, ledger)
 
 
-def record_fit(cli: Any, started: float, ledger: Path = LEDGER) -> str | None:
+def record_fit(cli: Any, started: float, ledger: Path | None = None) -> str | None:
     """``record_run`` of a finished ``fit`` (its best validation score and the config saved in its
     log folder); None, and nothing written, for a fit that saved no checkpoint (fast_dev_run)."""
     from .. import metrics
@@ -155,8 +158,9 @@ def record_fit(cli: Any, started: float, ledger: Path = LEDGER) -> str | None:
     )
 
 
-def read_ledger(ledger: Path = LEDGER) -> list[dict[str, str]]:
+def read_ledger(ledger: Path | None = None) -> list[dict[str, str]]:
     """The rows of the ledger ([] if it does not exist); ``DataError`` if it is not a ledger."""
+    ledger = ledger or LEDGER
     if not ledger.is_file():
         return []
     with ledger.open(newline="", encoding="utf-8") as handle:
@@ -169,8 +173,9 @@ def read_ledger(ledger: Path = LEDGER) -> list[dict[str, str]]:
         return [dict(zip(FIELDS, row)) for row in reader if len(row) == len(FIELDS)]
 
 
-def find_run(run_id: str, ledger: Path = LEDGER) -> dict[str, str]:
+def find_run(run_id: str, ledger: Path | None = None) -> dict[str, str]:
     """The row of run ``run_id``; ``DataError`` naming the ledger if it holds no such run."""
+    ledger = ledger or LEDGER
     for row in read_ledger(ledger):
         if row["run_id"] == run_id and row["command"] in RUN_COMMANDS:
             return row
@@ -278,12 +283,13 @@ def run_command(argv: Sequence[str]) -> int:
         " CV against LB.",
     )
     add = parser.add_argument
-    add("--ledger", type=Path, default=LEDGER, help=f"default {LEDGER}")
+    add("--ledger", type=Path, help=f"default {LEDGER}")
     add("--competition", default=COMPETITION, help=f"default {COMPETITION}")
     add("--offline", action="store_true", help="do not ask Kaggle for leaderboard scores")
     add("--figure", type=Path, help=f"the CV vs LB figure (default: {FIGURE} beside the ledger)")
     add("--timeout", type=float, default=60.0, help="seconds for the Kaggle CLI (default 60)")
     known = parser.parse_args(list(argv))
+    known.ledger = known.ledger or LEDGER
     rows = read_ledger(known.ledger)
     if not rows:
         raise DataError(
