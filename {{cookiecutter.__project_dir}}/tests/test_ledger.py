@@ -128,7 +128,6 @@ def test_two_cv_runs_and_a_submission_give_a_ledger_with_the_change_between_them
     line = next(line for line in out.splitlines() if line.startswith(second["run_id"]))
     gap = 0.61234 - float(second["cv"])
     assert "0.61234" in line and f"{gap:+.4f}" in line
-    print(out)
     assert "model.lr (0.002 -> 0.004)" in line
     assert (Path("runs") / ledger.FIGURE).is_file()
     assert [row["command"] for row in read_ledger()] == ["cv", "cv", "submit", "lb"]

@@ -5,12 +5,11 @@ competition a pushed notebook version (``--kernel user/slug --version N``)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..cli.argtypes import command_parser, positive_int
-from ..reports.ledger import LEDGER, SUBMIT, append_row, find_run, new_run_id
+from ..reports.ledger import LEDGER, SUBMIT, append_row, find_run, new_run_id, utc
 from ..utils.errors import DataError
 from .push import COMPETITION, SLUG, TIMEOUT, credentials_source, kaggle_executable, run_kaggle
 
@@ -43,10 +42,8 @@ def submit(
     )
     row_id = new_run_id(SUBMIT)
     shown = str(file) if file is not None else f"{kernel} v{version}"
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     append_row(
-        {"run_id": row_id, "started": started, "command": SUBMIT, "ref": run_id, "out": shown},
-        ledger,
+        {"run_id": row_id, "started": utc(), "command": SUBMIT, "ref": run_id, "out": shown}, ledger
     )
     print(f"submit: {shown} submitted as run {run_id}; `ledger` fetches its public score")
     return row_id

@@ -13,7 +13,9 @@ import csv
 import hashlib
 import io
 import os
+import json
 import secrets
+import statistics
 import subprocess
 import time
 from collections.abc import Sequence
@@ -40,6 +42,11 @@ FIGURE = "cv_vs_lb.png"
 # What Kaggle CLI 2.x prints with ``competitions submissions --csv`` (kaggle_api_extended.py).
 KAGGLE_COLUMNS = ("fileName", "date", "description", "status", "publicScore", "privateScore")
 PAGE_SIZE = "100"
+
+
+def utc(seconds: float | None = None) -> str:
+    """A time (``time.time()``, default now) as the ledger writes it: ISO 8601 in UTC."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def new_run_id(command: str, started: float | None = None) -> str:
@@ -110,14 +117,12 @@ def record_run(
 ) -> str:
     """Append the row of a finished run that started at ``started`` (``time.time()``); its id."""
     ledger = ledger or LEDGER
-    import numpy as np
-
     run_id = new_run_id(command, started)
     commit, dirty = git_state()
-    spread = f"{float(np.std(fold_scores)):.4f}" if len(fold_scores) > 1 else ""
+    spread = f"{statistics.pstdev(fold_scores):.4f}" if len(fold_scores) > 1 else ""
     row = {
         "run_id": run_id,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "started": utc(started),
         **{"command": command, "commit": commit, "dirty": dirty, "metric": metric},
         **{"config_hash": config_hash(config), "config": "" if config is None else str(config)},
         **{"cv": "" if score is None else f"{float(score):.4f}", "fold_spread": spread},
@@ -131,8 +136,6 @@ def record_run(
 def record_cv_folder(command: str, started: float, out: Path, ledger: Path | None = None) -> str:
     """``record_run`` of a finished cv folder (``cv``, ``distill``): its pooled OOF score at the
     thresholds ``predict`` uses and the spread of its folds' OOF scores, from ``cv.json``."""
-    import json
-
     from ..workflows.cv_files import FIT_CONFIG, SUMMARY
 
     summary = json.loads((out / SUMMARY).read_text(encoding="utf-8"))
@@ -214,9 +217,7 @@ def fetch_lb(rows: list[dict[str, str]], competition: str, timeout: float, ledge
             continue  # still scoring, or failed: "None" or ""
         row = dict.fromkeys(FIELDS, "")
         row.update(run_id=new_run_id(LB), command=LB, ref=run_id, public_lb=f"{value:.5f}")
-        row.update(
-            started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), out=entry.get("date", "")
-        )
+        row.update(started=utc(), out=entry.get("date", ""))
         append_row(row, ledger)
         rows.append(row)
         added += 1
