@@ -24,7 +24,6 @@ from typing import Any
 
 from ..cli.argtypes import command_parser
 from ..utils.errors import DataError, UserError
-from .report import summary_table
 
 try:  # POSIX; elsewhere the single O_APPEND write is the only guard
     import fcntl
@@ -275,6 +274,7 @@ def table(rows: list[dict[str, str]]) -> tuple[list[list[object]], list[tuple[fl
 def run_command(argv: Sequence[str]) -> int:
     """``ledger [--competition SLUG] [--offline] [--figure FILE]``: the ledger as a table."""
     from ..kaggle.push import COMPETITION, TIMEOUT
+    from .report import summary_table
 
     parser = command_parser(
         "ledger",
