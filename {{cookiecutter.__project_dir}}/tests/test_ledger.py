@@ -167,6 +167,14 @@ def test_appends_from_several_processes_keep_every_row_whole(tmp_path):
     )
 
 
+def test_a_row_cut_short_is_skipped_and_the_next_one_starts_on_its_own_line(in_tmp):
+    first = fake_run(in_tmp, "cv", 0.5, 0.001)
+    with ledger.LEDGER.open("a") as handle:
+        handle.write("20261205-000000-fit-dead,2026-12-05T00:00:00Z,fit,abc")  # no newline
+    second = fake_run(in_tmp, "cv", 0.6, 0.002)
+    assert [row["run_id"] for row in read_ledger()] == [first, second]
+
+
 def test_ledger_says_what_changed_and_prints_what_it_has_without_credentials(
     in_tmp, kaggle, monkeypatch, capsys
 ):

@@ -90,14 +90,17 @@ def append_row(row: dict[str, Any], ledger: Path | None = None) -> None:
     unknown = set(row) - set(FIELDS)
     if unknown:
         raise ValueError(f"not ledger fields: {sorted(unknown)}")
-    fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    fd = os.open(ledger, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
-        if os.fstat(fd).st_size == 0:
+        size = os.fstat(fd).st_size
+        if size == 0:
             writer.writerow(FIELDS)
+        elif os.pread(fd, 1, size - 1) != b"\n":  # a row cut short (a full disk): end it there
+            text.write("\n")
         writer.writerow(["" if row.get(k) is None else row.get(k) for k in FIELDS])
         os.write(fd, text.getvalue().encode("utf-8"))
     finally:
