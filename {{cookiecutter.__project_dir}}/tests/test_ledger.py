@@ -194,12 +194,32 @@ def test_ledger_says_what_changed_and_prints_what_it_has_without_credentials(
     assert kaggle.calls() == []
 
 
+FAILED = [1, "403 Client Error: Forbidden for url ($TOKEN)", 0]
+SLOW = [0, "slow", 60]
+
+
 @pytest.mark.parametrize(
     "answer, expected",
-    [
-        ([1, "403 Client Error: Forbidden for url ($TOKEN)", 0], "failed (exit 1): 403 Client"),
-        ([0, "slow", 60], "did not finish within 0.5 s"),
-    ],
+    [(FAILED, "failed (exit 1): 403 Client"), (SLOW, "did not finish within 0.5 s")],
+)
+def test_when_kaggle_fails_or_is_slow_ledger_says_so_in_one_line_and_prints_its_table(
+    in_tmp, kaggle, capsys, answer, expected
+):
+    run_id = fake_run(in_tmp, "cv", 0.5, 0.001)
+    append_row({"run_id": "s", "command": "submit", "ref": run_id})
+    kaggle.plan(competitions_submissions=answer)
+    assert main(["ledger", "--timeout", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert TOKEN not in out
+    (said,) = [line for line in out.splitlines() if "competitions submissions" in line]
+    assert expected in said and said.endswith("the table shows the scores recorded so far")
+    assert any(line.startswith(run_id) for line in out.splitlines())
+    assert [row["command"] for row in read_ledger()] == ["cv", "submit"]
+
+
+@pytest.mark.parametrize(
+    "answer, expected",
+    [(FAILED, "failed (exit 1): 403 Client"), (SLOW, "did not finish within 0.5 s")],
 )
 def test_a_failed_or_slow_submission_is_one_line_and_not_recorded(
     in_tmp, kaggle, capsys, answer, expected
