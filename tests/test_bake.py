@@ -38,6 +38,7 @@ CORE_FILES = {
     ".gitignore",
     ".pre-commit-config.yaml",
     "README.md",
+    "AGENTS.md",
     "pyproject.toml",
     "configs/baseline.yaml",
     "configs/cpu_debug.yaml",

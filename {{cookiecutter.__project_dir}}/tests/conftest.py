@@ -13,6 +13,7 @@ import pytest
 
 from helpers import PRECISION, SAMPLE_DIR, fit, hamming_loss
 from {{ cookiecutter.package }} import metrics
+from {{ cookiecutter.package }}.reports import ledger
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,6 +32,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"training precision: {config.getoption('--precision') or 'detected'}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_ledger(tmp_path_factory) -> Path:
+    """The ledger every run of the session records into, so that no test writes one into the
+    folder pytest runs from; a test of the ledger points ``ledger.LEDGER`` at its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("ledger") / "ledger.csv"
+        patch.setattr(ledger, "LEDGER", path)
+        yield path
 
 
 @pytest.fixture(scope="session")

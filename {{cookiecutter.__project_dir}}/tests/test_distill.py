@@ -17,6 +17,7 @@ from {{ cookiecutter.package }}.kaggle.manifest import read_manifest
 from {{ cookiecutter.package }}.kaggle.offline_predict import predict_folder, predict_with_manifest
 from {{ cookiecutter.package }}.labels import encode_labels, label_vocabulary, read_train_csv
 from {{ cookiecutter.package }}.metrics import decode
+from {{ cookiecutter.package }}.reports import ledger
 from {{ cookiecutter.package }}.thresholds import choose_thresholds
 
 from cv_checks import copy_cv_run
@@ -106,6 +107,16 @@ def test_the_training_set_reads_soft_targets_and_validation_the_labels(sample_di
     train, val = np.arange(len(images)) % 2 == 1, np.arange(len(images)) % 2 == 0
     assert np.allclose(data.train_set.targets.numpy(), soft[train], atol=1e-6)
     assert np.array_equal(data.val_set.targets.numpy(), labels[val])
+
+
+@pytest.mark.slow
+def test_distill_records_the_students_pooled_oof_score_in_the_ledger(student):
+    out, printed = student
+    (row,) = [row for row in ledger.read_ledger() if row["out"] == str(out)]
+    summary = json.loads((out / "cv.json").read_text())
+    assert row["command"] == "distill" and row["config"] == str(out / "fit_config.yaml")
+    assert float(row["cv"]) == pytest.approx(summary[f"oof_{summary['metric']}_tuned"], abs=1e-4)
+    assert f"distill run {row['run_id']} recorded" in printed
 
 
 @pytest.mark.slow

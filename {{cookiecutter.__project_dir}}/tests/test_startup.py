@@ -35,8 +35,8 @@ def _run_in_fresh_python(args: list[str], cwd: Path) -> list[str]:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["prepare", "--help"], ["sample-data", "--help"], []],
-    ids=["help", "prepare-help", "sample-data-help", "no-args"],
+    [["--help"], ["prepare", "--help"], ["sample-data", "--help"], ["submit", "--help"], []],
+    ids=["help", "prepare-help", "sample-data-help", "submit-help", "no-args"],
 )
 def test_help_loads_no_training_modules(tmp_path, args):
     status, *loaded = _run_in_fresh_python(args, tmp_path)

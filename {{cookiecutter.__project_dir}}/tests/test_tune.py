@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from {{ cookiecutter.package }}.cli import main
+from {{ cookiecutter.package }}.reports import ledger
 from {{ cookiecutter.package }}.utils.errors import DataError
 from {{ cookiecutter.package }}.workflows.fit_jobs import parse_fit_config
 from {{ cookiecutter.package }}.workflows.search_space import load_search_space, trial_flags
@@ -394,6 +395,7 @@ def study(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("tune")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(work)
+        patch.setattr(ledger, "LEDGER", work / "runs" / "ledger.csv")
         path = write_space(work, SPACE)
         assert main(tune_args(path, "--n-trials", "2", *CONFIG_VALUES)) == 0
     return work
@@ -423,6 +425,11 @@ def test_tune_writes_trial_folders_trials_csv_and_a_best_yaml_fit_accepts(study,
     assert best["model"]["lr"] == load(study).best_params["model.lr"]
     assert main(["fit", "--config", str(out / "best.yaml"), "--print_config"]) == 0
     assert "model:" in capsys.readouterr().out
+    (row,) = read_csv_rows(study / "runs" / "ledger.csv")  # the best trial's row
+    best_trial = load(study).best_trial
+    assert row["command"] == "tune" and row["config"] == str(Path("runs/tune/s/best.yaml"))
+    assert row["out"] == str(Path("runs/tune/s") / f"trial_{best_trial.number}")
+    assert float(row["cv"]) == pytest.approx(best_trial.value, abs=1e-4)
 
 
 @pytest.mark.slow

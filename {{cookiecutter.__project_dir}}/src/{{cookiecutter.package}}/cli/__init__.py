@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 from .argtypes import program_name
@@ -27,6 +28,8 @@ COMMANDS = {
     "distill": "train a cv folder's folds again on soft targets from its out-of-fold predictions",
     "tune": "hyper-parameter search with Optuna; workers share one study",
     "package": "bundle a checkpoint or cv folder as Kaggle datasets + an offline notebook",
+    "submit": "submit a run's submission.csv or notebook to Kaggle, recorded in the ledger",
+    "ledger": "every run's CV next to its public LB score, and what changed between runs",
     "report": "plots of a data folder and a run folder, written as PNG files",
     "prepare": "pre-resize the images once into a cache folder for fast epochs",
     "sample-data": "write the synthetic sample set (Kaggle layout) into a new folder",
@@ -37,6 +40,8 @@ MODULES = {
     "distill": "workflows.distill",
     "tune": "workflows.tune",
     "package": "kaggle.bundle",
+    "submit": "kaggle.submit",
+    "ledger": "reports.ledger",
     "report": "reports.report",
     "prepare": "prep.prepare",
     "sample-data": "prep.sample_data",
@@ -76,7 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args[0] in MODULES:
                 code = module.run_command(args[1:])
             else:  # None: LightningCLI reads the process's own arguments from sys.argv
-                module.run_cli(None if argv is None else args, description=__doc__)
+                started = time.time()
+                cli = module.run_cli(None if argv is None else args, description=__doc__)
+                if args[0] == "fit":
+                    from ..reports.ledger import record_fit
+
+                    record_fit(cli, started)
         except (UserError, OSError) as exc:  # OSError: a full disk, met outside our own writes
             error = exc if isinstance(exc, UserError) else disk_full_error(exc)
             if error is None:

@@ -157,13 +157,14 @@ def credentials_source() -> str | None:
     return "kaggle auth login" if (kaggle_dir / "credentials.json").is_file() else None
 
 
-def kaggle_executable() -> str:
-    """The ``kaggle`` command on PATH with credentials; ``KaggleCliError`` saying how to set up."""
+def kaggle_executable(what: str = "--push") -> str:
+    """The ``kaggle`` command on PATH with credentials; ``KaggleCliError`` saying how to set up
+    (``what`` names the option or command that needs it)."""
     found = shutil.which("kaggle")
     if found is None:
-        raise KaggleCliError(f"--push needs the Kaggle CLI: pip install kaggle, then {SETUP}")
+        raise KaggleCliError(f"{what} needs the Kaggle CLI: pip install kaggle, then {SETUP}")
     if credentials_source() is None:
-        raise KaggleCliError(f"--push: no Kaggle credentials found; {SETUP}")
+        raise KaggleCliError(f"{what}: no Kaggle credentials found; {SETUP}")
     return found
 
 
@@ -232,8 +233,9 @@ def push_bundle(
     executable = kaggle_executable()
     print(f"Kaggle credentials: {credentials_source()}")
     for dataset_id, folder in datasets.items():
-        exists = _run(executable, ["datasets", "status", dataset_id], timeout, check=False)[0] == 0
-        _run(executable, _dataset_args(folder, exists, message), timeout)
+        code = run_kaggle(executable, ["datasets", "status", dataset_id], timeout, check=False)[0]
+        exists = code == 0
+        run_kaggle(executable, _dataset_args(folder, exists, message), timeout)
     before = _upload_model(executable, *model, message, timeout) if model else 0
     for dataset_id in datasets:
         status = _follow(executable, ["datasets", "status", dataset_id], timeout, wait, poll)
@@ -242,7 +244,7 @@ def push_bundle(
     if model:
         version = _wait_for_model(executable, *model, before, timeout, wait, poll)
         _pin_model(kernel, model[0], version)
-    _run(executable, [*KERNEL_PUSH, str(kernel)], timeout)
+    run_kaggle(executable, [*KERNEL_PUSH, str(kernel)], timeout)
     kernel_id = json.loads((kernel / KERNEL_METADATA).read_text(encoding="utf-8"))["id"]
     status = _follow(executable, ["kernels", "status", kernel_id], timeout, wait, poll, kernel_id)
     if status != "complete":
@@ -258,7 +260,7 @@ def _metadata(
     """The metadata file ``name`` that ``kaggle ARGS -p FOLDER`` writes (``models get``,
     ``models variations get``), or None when the command fails and not ``check``."""
     with tempfile.TemporaryDirectory(prefix="kaggle-") as folder:
-        code, output = _run(executable, [*args, "-p", folder], timeout, check, echo=False)
+        code, output = run_kaggle(executable, [*args, "-p", folder], timeout, check, echo=False)
         path = Path(folder) / name
         if code != 0 and not check:
             return None
@@ -296,8 +298,8 @@ def _upload_model(
     if before is None:
         model = instance.rsplit("/", 2)[0]
         if _metadata(executable, ["models", "get", model], MODEL_METADATA, timeout, False) is None:
-            _run(executable, ["models", "create", "-p", str(folder)], timeout)
-    _run(executable, _model_args(instance, folder, before is not None, message), timeout)
+            run_kaggle(executable, ["models", "create", "-p", str(folder)], timeout)
+    run_kaggle(executable, _model_args(instance, folder, before is not None, message), timeout)
     return before or 0
 
 
@@ -321,7 +323,7 @@ def _wait_for_model(
         if version <= before:
             return "no new version yet"
         files = ["models", "variations", "versions", "files", f"{instance}/{version}"]
-        listed = _run(executable, [*files, "--page-size", "200"], timeout, False, echo=False)[1]
+        _, listed = run_kaggle(executable, [*files, "--page-size", "200"], timeout, False, False)
         missing = [name for name in sorted(names) if name not in listed.split()]
         return f"version {version}: {len(missing)} files not listed yet" if missing else "ready"
 
@@ -352,7 +354,7 @@ def _follow(
     final = ("ready", *DATASET_FAILED) if kernel_id is None else ("complete", *KERNEL_FAILED)
 
     def status() -> str:
-        output = _run(executable, args, timeout, echo=False)[1]
+        output = run_kaggle(executable, args, timeout, echo=False)[1]
         found = KERNEL_STATUS.search(output) if kernel_id else None
         last = (output.strip().splitlines() or [""])[-1]  # after any version warning
         return (found.group(1) if found else last.strip()).lower()
@@ -395,7 +397,7 @@ def _redacted(text: str) -> str:
     return text
 
 
-def _run(
+def run_kaggle(
     executable: str, args: list[str], timeout: float, check: bool = True, echo: bool = True
 ) -> tuple[int, str]:
     """Run ``kaggle ARGS`` (printing it and its output if ``echo``); its exit code and output,

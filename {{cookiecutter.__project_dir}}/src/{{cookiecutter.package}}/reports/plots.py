@@ -189,6 +189,23 @@ def f1_threshold_figure(predictions: Predictions) -> Figure:
     return figure
 
 
+def cv_vs_lb(points: Sequence[tuple[float, float, str]]) -> Figure:
+    """The ledger's submitted runs: CV score against public leaderboard score, each point named
+    by its run id, with the line LB = CV."""
+    figure, axes = _figure(6, 5)
+    cv, lb = [p[0] for p in points], [p[1] for p in points]
+    axes.scatter(cv, lb, color="tab:blue")
+    for x, y, run_id in points:
+        axes.annotate(run_id, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    low, high = min(cv + lb), max(cv + lb)
+    axes.plot([low, high], [low, high], color="grey", linestyle="--", label="LB = CV")
+    axes.set_xlabel(f"CV {metrics.NAME} (pooled out-of-fold)")
+    axes.set_ylabel(f"public LB {metrics.NAME}")
+    axes.legend(fontsize=7)
+    axes.grid(alpha=0.3)
+    return figure
+
+
 def save_figure(figure: Figure, path: str | Path) -> Path:
     """Write ``figure`` as a PNG (atomically: never a half-written file); returns the path."""
     with atomic_write(path) as tmp:

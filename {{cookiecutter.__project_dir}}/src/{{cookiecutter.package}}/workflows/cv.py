@@ -33,6 +33,7 @@ from ..metrics import decode
 from ..predict.inference import EnsembleClassifier, predict_images, read_checkpoint
 from ..predict.submission import write_probabilities
 from ..prep.duplicates import near_duplicate_groups
+from ..reports.ledger import record_cv_folder
 from ..reports.report import summary_table
 from ..thresholds import choose_thresholds
 from ..utils.atomic import atomic_write, write_csv, write_json, write_text
@@ -272,7 +273,9 @@ def run_command(argv: Sequence[str]) -> int:
     restart += " cv.json, plan, folds and fit_config.yaml; nothing else) and train again"
     parser.add_argument("--restart", action="store_true", help=restart)
     known, fit_args = parser.parse_known_args(argv)
+    started = time.time()
     run_cv(fit_args, known.folds, known.out, restart_run=known.restart)
+    record_cv_folder("cv", started, known.out)
     return 0
 
 

@@ -13,6 +13,7 @@ resumes like ``cv``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from ..labels import encode_labels, label_vocabulary, read_train_csv
 from ..layout import TRAIN_CSV
 from ..predict.blend import Blend
 from ..predict.submission import read_probabilities, write_probabilities
+from ..reports.ledger import record_cv_folder
 from ..reports.report import summary_table
 from ..thresholds import choose_thresholds
 from ..utils.errors import DataError
@@ -186,5 +188,7 @@ def run_command(argv: Sequence[str]) -> int:
         help="the student's share of the reported blend (default 0.5)",
     )
     known, fit_args = parser.parse_known_args(list(argv))
+    started = time.time()
     run_distill(known.teacher, known.out, known.alpha, known.blend_weight, fit_args)
+    record_cv_folder("distill", started, known.out)
     return 0

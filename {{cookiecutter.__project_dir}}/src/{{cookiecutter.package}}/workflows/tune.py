@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import time
 from argparse import ArgumentError
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..utils.atomic import write_csv, write_text
 from ..utils.errors import DataError, UserError, full_disk_named
 from .fit_jobs import config_only_cli, fit_config_yaml, parse_fit_config, run_folder_flags
 from .search_space import Param, load_search_space, trial_flags
+from ..reports.ledger import record_run
 from ..reports.report import summary_table
 from .tune_study import check_study_name, database_url, make_pruner, make_storage, open_study
 
@@ -90,6 +92,7 @@ def run_tune(
     log: Callable[[str], None] = print,
 ) -> optuna.Study:
     """Run trials of the study ``study_name`` (joined or resumed if it exists); see the module."""
+    started = time.time()
     check_study_name(study_name)
     if importlib.util.find_spec("optuna") is None:
         raise DataError('tune needs Optuna: pip install -e ".[tune]"')
@@ -157,6 +160,8 @@ def run_tune(
         write_text(study_dir / "best.yaml", fit_config_yaml(best_cli, skip_none=False))
         key = metrics.logged_key()
         log(f"tune: best trial {best.number}: {key} {best.value:.4f} -> {study_dir}/best.yaml")
+        trial_dir = best.user_attrs.get("dir", study_dir)
+        record_run("tune", started, trial_dir, study_dir / "best.yaml", best.value, metrics.NAME)
     log(summary_table(rows))
     return study
 
