@@ -3,8 +3,9 @@
 # baked projects in a venv and runs their black, flake8, pre-commit config check and pytest).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`. One pytest-xdist worker
 # per core: the baked suites run side by side (tests/conftest.py groups each baked project's tests
-# on one worker, and gives the longest run, the default project's whole suite, a worker of its own).
+# on one worker, and gives the longest run, the default project's slow tier, a worker of its own).
+# The 15 slowest tests are listed at the end, so a CI log shows where the time goes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-exec .venv/bin/python -m pytest -n auto --dist loadgroup "$@"
+exec .venv/bin/python -m pytest -n auto --dist loadgroup --durations 15 "$@"

@@ -43,14 +43,14 @@ def subprocess_env() -> dict[str, str]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Group the slow tier for pytest-xdist (``--dist loadgroup``): the tests of one baked and
     installed project share a worker, so each worker installs a project at most once; the
-    longest run, the default project's whole suite, gets a group of its own."""
+    longest run, the default project's slow tier, gets a group of its own."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "installed" not in params:
             continue
         group = params["installed"]
-        if params.get("tier") == "all":
-            group += "-whole-suite"
+        if params.get("tier") == "slow":
+            group += "-slow-tier"
         item.add_marker(pytest.mark.xdist_group(group))
 
 

@@ -126,6 +126,8 @@ def test_console_script_lists_every_command_without_loading_lightning(installed)
         "distill",
         "tune",
         "package",
+        "submit",
+        "ledger",
         "report",
         "prepare",
         "sample-data",
@@ -137,18 +139,17 @@ def test_console_script_lists_every_command_without_loading_lightning(installed)
     assert "LOADED" not in _run([str(python), "-c", probe], project).stdout
 
 
-# Every baked suite runs under both precisions a CPU may pick: bf16-mixed (CPUs with native
+# The baked suites run under both precisions a CPU may pick: bf16-mixed (CPUs with native
 # bfloat16, like this machine) and 32-true (most CI runners); neither may decide a test. The
 # README's demo (tests/test_demo.py) trains under the machine's own choice.
-PRECISIONS = ["bf16-mixed", "32-true"]
-# (variant, precision, tests) of each baked pytest run. The whole suite runs once, for the
-# defaults in float32 (pytest-xdist gives it a worker of its own: it is the longest run); the
-# other runs check what a rename or another precision could break, and leave out the slow
-# multi-process tests.
+# (variant, precision, tests) of each baked pytest run. Together they run the whole suite of the
+# defaults in float32, and the fast tier once more, renamed and in bf16: what a rename or the
+# other precision could break. The slow tier is the longest run: pytest-xdist gives it a worker of
+# its own (tests/conftest.py), while the other worker runs the fast tiers and the template's tests.
 RUNS = [
-    ("defaults", "32-true", "all"),
-    ("defaults", "bf16-mixed", "not slow"),
-    ("leaf_doctor", "32-true", "not slow"),
+    ("defaults", "32-true", "slow"),
+    ("defaults", "32-true", "not slow"),
+    ("leaf_doctor", "bf16-mixed", "not slow"),
 ]
 
 
@@ -161,7 +162,7 @@ RUNS = [
 def test_baked_pytest(installed, precision, tier):
     project, python, _ = installed
     command = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "--precision", precision]
-    out = _run(command if tier == "all" else [*command, "-m", tier], project).stdout
+    out = _run([*command, "-m", tier], project).stdout
     summary = out.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
     assert f"training precision: {precision}" in out

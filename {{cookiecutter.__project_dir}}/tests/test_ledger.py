@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from {{ cookiecutter.package }}.cli import COMMANDS, main
 from {{ cookiecutter.package }}.kaggle import push
@@ -108,7 +109,8 @@ def test_two_cv_runs_and_a_submission_give_a_ledger_with_the_change_between_them
 ):
     tiny = ["--folds", "2", *cli_args(sample_dir, *QUICK_EPOCH)]
     assert main(["cv", "--out", "runs/cv_a", *tiny]) == 0
-    assert main(["cv", "--out", "runs/cv_b", *tiny, "--model.lr", "0.004"]) == 0
+    lr = yaml.safe_load(Path("runs/cv_a/fit_config.yaml").read_text())["model"]["lr"]
+    assert main(["cv", "--out", "runs/cv_b", *tiny, "--model.lr", str(lr * 2)]) == 0
     runs = read_ledger()
     assert [row["command"] for row in runs] == ["cv", "cv"]
     first, second = runs
@@ -128,7 +130,7 @@ def test_two_cv_runs_and_a_submission_give_a_ledger_with_the_change_between_them
     line = next(line for line in out.splitlines() if line.startswith(second["run_id"]))
     gap = 0.61234 - float(second["cv"])
     assert "0.61234" in line and f"{gap:+.4f}" in line
-    assert "model.lr (0.002 -> 0.004)" in line
+    assert f"model.lr ({lr} -> {lr * 2})" in line
     assert (Path("runs") / ledger.FIGURE).is_file()
     assert [row["command"] for row in read_ledger()] == ["cv", "cv", "submit", "lb"]
     assert main(["ledger"]) == 0  # the score is known now: not appended twice
@@ -268,3 +270,22 @@ def test_agents_md_names_every_command_and_each_one_answers_help(capsys):
     assert named == set(COMMANDS)
     for command in sorted(named):
         assert main([command, "--help"]) == 0, command
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (None, "runs/ledger.csv: no runs recorded yet"),
+        ("image,labels\nx.jpg,healthy\n", "runs/ledger.csv: not a ledger (header image,labels)"),
+    ],
+    ids=["missing", "another-csv"],
+)
+def test_ledger_without_a_ledger_is_one_line_and_writes_nothing(in_tmp, capsys, text, expected):
+    if text is not None:
+        Path("runs").mkdir()
+        Path("runs/ledger.csv").write_text(text, encoding="utf-8")
+    assert main(["ledger", "--offline"]) == 2
+    assert expected in only_error_line(capsys)
+    assert sorted(p.name for p in Path("runs").glob("*")) == (
+        [] if text is None else ["ledger.csv"]
+    )

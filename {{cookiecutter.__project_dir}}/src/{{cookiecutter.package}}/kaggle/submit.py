@@ -33,7 +33,8 @@ def submit(
         raise DataError("give --file FILE (file competition) or --kernel ID --version N (code)")
     if file is not None and not file.is_file():
         raise DataError(f"--file {file}: no such file")
-    text = f"{run_id} {message or run['command'] + ' cv ' + (run['cv'] or '-')}"
+    score = f"{run['command']} {run['metric'] or 'score'} {run['cv'] or '-'}"
+    text = f"{run_id} {message or score}"
     target = ["-f", str(file)] if file is not None else ["-k", str(kernel), "-v", str(version)]
     executable = kaggle_executable("submit")
     print(f"Kaggle credentials: {credentials_source()}")
@@ -62,7 +63,7 @@ def run_command(argv: Sequence[str]) -> int:
     add("--kernel", metavar="USER/SLUG", help="code competitions: the pushed notebook")
     add("--version", type=positive_int, metavar="N", help="code competitions: its version")
     add("--competition", default=COMPETITION, help=f"default {COMPETITION}")
-    add("-m", "--message", default="", help="after the run id (default: command and CV score)")
+    add("-m", "--message", default="", help="after the run id (default: command, metric, score)")
     add("--timeout", type=float, default=TIMEOUT, help=f"seconds (default {TIMEOUT:g})")
     add("--ledger", type=Path, help=f"default {LEDGER}")
     known = parser.parse_args(list(argv))

@@ -195,9 +195,18 @@ def cv_vs_lb(points: Sequence[tuple[float, float, str]]) -> Figure:
     figure, axes = _figure(6, 5)
     cv, lb = [p[0] for p in points], [p[1] for p in points]
     axes.scatter(cv, lb, color="tab:blue")
-    for x, y, run_id in points:
-        axes.annotate(run_id, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     low, high = min(cv + lb), max(cv + lb)
+    for x, y, run_id in points:
+        right = x > (low + high) / 2  # labels point inwards, so none runs off the axes
+        offset = (-3 if right else 3, 3)
+        axes.annotate(
+            run_id,
+            (x, y),
+            fontsize=7,
+            xytext=offset,
+            textcoords="offset points",
+            ha="right" if right else "left",
+        )
     axes.plot([low, high], [low, high], color="grey", linestyle="--", label="LB = CV")
     axes.set_xlabel(f"CV {metrics.NAME} (pooled out-of-fold)")
     axes.set_ylabel(f"public LB {metrics.NAME}")
