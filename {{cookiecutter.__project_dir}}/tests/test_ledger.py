@@ -289,3 +289,17 @@ def test_ledger_without_a_ledger_is_one_line_and_writes_nothing(in_tmp, capsys, 
     assert sorted(p.name for p in Path("runs").glob("*")) == (
         [] if text is None else ["ledger.csv"]
     )
+
+
+def test_workers_of_one_study_ending_on_the_same_best_trial_record_it_once(in_tmp):
+    config = in_tmp / "best.yaml"
+    config.write_text("model:\n  lr: 0.001\n", encoding="utf-8")
+    trial_0, trial_3 = in_tmp / "trial_0", in_tmp / "trial_3"
+    for trial_dir, score in [(trial_0, 0.5), (trial_0, 0.5), (trial_3, 0.7), (trial_0, 0.5)]:
+        ledger.record_best_trial(0.0, trial_dir, config, score)
+    rows = read_ledger()
+    assert [(row["command"], row["out"], row["cv"]) for row in rows] == [
+        ("tune", str(trial_0), "0.5000"),
+        ("tune", str(trial_3), "0.7000"),
+    ]
+    assert rows[0]["config_hash"] == ledger.config_hash(config)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
 import json
+import os
 import secrets
 import statistics
 import subprocess
@@ -144,6 +144,23 @@ def record_cv_folder(command: str, started: float, out: Path, ledger: Path | Non
     name = summary["metric"]
     score, folds = summary[f"oof_{name}_tuned"], summary[f"fold_oof_{name}"]
     return record_run(command, started, out, out / FIT_CONFIG, score, name, folds, ledger)
+
+
+def record_best_trial(
+    started: float, trial_dir: Path, config: Path, score: float, ledger: Path | None = None
+) -> str | None:
+    """``record_run`` of a ``tune`` study's best trial, unless that trial has a row already: each
+    worker records the study's best when it ends, and workers of one study often end on the same
+    best trial. None when it had one."""
+    from .. import metrics
+
+    try:
+        rows = read_ledger(ledger)
+    except DataError:  # not a ledger: ``ledger`` says so; the study's result is still appended
+        rows = []
+    if any(row["command"] == "tune" and row["out"] == str(trial_dir) for row in rows):
+        return None
+    return record_run("tune", started, trial_dir, config, score, metrics.NAME, ledger=ledger)
 
 
 def record_fit(cli: Any, started: float, ledger: Path | None = None) -> str | None:

@@ -18,12 +18,12 @@ from ..backbones import check_backbone_name
 from ..cli.argtypes import fit_job_parser, positive_int
 from ..cli.lightning import run_cli
 from ..cli.trainer_checks import one_line_parse_error
+from ..reports.ledger import record_best_trial
+from ..reports.report import summary_table
 from ..utils.atomic import write_csv, write_text
 from ..utils.errors import DataError, UserError, full_disk_named
 from .fit_jobs import config_only_cli, fit_config_yaml, parse_fit_config, run_folder_flags
 from .search_space import Param, load_search_space, trial_flags
-from ..reports.ledger import record_run
-from ..reports.report import summary_table
 from .tune_study import check_study_name, database_url, make_pruner, make_storage, open_study
 
 if TYPE_CHECKING:
@@ -160,8 +160,8 @@ def run_tune(
         write_text(study_dir / "best.yaml", fit_config_yaml(best_cli, skip_none=False))
         key = metrics.logged_key()
         log(f"tune: best trial {best.number}: {key} {best.value:.4f} -> {study_dir}/best.yaml")
-        trial_dir = best.user_attrs.get("dir", study_dir)
-        record_run("tune", started, trial_dir, study_dir / "best.yaml", best.value, metrics.NAME)
+        trial_dir = Path(best.user_attrs.get("dir", study_dir))
+        record_best_trial(started, trial_dir, study_dir / "best.yaml", best.value)
     log(summary_table(rows))
     return study
 
