@@ -82,9 +82,8 @@ def teacher_targets(
     missing = sorted(set(range(int(plan["folds"]))) - set(folds.values()))
     if missing:
         raise DataError(f"{teacher / FOLDS_CSV}: fold {missing[0]} holds no image")
-    row_of = {name: row for row, name in enumerate(ids)}
     labels = encode_labels(samples, classes).astype(np.int64)
-    soft = soft_targets(probs[[row_of[name] for name in images]], labels, alpha)
+    soft = soft_targets(in_order(ids, probs, images), labels, alpha)
     conflicting = int(plan.get("conflicting_groups", 0))
     fold_plan = FoldPlan(images, np.array([folds[name] for name in images]), [], conflicting)
     return images, classes, labels, soft, fold_plan
@@ -162,7 +161,11 @@ def run_distill(
 
 def read_oof(folder: Path, images: list[str], classes: list[str]) -> np.ndarray:
     """The pooled OOF probabilities of a cv folder, in ``images`` order."""
-    ids, probs = read_probabilities(folder / OOF, classes)
+    return in_order(*read_probabilities(folder / OOF, classes), images)
+
+
+def in_order(ids: list[str], probs: np.ndarray, images: list[str]) -> np.ndarray:
+    """The rows of ``probs`` (one per image of ``ids``) in ``images`` order."""
     row_of = {name: row for row, name in enumerate(ids)}
     return probs[[row_of[name] for name in images]]
 
