@@ -9,6 +9,7 @@ import torch
 
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.models import PlantClassifier
+from {{ cookiecutter.package }}.reports import ledger
 from {{ cookiecutter.package }}.utils.stop_signals import Stopped, StopSignals
 from {{ cookiecutter.package }}.utils.torchfiles import save_torch_file
 
@@ -33,6 +34,7 @@ def test_a_signal_during_fit_ends_in_one_line_and_keeps_finished_epochs_whole(
         return train(self, *args, **kwargs)
 
     monkeypatch.setattr(PlantClassifier, "training_step", step_then_signal)
+    monkeypatch.setattr(ledger, "LEDGER", in_tmp / "runs" / "ledger.csv")
     before = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
     args = ["--trainer.max_epochs", "3", "--trainer.limit_train_batches", "2"]
     assert main(["fit", *cli_args(sample_dir, *args, "--trainer.limit_val_batches", "1")]) == code
@@ -41,6 +43,7 @@ def test_a_signal_during_fit_ends_in_one_line_and_keeps_finished_epochs_whole(
     assert steps.count(1) == 1  # stopped at the first step of epoch 1
     names = sorted(p.name for p in (in_tmp / "checkpoints").iterdir())
     assert "last.ckpt" in names and not [n for n in names if n.startswith(".")]
+    assert not ledger.LEDGER.exists()  # a stopped run has no row, though epoch 0 was scored
     assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == before
 
 

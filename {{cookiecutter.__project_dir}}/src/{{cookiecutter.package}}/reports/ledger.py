@@ -165,12 +165,13 @@ def record_best_trial(
 
 def record_fit(cli: Any, started: float, ledger: Path | None = None) -> str | None:
     """``record_run`` of a finished ``fit`` (its best validation score and the config saved in its
-    log folder); None, and nothing written, for a fit that saved no checkpoint (fast_dev_run)."""
+    log folder); None, and nothing written, for a fit that saved no checkpoint (fast_dev_run) or
+    was interrupted."""
     from .. import metrics
 
     trainer = cli.trainer
     best = getattr(trainer.checkpoint_callback, "best_model_score", None)
-    if best is None or not trainer.is_global_zero:
+    if best is None or trainer.interrupted or not trainer.is_global_zero:
         return None
     out = Path(trainer.log_dir or trainer.default_root_dir)
     config = out / "config.yaml"
