@@ -19,7 +19,7 @@ import timm
 import torch
 from torch import nn
 
-from {{ cookiecutter.package }}.backbones import create_backbone
+from {{ cookiecutter.package }}.backbones import create_backbone, fixed_input_size
 from {{ cookiecutter.package }}.cli import main
 from {{ cookiecutter.package }}.models import PlantClassifier
 from {{ cookiecutter.package }}.predict.inference import load_classifier
@@ -152,6 +152,35 @@ def test_a_bad_backbone_name_gets_one_line_with_the_closest_names(name, expected
     line = only_error_line(capsys)
     assert f"backbone {name!r}" in line
     assert expected in line
+    assert_nothing_written(in_tmp)
+
+
+# A ViT published for 224 px (random weights): timm builds it for that size alone unless asked.
+VIT = "vit_tiny_patch16_224"
+
+
+def test_a_vit_takes_any_image_size_with_its_published_weights(tmp_path, offline):
+    published = reference(VIT).eval()
+    path = write_weights(published, tmp_path / "vit.safetensors")
+    published.reset_classifier(0)
+    features, _ = create_backbone(f"timm/{VIT}", str(path))
+    features.eval()
+    assert_same_weights(features, published)
+    assert fixed_input_size(features) is None
+    with torch.no_grad():
+        at_224 = torch.randn(1, 3, 224, 224)
+        torch.testing.assert_close(features(at_224), published(at_224))  # its own grid: as built
+        for side in (64, 96, 384):  # other grids: the position embeddings resampled
+            assert features(torch.randn(2, 3, side, side)).shape == (2, published.num_features)
+
+
+def test_a_backbone_built_for_one_size_is_one_line_naming_that_size(in_tmp, capsys):
+    assert fixed_input_size(reference("test_maxvit")) == 160
+    args = ["--model.backbone", "timm/test_maxvit", "--data.image_size", "64"]
+    assert fit(Path(__file__).parent / "data", *args) == 2
+    line = only_error_line(capsys)
+    assert "backbone 'timm/test_maxvit' takes 160x160 images only" in line
+    assert "pass --data.image_size 160" in line
     assert_nothing_written(in_tmp)
 
 

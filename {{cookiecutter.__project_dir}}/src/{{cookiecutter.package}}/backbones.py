@@ -8,6 +8,8 @@ downloading there when online), a weights file (``/path/model.safetensors``, ``.
 of the same architecture and the tag's head) or ``local-dir:/path/folder``, a folder written by
 ``timm.models.save_for_hf`` whose ``config.json`` names the same architecture. The backbone name
 is what a checkpoint keeps: it rebuilds the model anywhere, with no weights source and no network.
+A ViT, DeiT or EVA takes any image size; another model timm builds for one size (Swin, MaxViT)
+takes that size only (``check_image_size``).
 
 torchvision: its names without a prefix (``resnet18``, ``efficientnet_b0``...); ``pretrained`` is
 ``true`` (torchvision's default weights, in the torch hub cache) or a state-dict file.
@@ -96,13 +98,51 @@ def _timm_backbone(name: str, pretrained: bool | str) -> tuple[nn.Module, int]:
     overlay = _weights_source(name, pretrained) if isinstance(pretrained, str) else None
     try:
         # Built with the head of the tag's weights, so they load strictly; then reset to features.
-        model: Any = timm.create_model(  # timm's model API: reset_classifier, num_features
-            model_name, pretrained=bool(pretrained), pretrained_cfg_overlay=overlay
-        )
+        model: Any = _create_timm_model(model_name, pretrained, overlay)
     except Exception as exc:  # timm, torch, safetensors and huggingface_hub raise many types
         raise BackboneError(_weights_failure(name, pretrained, exc)) from None
     model.reset_classifier(0)
     return model, int(getattr(model, "head_hidden_size", None) or model.num_features)
+
+
+# timm modules whose models all take ``dynamic_img_size`` in every timm this project runs on
+# (1.0.16 and later; Kaggle's image has 1.0.26): a model trained with it rebuilds on Kaggle.
+DYNAMIC_SIZE_MODULES = ("vision_transformer", "deit", "eva")
+
+
+def _create_timm_model(
+    model_name: str, pretrained: bool | str, overlay: dict[str, Any] | None
+) -> nn.Module:
+    """timm's model (timm's model API: reset_classifier, num_features). A ViT, DeiT or EVA is built
+    to take any image size (``dynamic_img_size``: its position embeddings resampled to each
+    input's patch grid); other models published for one size take only that one (see
+    ``check_image_size``)."""
+    architecture = model_name.partition(".")[0]
+    dynamic = any(architecture in timm.list_models(module=m) for m in DYNAMIC_SIZE_MODULES)
+    extra: dict[str, Any] = {"dynamic_img_size": True} if dynamic else {}
+    return timm.create_model(
+        model_name, pretrained=bool(pretrained), pretrained_cfg_overlay=overlay, **extra
+    )
+
+
+def fixed_input_size(backbone: nn.Module) -> int | None:
+    """The one image side a backbone takes (a timm model such as Swin or MaxViT, built for one
+    size), or None when it takes any size."""
+    config = getattr(backbone, "pretrained_cfg", None) or {}
+    if getattr(backbone, "dynamic_img_size", False) or not config.get("fixed_input_size"):
+        return None
+    return int(config["input_size"][-1])
+
+
+def check_image_size(backbone: nn.Module, name: object, image_size: int | None) -> None:
+    """``BackboneError`` if ``backbone`` takes one image size and the data has another."""
+    size = fixed_input_size(backbone)
+    if size is not None and image_size is not None and size != image_size:
+        raise BackboneError(
+            f"backbone {name!r} takes {size}x{size} images only (timm {timm.__version__} builds"
+            f" it for one size): pass --data.image_size {size}, or a backbone published at"
+            f" {image_size} px"
+        )
 
 
 def _weights_source(name: str, pretrained: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 import torch
 from torch import nn
 
-from .backbones import create_backbone
+from .backbones import check_image_size, create_backbone
 from .losses import LossName, MultiLabelLoss, smooth_targets
 from .transforms import mix_batch
 from .utils.constraints import ClosedUnitInterval, HalfOpenUnitInterval, NonNegativeFinite
@@ -132,6 +132,13 @@ class PlantClassifier(pl.LightningModule):
                 " trained on this label set"
             )
 
+    def check_data(self, datamodule: Any) -> None:
+        """``check_vocabulary``, and a ``BackboneError`` if the backbone takes one image size and
+        the datamodule's is another."""
+        self.check_vocabulary(datamodule)
+        size = getattr(datamodule, "image_size", None)
+        check_image_size(self.backbone, self.hparams.get("backbone"), size)
+
     def setup(self, stage: str) -> None:
         datamodule = getattr(self._trainer, "datamodule", None)
         if self.classes is None:
@@ -139,7 +146,7 @@ class PlantClassifier(pl.LightningModule):
             if data_classes is None:
                 raise DataError("no label vocabulary: pass classes or a datamodule with train.csv")
             self._build_head(list(data_classes))
-        self.check_vocabulary(datamodule)
+        self.check_data(datamodule)
         if self.hparams.get("channels_last"):
             self.to(memory_format=torch.channels_last)
 

@@ -224,7 +224,7 @@ class PlantCLI(LightningCLI):
     def check_inputs(self) -> None:
         """The same checks the trainer's setup makes, run before it writes logs or checkpoints."""
         self.datamodule.check(str(self.subcommand))
-        self.model.check_vocabulary(self.datamodule)
+        self.model.check_data(self.datamodule)
 
     before_validate = before_test = check_inputs
 

@@ -147,7 +147,7 @@ def record_cv_folder(command: str, started: float, out: Path, ledger: Path | Non
 
 
 def record_best_trial(
-    started: float, trial_dir: Path, config: Path, score: float, ledger: Path | None = None
+    started: float, trial_dir: Path, config: Path, score: float | None, ledger: Path | None = None
 ) -> str | None:
     """``record_run`` of a ``tune`` study's best trial, unless that trial has a row already: each
     worker records the study's best when it ends, and workers of one study often end on the same
