@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from {{ cookiecutter.package }}.kaggle.push import BASE_SLUG as BASE, KERNEL_MET
 from {{ cookiecutter.package }}.kaggle.push import INSTANCE_METADATA, MODEL_METADATA
 from {{ cookiecutter.package }}.utils.errors import UserError
 
+from fake_kaggle import install_fake_kaggle
 from helpers import only_error_line
 from fake_runs import fake_checkpoint
 
@@ -92,15 +92,7 @@ class Clock:
 def kaggle(tmp_path, monkeypatch):
     """A stand-in ``kaggle`` on PATH following ``PLAN`` (``kaggle.plan(**changes)`` edits it);
     ``kaggle.calls()`` lists the calls, ``kaggle.clock`` is the mocked clock. No credentials."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "kaggle"
-    script.write_text(f"#!{sys.executable}\n{SCRIPT}", encoding="utf-8")
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    for name in ("KAGGLE_CONFIG_DIR", "XDG_CONFIG_HOME", *push.SECRETS, "KAGGLE_USERNAME"):
-        monkeypatch.delenv(name, raising=False)
+    bin_dir = install_fake_kaggle(tmp_path, monkeypatch, SCRIPT)
     clock = Clock()
     monkeypatch.setattr(push, "time", clock)
 

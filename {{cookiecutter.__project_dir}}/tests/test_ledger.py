@@ -9,9 +9,7 @@ is blanked out), and seconds to sleep first; it records its calls.
 import csv
 import json
 import multiprocessing
-import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from {{ cookiecutter.package }}.kaggle import push
 from {{ cookiecutter.package }}.reports import ledger
 from {{ cookiecutter.package }}.reports.ledger import FIELDS, KAGGLE_COLUMNS, append_row, read_ledger
 
+from fake_kaggle import install_fake_kaggle
 from helpers import QUICK_EPOCH, cli_args, fit, only_error_line
 
 TOKEN = "KGAT_fake0123456789token"
@@ -57,15 +56,7 @@ def submissions_csv(*rows: tuple[str, str]) -> str:
 @pytest.fixture
 def kaggle(tmp_path, monkeypatch):
     """The stand-in ``kaggle`` with a token; ``kaggle.plan(command=[code, text, sleep])``."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "kaggle"
-    script.write_text(f"#!{sys.executable}\n{SCRIPT}", encoding="utf-8")
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    for name in ("KAGGLE_CONFIG_DIR", "XDG_CONFIG_HOME", *push.SECRETS, "KAGGLE_USERNAME"):
-        monkeypatch.delenv(name, raising=False)
+    bin_dir = install_fake_kaggle(tmp_path, monkeypatch, SCRIPT)
     monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
 
     class Fake:
@@ -198,12 +189,13 @@ def test_ledger_says_what_changed_and_prints_what_it_has_without_credentials(
 
 FAILED = [1, "403 Client Error: Forbidden for url ($TOKEN)", 0]
 SLOW = [0, "slow", 60]
-
-
-@pytest.mark.parametrize(
+KAGGLE_FAILS_OR_IS_SLOW = pytest.mark.parametrize(
     "answer, expected",
     [(FAILED, "failed (exit 1): 403 Client"), (SLOW, "did not finish within 0.5 s")],
 )
+
+
+@KAGGLE_FAILS_OR_IS_SLOW
 def test_when_kaggle_fails_or_is_slow_ledger_says_so_in_one_line_and_prints_its_table(
     in_tmp, kaggle, capsys, answer, expected
 ):
@@ -219,10 +211,7 @@ def test_when_kaggle_fails_or_is_slow_ledger_says_so_in_one_line_and_prints_its_
     assert [row["command"] for row in read_ledger()] == ["cv", "submit"]
 
 
-@pytest.mark.parametrize(
-    "answer, expected",
-    [(FAILED, "failed (exit 1): 403 Client"), (SLOW, "did not finish within 0.5 s")],
-)
+@KAGGLE_FAILS_OR_IS_SLOW
 def test_a_failed_or_slow_submission_is_one_line_and_not_recorded(
     in_tmp, kaggle, capsys, answer, expected
 ):
