@@ -363,6 +363,18 @@ def test_predicting_zero_batches_is_refused_by_the_console_script(trained, sampl
     assert_nothing_written(in_tmp)
 
 
+def test_the_console_script_predicts_without_upstream_deprecation_noise(
+    trained, sample_dir, in_tmp
+):
+    """torch 2.14 warns inside Lightning 2.6's own code on every run (``UPSTREAM_WARNINGS``)."""
+    script = Path(sys.executable).with_name("{{ cookiecutter.package }}")
+    args = cli_args(sample_dir, "--ckpt_path", str(trained))
+    done = subprocess.run([script, "predict", *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (in_tmp / "submission.csv").is_file()
+    assert [line for line in done.stderr.splitlines() if "LeafSpec" in line] == []
+
+
 def test_limiting_predict_batches_by_count_writes_no_submission(
     trained, sample_dir, in_tmp, capsys
 ):

@@ -27,13 +27,13 @@ from ..workflows.cv_files import fold_checkpoints, is_cv_folder
 from ..predict.inference import Checkpoint, EnsembleClassifier, read_checkpoint, speed_line
 from .loggers import check_logger_packages
 from ..models import PlantClassifier
-from ..utils.quiet import drop_adverts
+from ..utils.quiet import quiet_lightning
 from ..predict.submission import SubmissionWriter
 from ..predict.tta import TTA
 from ..predict.blend import parse_blend, parse_sources
 from ..predict.threshold_report import ThresholdChoice, ThresholdReport, decide_threshold
 
-drop_adverts()
+quiet_lightning()
 # `cv` and `tune` run fits with their own arguments while sys.argv holds theirs: on purpose.
 warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
 # validate/test of a checkpoint of an EMA fit: its state_dict is already the average.

@@ -18,10 +18,10 @@ from ..prep.folder_checks import list_images
 from ..utils.hardware import default_num_workers, inference_devices
 from ..predict.inference import EnsembleClassifier, images_per_second, predict_images, speed_line
 from ..metrics import decode, labels_to_text
-from ..utils.quiet import drop_adverts
+from ..utils.quiet import quiet_lightning
 from ..predict.submission import one_row_per_image, write_probabilities, write_submission
 
-drop_adverts()
+quiet_lightning()
 
 
 def predict_share(
