@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from {{ cookiecutter.package }}.data import ImageDataset, PlantDataModule, build_transforms, normalize_batch
+from {{ cookiecutter.package }}.data import ImageDataset, PlantDataModule, build_transforms
 from {{ cookiecutter.package }}.utils.hardware import default_precision
 from {{ cookiecutter.package }}.predict.inference import EnsembleClassifier, tta_views
 from {{ cookiecutter.package }}.layout import TEST_IMAGES
@@ -82,7 +82,7 @@ def plain_rate(args: argparse.Namespace, data_dir: Path, precision: str) -> floa
     rows = []
     with torch.inference_mode(), autocast:
         for batch in loader:
-            images = normalize_batch(batch["image"])
+            images = batch["image"]  # uint8: each model normalises with its own statistics
             probs = [
                 torch.sigmoid(m(v).float()) for v in tta_views(images, "flips") for m in models
             ]

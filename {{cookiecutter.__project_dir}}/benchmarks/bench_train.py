@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from {{ cookiecutter.package }}.cli.ema import ModelEMA
-from {{ cookiecutter.package }}.data import normalize_batch
+from {{ cookiecutter.package }}.transforms import normalize_batch
 from {{ cookiecutter.package }}.utils.hardware import default_precision
 from {{ cookiecutter.package }}.models import PlantClassifier
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from {{ cookiecutter.package }}.data import ImageDataset, build_transforms, normalize_batch
+from {{ cookiecutter.package }}.data import ImageDataset, build_transforms
 from {{ cookiecutter.package }}.utils.hardware import default_precision
 from {{ cookiecutter.package }}.predict.inference import load_classifier
 
@@ -92,7 +92,7 @@ def recomputed_probabilities(
     model, _ = load_classifier(checkpoint)
     transform = build_transforms(image_size, train=False)
     dataset = ImageDataset(folder, names, transform, decode_size=image_size)
-    images = normalize_batch(torch.stack([dataset[i]["image"] for i in range(len(dataset))]))
+    images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])  # uint8: the model
     with torch.no_grad():
         probs = [torch.sigmoid(model(images.flip(dims) if dims else images)) for dims in views]
     return torch.stack(probs).mean(0).numpy()

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from {{ cookiecutter.package }}.cli import main
-from {{ cookiecutter.package }}.data import PlantDataModule, build_transforms, normalize_batch
+from {{ cookiecutter.package }}.data import PlantDataModule, build_transforms
 from {{ cookiecutter.package }}.utils.errors import DataError
 from {{ cookiecutter.package }}.images import load_image
 from {{ cookiecutter.package }}.folds import assign_folds, validation_split
@@ -231,18 +231,27 @@ def test_train_and_val_transforms_give_the_same_size(sample_dir):
     assert train.dtype == val.dtype == torch.uint8
 
 
-def test_a_uniform_colour_is_normalised_with_imagenet_statistics(sample_dir):
-    """Pixels / 255, minus the ImageNet mean, over the ImageNet std: checked on known values."""
+@pytest.mark.parametrize(
+    ("backbone", "expected"),
+    [
+        # torchvision: ImageNet's statistics, (1 - 0.485) / 0.229, (0 - 0.456) / 0.224, ...
+        ("resnet18", [2.248908, -2.035714, 0.426492]),
+        # timm: those of the weights it publishes for the model (0.5 and 0.5 for test_convnext)
+        ("timm/test_convnext", [1.0, -1.0, 0.003922]),
+    ],
+)
+def test_a_uniform_colour_is_normalised_with_the_backbone_s_statistics(backbone, expected):
     colour = (255, 0, 128)
-    pixels = build_transforms(16, train=False)(Image.new("RGB", (50, 30), colour))
+    pixels = build_transforms(64, train=False)(Image.new("RGB", (50, 30), colour))
     assert [pixels[c].unique().tolist() for c in range(3)] == [[255], [0], [128]]
-    dm = PlantDataModule(str(sample_dir), num_workers=0)
-    batch = dm.on_after_batch_transfer({"image": pixels[None], "id": ["x.jpg"]}, 0)
-    assert batch["image"].dtype == torch.float32 and batch["image"].shape == (1, 3, 16, 16)
-    # (1 - 0.485) / 0.229, (0 - 0.456) / 0.224, (128 / 255 - 0.406) / 0.225
-    expected = torch.tensor([2.248908, -2.035714, 0.426492]).view(1, 3, 1, 1).expand(1, 3, 16, 16)
-    assert torch.allclose(batch["image"], expected, atol=1e-5)
-    assert torch.equal(normalize_batch(pixels[None]), batch["image"])
+    model = PlantClassifier(backbone=backbone, classes=["a", "b"])
+    normalised = model.normalize(pixels[None])
+    assert normalised.dtype == torch.float32 and normalised.shape == (1, 3, 64, 64)
+    target = torch.tensor(expected).view(1, 3, 1, 1).expand(1, 3, 64, 64)
+    assert torch.allclose(normalised, target, atol=1e-5)
+    assert model.normalize(normalised) is normalised  # float images: normalised already
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(pixels[None]), model(normalised))
 
 
 def test_datamodule_batches(sample_dir):

@@ -36,6 +36,7 @@ import torch
 import torchvision
 from torch import nn
 
+from .transforms import IMAGENET_MEAN, IMAGENET_STD
 from .utils.class_paths import build_from_class_path
 from .utils.errors import BackboneError
 from .utils.jsonfile import field, read_json
@@ -123,6 +124,17 @@ def _create_timm_model(
     return timm.create_model(
         model_name, pretrained=bool(pretrained), pretrained_cfg_overlay=overlay, **extra
     )
+
+
+def input_stats(backbone: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel mean and std a backbone's images are normalised with: those of the
+    weights timm publishes for it (e.g. 0.5 for AugReg ViTs, CLIP's for CLIP towers), else
+    ImageNet's (torchvision models, your own modules)."""
+    config = getattr(backbone, "pretrained_cfg", None) or {}
+    mean, std = config.get("mean"), config.get("std")
+    if mean is None or std is None or len(mean) != 3 or len(std) != 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
 def fixed_input_size(backbone: nn.Module) -> int | None:

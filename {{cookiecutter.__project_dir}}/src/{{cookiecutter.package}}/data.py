@@ -1,5 +1,6 @@
 """Images for the model: the dataset, and the DataModule over a Kaggle-layout folder, which checks
-every image a stage will read, then serves uint8 batches normalised on the training device."""
+every image a stage will read, then serves uint8 batches (the model normalises them on its device
+with its backbone's statistics)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from .folds import split_from_file, validation_split
 from .images import load_image
 from .labels import Sample, encode_labels, label_vocabulary, read_train_csv
 from .layout import TEST_IMAGES, TRAIN_CSV, TRAIN_IMAGES
-from .transforms import build_transforms, normalize_batch
+from .transforms import build_transforms
 
 
 class ImageDataset(Dataset):
@@ -223,12 +224,6 @@ class PlantDataModule(pl.LightningDataModule):
             targets[indices],
             decode_size=self.image_size,
         )
-
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        """Normalise images on the device they were moved to (cheap there, batched)."""
-        if batch["image"].dtype == torch.uint8:
-            batch["image"] = normalize_batch(batch["image"])
-        return batch
 
     def _loader(self, dataset: ImageDataset | None, shuffle: bool) -> DataLoader:
         if dataset is None:

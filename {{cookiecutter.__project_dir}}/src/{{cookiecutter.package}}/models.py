@@ -15,9 +15,9 @@ from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 import torch
 from torch import nn
 
-from .backbones import check_image_size, create_backbone
+from .backbones import check_image_size, create_backbone, input_stats
 from .losses import LossName, MultiLabelLoss, smooth_targets
-from .transforms import mix_batch
+from .transforms import mix_batch, normalize_batch
 from .utils.constraints import ClosedUnitInterval, HalfOpenUnitInterval, NonNegativeFinite
 from .utils.constraints import PositiveFinite, check_declared_ranges
 from .utils.errors import DataError
@@ -93,6 +93,7 @@ class PlantClassifier(pl.LightningModule):
         instance = isinstance(backbone, nn.Module) and _given_hyperparameters.get() is None
         self.save_hyperparameters(ignore=["backbone"] if instance else None)
         self.backbone, self.num_features = create_backbone(backbone, pretrained)
+        self.input_mean, self.input_std = input_stats(self.backbone)
         self.dropout = nn.Dropout(dropout)
         self.head: nn.Linear | None = None
         self.criterion: MultiLabelLoss | None = None
@@ -150,10 +151,19 @@ class PlantClassifier(pl.LightningModule):
         if self.hparams.get("channels_last"):
             self.to(memory_format=torch.channels_last)
 
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images (what the loaders give) normalised with the backbone's statistics
+        (``input_stats``); float images are taken as normalised already."""
+        if images.dtype != torch.uint8:
+            return images
+        return normalize_batch(images, self.input_mean, self.input_std)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits (batch x classes); apply a sigmoid for probabilities."""
+        """Logits (batch x classes) of uint8 images, or of float images normalised already;
+        apply a sigmoid for probabilities."""
         if self.head is None:
             raise RuntimeError("the head is built once classes are known (pass classes=...)")
+        images = self.normalize(images)
         if self.hparams.get("channels_last"):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.head(self.dropout(self.backbone(images)))
@@ -179,7 +189,7 @@ class PlantClassifier(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         hp = self.hparams
         mix = mix_batch(
-            batch["image"],
+            self.normalize(batch["image"]),
             batch["target"].float(),
             hp["mixup_p"],
             hp["mixup_alpha"],

@@ -1,10 +1,10 @@
 """The augmentations: what a training image goes through, what an evaluated one does, the
-normalisation applied to whole batches on the training device, and the mixing of training
+normalisation the model applies to whole uint8 batches on its device, and the mixing of training
 batches (mixup, cutmix) with their label vectors."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -29,9 +29,14 @@ def build_transforms(image_size: int, train: bool) -> Callable[[Any], torch.Tens
     return v2.Compose([*geometry, v2.PILToTensor()])
 
 
-def normalize_batch(images: torch.Tensor) -> torch.Tensor:
-    """uint8 NCHW images -> float32, scaled to [0, 1] and normalised with ImageNet statistics."""
-    return v2.functional.normalize(images.float() / 255.0, IMAGENET_MEAN, IMAGENET_STD)
+def normalize_batch(
+    images: torch.Tensor,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """uint8 NCHW images -> float32, scaled to [0, 1] and normalised with a backbone's statistics
+    (default ImageNet's; ``backbones.input_stats`` gives each backbone's)."""
+    return v2.functional.normalize(images.float() / 255.0, list(mean), list(std))
 
 
 class Mix(NamedTuple):

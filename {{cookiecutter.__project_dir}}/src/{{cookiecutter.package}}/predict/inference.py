@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data import ImageDataset, build_transforms, normalize_batch
+from ..data import ImageDataset, build_transforms
 from ..utils.errors import DataError
 from ..utils.hardware import default_precision
 from ..cli.trainer_checks import MODEL_ARGUMENTS, check_hyper_parameters
@@ -151,10 +151,7 @@ class EnsembleClassifier(pl.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         if not self.marks:
             self.marks.append((time.monotonic(), 0))
-        images = batch["image"]
-        if images.dtype == torch.uint8:  # a loader of our datasets, without the data module
-            images = normalize_batch(images)
-        probs = self(images)
+        probs = self(batch["image"])  # uint8: each member normalises with its own statistics
         self.images += len(batch["id"])
         self.marks[2:] = [(time.monotonic(), self.images)]
         return {"id": list(batch["id"]), "probs": probs}
