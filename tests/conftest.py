@@ -41,17 +41,17 @@ def subprocess_env() -> dict[str, str]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Group the slow tier for pytest-xdist (``--dist loadgroup``): the tests of one baked and
-    installed project share a worker, so each worker installs a project at most once; the
-    longest run, the default project's slow tier, gets a group of its own."""
+    """Two groups for pytest-xdist (``--dist loadgroup``), of about the same length: the default
+    project's slow tier, then its linters (test_baked_project.py defines the pytest run first, so
+    that the worker takes nothing else while it runs); and every fast tier with the renamed
+    project's linters. pytest-xdist hands out the largest groups first, so each starts at once on
+    a worker of its own; each worker installs a project at most twice."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "installed" not in params:
             continue
-        group = params["installed"]
-        if params.get("tier") == "slow":
-            group += "-slow-tier"
-        item.add_marker(pytest.mark.xdist_group(group))
+        fast = params.get("tier") == "not slow" or params["installed"] != "defaults"
+        item.add_marker(pytest.mark.xdist_group("fast-tiers" if fast else "defaults-slow-tier"))
 
 
 def bake_files(project: Path) -> set[str]:

@@ -60,6 +60,38 @@ def installed(request, tmp_path_factory) -> tuple[Path, Path, str]:
     return project, python, package
 
 
+# The baked suites run under both precisions a CPU may pick: bf16-mixed (CPUs with native
+# bfloat16, like this machine) and 32-true (most CI runners); neither may decide a test. The
+# README's demo (tests/test_demo.py) trains under the machine's own choice.
+# (variant, precision, tests) of each baked pytest run. Together they run the whole suite of the
+# defaults in float32, and the fast tier once more, renamed and in bf16: what a rename or the
+# other precision could break. The slow tier is the longest run: defined first, it runs before the
+# default project's linters on a worker of its own (tests/conftest.py), while the other worker
+# runs the fast tiers.
+RUNS = [
+    ("defaults", "32-true", "slow"),
+    ("defaults", "32-true", "not slow"),
+    ("leaf_doctor", "bf16-mixed", "not slow"),
+]
+
+
+@pytest.mark.parametrize(
+    ("installed", "precision", "tier"),
+    RUNS,
+    indirect=["installed"],
+    ids=["-".join(run).replace(" ", "-") for run in RUNS],
+)
+def test_baked_pytest(installed, precision, tier):
+    project, python, _ = installed
+    command = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "--precision", precision]
+    out = _run([*command, "-m", tier], project).stdout
+    summary = out.strip().splitlines()[-1]
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+    assert f"training precision: {precision}" in out
+    unexpected = [line for line in out.splitlines() if is_unexpected_skip(line)]
+    assert unexpected == [], "\n".join(unexpected)
+
+
 def test_black(installed):
     project, python, _ = installed
     _run([str(python), "-m", "black", "--check", "."], project)
@@ -137,37 +169,6 @@ def test_console_script_lists_every_command_without_loading_lightning(installed)
         " print('LOADED' if 'pytorch_lightning' in sys.modules or 'torch' in sys.modules else '')"
     )
     assert "LOADED" not in _run([str(python), "-c", probe], project).stdout
-
-
-# The baked suites run under both precisions a CPU may pick: bf16-mixed (CPUs with native
-# bfloat16, like this machine) and 32-true (most CI runners); neither may decide a test. The
-# README's demo (tests/test_demo.py) trains under the machine's own choice.
-# (variant, precision, tests) of each baked pytest run. Together they run the whole suite of the
-# defaults in float32, and the fast tier once more, renamed and in bf16: what a rename or the
-# other precision could break. The slow tier is the longest run: pytest-xdist gives it a worker of
-# its own (tests/conftest.py), while the other worker runs the fast tiers and the template's tests.
-RUNS = [
-    ("defaults", "32-true", "slow"),
-    ("defaults", "32-true", "not slow"),
-    ("leaf_doctor", "bf16-mixed", "not slow"),
-]
-
-
-@pytest.mark.parametrize(
-    ("installed", "precision", "tier"),
-    RUNS,
-    indirect=["installed"],
-    ids=["-".join(run).replace(" ", "-") for run in RUNS],
-)
-def test_baked_pytest(installed, precision, tier):
-    project, python, _ = installed
-    command = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "--precision", precision]
-    out = _run([*command, "-m", tier], project).stdout
-    summary = out.strip().splitlines()[-1]
-    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
-    assert f"training precision: {precision}" in out
-    unexpected = [line for line in out.splitlines() if is_unexpected_skip(line)]
-    assert unexpected == [], "\n".join(unexpected)
 
 
 # Skips that depend on the machine; any other (a missing extra, the PostgreSQL test where the
